@@ -1,0 +1,208 @@
+package ledger
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
+)
+
+// Credit says that the transfer in SourceLane of a batch credits the account
+// in (TargetShard, TargetLane).
+type Credit struct {
+	SourceLane  int
+	TargetShard uint32
+	TargetLane  int
+}
+
+// Deltas are the state changes of one evaluated batch: Debit is subtracted
+// from the source shard's state; Credits[s] is added to shard s's state. All
+// are at LevelState with the state scale.
+type Deltas struct {
+	Debit   *rlwe.Ciphertext
+	Credits map[uint32]*rlwe.Ciphertext
+}
+
+// Apply turns the verdicts of an evaluated batch into state deltas. Only
+// accepted lanes move money; a rejected lane changes nothing. Credits are
+// derived from the verified debit itself (the receiver gets exactly the
+// recomposed amount the sender proved), routed lane-to-lane with a
+// baby-step/giant-step rotation schedule: babySteps-1 hoisted rotations shared
+// by the batch, one masked multiply-accumulate per credit, and at most
+// Lanes/babySteps-1 rotations per receiving shard.
+func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit) (*Deltas, error) {
+	accepted := map[int]bool{}
+	for l, r := range verdicts {
+		if r == Accepted {
+			accepted[l] = true
+		}
+	}
+	y3 := ev.checked
+	if len(accepted) != len(ev.Lanes) {
+		// Recompute the isolated batch over accepted lanes only (rejections are
+		// the exception, so the common path reuses the evaluation's batch).
+		var items []Item
+		for _, it := range ev.items {
+			var keep []int
+			for _, l := range it.Lanes {
+				if accepted[l] {
+					keep = append(keep, l)
+				}
+			}
+			if len(keep) > 0 {
+				items = append(items, Item{CT: it.CT, Lanes: keep})
+			}
+		}
+		y4, err := e.isolate(items, LevelUpload)
+		if err != nil {
+			return nil, err
+		}
+		y3 = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
+		if err := e.eval.Rescale(y4, y3); err != nil {
+			return nil, err
+		}
+	}
+	out := &Deltas{Credits: map[uint32]*rlwe.Ciphertext{}}
+	debit, err := e.rescaleTo(y3, LevelState)
+	if err != nil {
+		return nil, err
+	}
+	out.Debit = debit
+
+	// Group accepted credits by receiving shard and giant step.
+	type key struct {
+		shard uint32
+		k2    int
+	}
+	groups := map[key][]Credit{}
+	needBaby := map[int]bool{}
+	for _, c := range credits {
+		if !accepted[c.SourceLane] {
+			continue
+		}
+		if c.TargetLane < 0 || c.TargetLane >= e.p.Lanes {
+			return nil, fmt.Errorf("%w: credit target lane %d", ErrBatch, c.TargetLane)
+		}
+		k := ((c.SourceLane-c.TargetLane)%e.p.Lanes + e.p.Lanes) % e.p.Lanes // left rotation moving source onto target
+		k1, k2 := k%babySteps, k/babySteps
+		groups[key{c.TargetShard, k2}] = append(groups[key{c.TargetShard, k2}], c)
+		needBaby[k1] = true
+	}
+	if len(groups) == 0 {
+		return out, nil
+	}
+
+	// Baby steps: hoisted rotations of the accepted batch by k1 in [0, babySteps).
+	baby := make([]*rlwe.Ciphertext, babySteps)
+	baby[0] = y3
+	decomp := e.decompose(y3)
+	for k1 := 1; k1 < babySteps; k1++ {
+		if !needBaby[k1] {
+			continue
+		}
+		baby[k1] = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
+		g := e.p.BGV.GaloisElementForColRotation(k1)
+		if err := e.eval.AutomorphismHoisted(LevelChecked, y3, decomp, g, baby[k1]); err != nil {
+			return nil, fmt.Errorf("ledger: baby-step rotation: %w", err)
+		}
+	}
+
+	// Inner sums per (shard, k2): mask(lane s - k1) * rot_k1(batch), accumulated.
+	rq := e.p.BGV.RingQ().AtLevel(LevelChecked)
+	inner := map[key]*rlwe.Ciphertext{}
+	shards := map[uint32]int{} // shard -> max k2
+	for g, cs := range groups {
+		acc := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
+		acc.Scale = y3.Scale
+		for _, c := range cs {
+			k := ((c.SourceLane-c.TargetLane)%e.p.Lanes + e.p.Lanes) % e.p.Lanes
+			k1 := k % babySteps
+			// Rotating left by k1 moves lane s onto lane s-k1 (mod Lanes), so the
+			// pre-rotated mask is simply that lane's mask.
+			m := e.masks.lane(((c.SourceLane-k1)%e.p.Lanes + e.p.Lanes) % e.p.Lanes)
+			for i := 0; i < 2; i++ {
+				rq.MulCoeffsMontgomeryThenAdd(baby[k1].Value[i], m, acc.Value[i])
+			}
+		}
+		r, err := e.rescaleTo(acc, LevelState)
+		if err != nil {
+			return nil, err
+		}
+		inner[g] = r
+		if cur, ok := shards[g.shard]; !ok || g.k2 > cur {
+			shards[g.shard] = g.k2
+		}
+	}
+
+	// Giant steps per shard, Horner: H = inner_max; H = rot_16(H) + inner_k2.
+	ids := make([]uint32, 0, len(shards))
+	for s := range shards {
+		ids = append(ids, s)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	for _, s := range ids {
+		var h *rlwe.Ciphertext
+		for k2 := shards[s]; k2 >= 0; k2-- {
+			if h != nil {
+				rot := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
+				if err := e.eval.RotateColumns(h, babySteps, rot); err != nil {
+					return nil, fmt.Errorf("ledger: giant-step rotation: %w", err)
+				}
+				h = rot
+			}
+			if in, ok := inner[key{s, k2}]; ok {
+				if h == nil {
+					h = in
+				} else if err := e.eval.Add(h, in, h); err != nil {
+					return nil, err
+				}
+			}
+		}
+		out.Credits[s] = h
+	}
+	return out, nil
+}
+
+// ApplyDelta adds (sign=+1) or subtracts (sign=-1) a delta into a shard state.
+func (e *Engine) ApplyDelta(state, delta *rlwe.Ciphertext, sign int) (*rlwe.Ciphertext, error) {
+	if delta == nil {
+		return state, nil
+	}
+	if state.Level() != LevelState || delta.Level() != LevelState || !state.Scale.Equal(delta.Scale) {
+		return nil, fmt.Errorf("%w: delta level/scale does not match the state", ErrBatch)
+	}
+	out := state.CopyNew()
+	var err error
+	if sign < 0 {
+		err = e.eval.Sub(out, delta, out)
+	} else {
+		err = e.eval.Add(out, delta, out)
+	}
+	return out, err
+}
+
+// BalanceCiphertext isolates one account's balance from a shard state into a
+// single slot (0,0,lane) at LevelDecrypt: the only ciphertext a validator
+// re-encrypts to an owner, so no other account's data can leak through it.
+func (e *Engine) BalanceCiphertext(state *rlwe.Ciphertext, lane int) (*rlwe.Ciphertext, error) {
+	if lane < 0 || lane >= e.p.Lanes {
+		return nil, fmt.Errorf("%w: lane %d", ErrBatch, lane)
+	}
+	sum, err := e.recompose(state)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]uint64, e.p.Slots)
+	vals[e.p.Slot(0, 0, lane)] = 1
+	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
+	pt.Scale = e.p.BGV.NewScale(1)
+	if err := e.ecd.Encode(vals, pt); err != nil {
+		return nil, err
+	}
+	m, err := e.eval.MulNew(sum, pt)
+	if err != nil {
+		return nil, err
+	}
+	return e.rescaleTo(m, LevelDecrypt)
+}

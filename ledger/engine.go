@@ -1,0 +1,376 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
+	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+)
+
+func newEncoder(p *Params) *bgv.Encoder { return bgv.NewEncoder(p.BGV) }
+
+// masks caches the per-lane isolation masks: the 0/1 indicator of one lane's
+// 64 slots, encoded at LevelUpload in NTT form and pre-multiplied by T in the
+// Montgomery domain, so isolating a client ciphertext is one fused
+// multiply-accumulate per coefficient. A level-L mask restricted to its first
+// L' primes is the level-L' mask, so one table serves every level.
+type masks struct {
+	p     *Params
+	once  []sync.Once
+	lanes []ring.Poly
+	tMont ring.RNSScalar
+}
+
+func newMasks(p *Params) *masks {
+	rq := p.BGV.RingQ()
+	tm := rq.NewRNSScalarFromBigint(new(big.Int).Lsh(new(big.Int).SetUint64(p.BGV.PlaintextModulus()), 64))
+	rq.MFormRNSScalar(tm, tm)
+	return &masks{p: p, once: make([]sync.Once, p.Lanes), lanes: make([]ring.Poly, p.Lanes), tMont: tm}
+}
+
+// encodeMask encodes a 0/1 slot vector at level into the fused-multiply form.
+func (m *masks) encodeMask(vals []uint64, level int) ring.Poly {
+	pt := bgv.NewPlaintext(m.p.BGV, level)
+	pt.Scale = m.p.BGV.NewScale(1)
+	if err := newEncoder(m.p).Encode(vals, pt); err != nil {
+		panic(fmt.Errorf("ledger: encoding mask: %w", err)) // fixed-size vector: a bug if it fails
+	}
+	rq := m.p.BGV.RingQ().AtLevel(level)
+	out := rq.NewPoly()
+	rq.MulRNSScalarMontgomery(pt.Value, m.tMont, out)
+	return out
+}
+
+// lane returns lane's isolation mask (both rows, all 32 bit slots).
+func (m *masks) lane(lane int) ring.Poly {
+	m.once[lane].Do(func() {
+		vals := make([]uint64, m.p.Slots)
+		for row := 0; row < m.p.Rows; row++ {
+			for j := 0; j < m.p.Bits; j++ {
+				vals[m.p.Slot(row, j, lane)] = 1
+			}
+		}
+		m.lanes[lane] = m.encodeMask(vals, LevelUpload)
+	})
+	return m.lanes[lane]
+}
+
+// Engine evaluates batches. It holds evaluation keys and precomputed
+// plaintexts; it is not safe for concurrent use: give each goroutine its own
+// via Clone (clones share the read-only tables).
+type Engine struct {
+	p     *Params
+	keys  *PublicKeys
+	eval  *bgv.Evaluator
+	ecd   *bgv.Encoder
+	masks *masks
+	bits  *rlwe.Plaintext // c(row, j, lane) = 2^j, at LevelChecked, scale of the checked batch
+	scale struct {
+		checked, state rlwe.Scale
+	}
+}
+
+// NewEngine prepares an evaluator for the published keys.
+func NewEngine(p *Params, keys *PublicKeys) (*Engine, error) {
+	if keys == nil || keys.RLK == nil || len(keys.GKs) != len(p.GaloisElements()) {
+		return nil, fmt.Errorf("%w: incomplete evaluation keys", ErrParams)
+	}
+	e := &Engine{p: p, keys: keys, masks: newMasks(p), ecd: newEncoder(p)}
+	e.eval = bgv.NewEvaluator(p.BGV, keys.EvaluationKeys())
+	q := p.BGV.Q()
+	one := p.BGV.NewScale(1)
+	e.scale.checked = one.Div(p.BGV.NewScale(q[LevelUpload]))
+	e.scale.state = e.scale.checked.Div(p.BGV.NewScale(q[LevelChecked]))
+
+	vals := make([]uint64, p.Slots)
+	for lane := 0; lane < p.Lanes; lane++ {
+		for row := 0; row < p.Rows; row++ {
+			for j := 0; j < p.Bits; j++ {
+				vals[p.Slot(row, j, lane)] = 1 << j
+			}
+		}
+	}
+	e.bits = bgv.NewPlaintext(p.BGV, LevelChecked)
+	e.bits.Scale = e.scale.checked
+	if err := e.ecd.Encode(vals, e.bits); err != nil {
+		return nil, fmt.Errorf("ledger: encoding bit pattern: %w", err)
+	}
+	return e, nil
+}
+
+// Clone returns an engine for another goroutine, sharing read-only tables.
+func (e *Engine) Clone() *Engine {
+	c := *e
+	c.eval = e.eval.ShallowCopy()
+	c.ecd = e.ecd.ShallowCopy()
+	return &c
+}
+
+// Params returns the engine's parameters.
+func (e *Engine) Params() *Params { return e.p }
+
+// StateScale is the plaintext scale every shard state ciphertext carries.
+func (e *Engine) StateScale() rlwe.Scale { return e.scale.state }
+
+// Item is one uploaded ciphertext and the lanes of it that belong to
+// transfers in this batch (one lane for a single transfer; several for a
+// bundle packed by one wallet). Lanes must be distinct across the batch.
+type Item struct {
+	CT    *rlwe.Ciphertext
+	Lanes []int
+}
+
+// Checks are the two ciphertexts a batch's validity is read from, both at
+// LevelDecrypt: Bits is zero in every slot of an honest lane (booleanness of
+// the 32 amount and 32 new-balance bits); Eq is zero at slot (0,0,lane) of an
+// honest lane (amount + new balance = balance at the named height).
+type Checks struct {
+	Bits *rlwe.Ciphertext
+	Eq   *rlwe.Ciphertext
+}
+
+// Digest is the hash of the check ciphertexts: a validator's evaluation
+// result, compared across validators as proof of work.
+func (c *Checks) Digest() ([32]byte, error) {
+	h := sha256.New()
+	for _, ct := range []*rlwe.Ciphertext{c.Bits, c.Eq} {
+		b, err := ct.MarshalBinary()
+		if err != nil {
+			return [32]byte{}, err
+		}
+		h.Write(b)
+	}
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
+
+// Evaluation is everything a validator keeps about a batch between
+// evaluating it and applying its results.
+type Evaluation struct {
+	Checks  Checks
+	Lanes   []int            // active lanes, ascending
+	checked *rlwe.Ciphertext // isolated batch at LevelChecked (for credits)
+	items   []Item
+}
+
+// ErrBatch reports a batch that cannot be evaluated (caller bug or malformed
+// input that admission should have rejected).
+var ErrBatch = errors.New("ledger: bad batch")
+
+// isolate computes sum_i mask(lanes_i) * ct_i at the ciphertexts' level,
+// ignoring client-supplied metadata (scale 1, NTT) so a hostile header cannot
+// change the arithmetic.
+func (e *Engine) isolate(items []Item, level int) (*rlwe.Ciphertext, error) {
+	rq := e.p.BGV.RingQ().AtLevel(level)
+	acc := bgv.NewCiphertext(e.p.BGV, 1, level)
+	acc.Scale = e.p.BGV.NewScale(1)
+	var sum ring.Poly
+	for _, it := range items {
+		if it.CT == nil || it.CT.Degree() != 1 || it.CT.Level() < level {
+			return nil, fmt.Errorf("%w: ciphertext degree/level", ErrBatch)
+		}
+		var m ring.Poly
+		switch len(it.Lanes) {
+		case 0:
+			continue
+		case 1:
+			m = e.masks.lane(it.Lanes[0])
+		default:
+			if sum.N() == 0 {
+				sum = rq.NewPoly()
+			}
+			rq.MulScalar(sum, 0, sum)
+			for _, l := range it.Lanes {
+				rq.Add(sum, e.masks.lane(l), sum)
+			}
+			m = sum
+		}
+		for i := 0; i < 2; i++ {
+			rq.MulCoeffsMontgomeryThenAdd(it.CT.Value[i], m, acc.Value[i])
+		}
+	}
+	return acc, nil
+}
+
+// Evaluate runs the validation circuit on one batch of a shard against the
+// shard's state at the height the batch's transfers name. rhoSeed must be
+// fixed after the batch is (e.g. derived from the block hash), so submitters
+// cannot grind the equality masks. The result is bit-for-bit deterministic.
+func (e *Engine) Evaluate(state *rlwe.Ciphertext, items []Item, rhoSeed []byte) (*Evaluation, error) {
+	if state == nil || state.Level() != LevelState {
+		return nil, fmt.Errorf("%w: state must be at level %d", ErrBatch, LevelState)
+	}
+	lanes, err := e.checkLanes(items)
+	if err != nil {
+		return nil, err
+	}
+	y4, err := e.isolate(items, LevelUpload)
+	if err != nil {
+		return nil, err
+	}
+	y3 := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
+	if err := e.eval.Rescale(y4, y3); err != nil {
+		return nil, fmt.Errorf("ledger: rescale: %w", err)
+	}
+
+	bits, err := e.booleanness(y3)
+	if err != nil {
+		return nil, err
+	}
+	eq, err := e.equation(y3, state, lanes, rhoSeed)
+	if err != nil {
+		return nil, err
+	}
+	return &Evaluation{Checks: Checks{Bits: bits, Eq: eq}, Lanes: lanes, checked: y3, items: items}, nil
+}
+
+func (e *Engine) checkLanes(items []Item) ([]int, error) {
+	used := make([]bool, e.p.Lanes)
+	var lanes []int
+	for _, it := range items {
+		for _, l := range it.Lanes {
+			if l < 0 || l >= e.p.Lanes {
+				return nil, fmt.Errorf("%w: lane %d out of range", ErrBatch, l)
+			}
+			if used[l] {
+				return nil, fmt.Errorf("%w: lane %d used twice in one batch", ErrBatch, l)
+			}
+			used[l] = true
+		}
+	}
+	for l, u := range used {
+		if u {
+			lanes = append(lanes, l)
+		}
+	}
+	return lanes, nil
+}
+
+// booleanness computes y*(y - 2^j) in every slot and brings it to LevelDecrypt.
+// It is not masked: honest lanes are exactly zero, idle lanes are zero, and a
+// nonzero slot only reveals a function of the cheating submitter's own input.
+func (e *Engine) booleanness(y3 *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
+	ev := e.eval
+	d, err := ev.SubNew(y3, e.bits)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: booleanness: %w", err)
+	}
+	prod, err := ev.MulRelinNew(y3, d)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: booleanness: %w", err)
+	}
+	return e.rescaleTo(prod, LevelDecrypt)
+}
+
+func (e *Engine) rescaleTo(ct *rlwe.Ciphertext, level int) (*rlwe.Ciphertext, error) {
+	for ct.Level() > level {
+		out := bgv.NewCiphertext(e.p.BGV, ct.Degree(), ct.Level()-1)
+		if err := e.eval.Rescale(ct, out); err != nil {
+			return nil, fmt.Errorf("ledger: rescale: %w", err)
+		}
+		ct = out
+	}
+	return ct, nil
+}
+
+// recompose sums each lane's 32 bit slots within each row, leaving the sum in
+// every bit slot of the lane (the row is exactly 32 lanes-strides long, so the
+// log-depth rotation sum is a full cyclic sum).
+func (e *Engine) recompose(ct *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
+	x := ct.CopyNew()
+	tmp := bgv.NewCiphertext(e.p.BGV, 1, ct.Level())
+	for m := 0; (1 << m) < e.p.Bits; m++ {
+		if err := e.eval.RotateColumns(x, e.p.Lanes<<m, tmp); err != nil {
+			return nil, fmt.Errorf("ledger: recompose: %w", err)
+		}
+		if err := e.eval.Add(x, tmp, x); err != nil {
+			return nil, fmt.Errorf("ledger: recompose: %w", err)
+		}
+	}
+	return x, nil
+}
+
+// rho derives the random nonzero equality masks for the active lanes.
+func (e *Engine) rho(lanes []int, seed []byte) []uint64 {
+	h := sha256.Sum256(append([]byte("zkbank/rho/v1\x00"), seed...))
+	prng, _ := sampling.NewKeyedPRNG(h[:])
+	t := e.p.BGV.PlaintextModulus()
+	vals := make([]uint64, e.p.Slots)
+	var b [8]byte
+	for _, l := range lanes {
+		for {
+			if _, err := prng.Read(b[:]); err != nil {
+				panic(err)
+			}
+			v := binary.BigEndian.Uint64(b[:]) >> 23 // 41 bits, rejection-sampled below t
+			if v != 0 && v < t {
+				vals[e.p.Slot(0, 0, l)] = v
+				break
+			}
+		}
+	}
+	return vals
+}
+
+// equation computes rho * (a + b' - balance_h) at slot (0,0,lane) of each
+// active lane and zero elsewhere, at LevelDecrypt.
+func (e *Engine) equation(y3, state *rlwe.Ciphertext, lanes []int, seed []byte) (*rlwe.Ciphertext, error) {
+	ev := e.eval
+	y2 := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
+	if err := ev.Rescale(y3, y2); err != nil {
+		return nil, fmt.Errorf("ledger: rescale: %w", err)
+	}
+	if !y2.Scale.Equal(state.Scale) {
+		return nil, fmt.Errorf("%w: state scale does not match the circuit", ErrBatch)
+	}
+	x, err := e.recompose(y2)
+	if err != nil {
+		return nil, err
+	}
+	sw, err := ev.RotateRowsNew(x)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: row swap: %w", err)
+	}
+	if err := ev.Add(x, sw, x); err != nil {
+		return nil, err
+	}
+	bal, err := e.recompose(state)
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.Sub(x, bal, x); err != nil {
+		return nil, err
+	}
+	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
+	pt.Scale = e.p.BGV.NewScale(1)
+	if err := e.ecd.Encode(e.rho(lanes, seed), pt); err != nil {
+		return nil, err
+	}
+	masked, err := ev.MulNew(x, pt)
+	if err != nil {
+		return nil, err
+	}
+	return e.rescaleTo(masked, LevelDecrypt)
+}
+
+// decompose prepares hoisted rotations of ct.
+func (e *Engine) decompose(ct *rlwe.Ciphertext) []ringqp.Poly {
+	rp := e.p.BGV.GetRLWEParameters()
+	levelP := rp.MaxLevelP()
+	n := rp.BaseRNSDecompositionVectorSize(ct.Level(), levelP)
+	buf := make([]ringqp.Poly, n)
+	for i := range buf {
+		buf[i] = rp.RingQP().AtLevel(ct.Level(), levelP).NewPoly()
+	}
+	e.eval.DecomposeNTT(ct.Level(), levelP, levelP+1, ct.Value[1], ct.IsNTT, buf)
+	return buf
+}

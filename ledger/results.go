@@ -1,0 +1,145 @@
+package ledger
+
+import (
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// Reason says why a transfer was rejected. The zero value means accepted.
+type Reason uint8
+
+// Reject reasons. Homomorphic ones come from threshold-decrypted checks;
+// the others from plaintext admission checks.
+const (
+	Accepted Reason = iota
+	// RejectAmountRange: the amount's 32 bit slots are not all bits, so the
+	// amount is negative, >= 2^32, or forged.
+	RejectAmountRange
+	// RejectNewBalanceRange: the new balance's bit slots are not all bits: the
+	// sender tried to spend more than it has (or forged its new balance).
+	RejectNewBalanceRange
+	// RejectBalanceMismatch: amount + new balance != balance at the named
+	// height: an overdraft dressed up with well-formed bits, or a wrong balance.
+	RejectBalanceMismatch
+	RejectBadSignature
+	RejectReplay
+	RejectStaleHeight
+	RejectFutureHeight
+	RejectUnknownAccount
+	RejectMalformed
+	RejectLaneBusy
+	RejectSelfTransfer
+)
+
+var reasonNames = map[Reason]string{
+	Accepted:              "accepted",
+	RejectAmountRange:     "amount out of range",
+	RejectNewBalanceRange: "insufficient funds (new balance out of range)",
+	RejectBalanceMismatch: "insufficient funds or wrong balance (balance equation failed)",
+	RejectBadSignature:    "bad signature",
+	RejectReplay:          "replayed nonce",
+	RejectStaleHeight:     "stale balance height (a debit was applied since)",
+	RejectFutureHeight:    "balance height in the future",
+	RejectUnknownAccount:  "unknown account",
+	RejectMalformed:       "malformed transfer",
+	RejectLaneBusy:        "another debit of this account is in the same block",
+	RejectSelfTransfer:    "sender and receiver are the same account",
+}
+
+func (r Reason) String() string {
+	if s, ok := reasonNames[r]; ok {
+		return s
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Code is a stable machine-readable name.
+func (r Reason) Code() string {
+	switch r {
+	case Accepted:
+		return "accepted"
+	case RejectAmountRange:
+		return "amount_range"
+	case RejectNewBalanceRange:
+		return "insufficient_funds"
+	case RejectBalanceMismatch:
+		return "balance_mismatch"
+	case RejectBadSignature:
+		return "bad_signature"
+	case RejectReplay:
+		return "replay"
+	case RejectStaleHeight:
+		return "stale_height"
+	case RejectFutureHeight:
+		return "future_height"
+	case RejectUnknownAccount:
+		return "unknown_account"
+	case RejectMalformed:
+		return "malformed"
+	case RejectLaneBusy:
+		return "lane_busy"
+	case RejectSelfTransfer:
+		return "self_transfer"
+	}
+	return "unknown"
+}
+
+// RejectError is a rejection as an error a caller can act on.
+type RejectError struct{ Reason Reason }
+
+func (e *RejectError) Error() string { return "transfer rejected: " + e.Reason.String() }
+
+// Verdicts reads the decrypted check slots into one verdict per active lane.
+// A lane is accepted only if all 64 booleanness slots and its equality slot
+// decrypt to exactly zero.
+func (p *Params) Verdicts(lanes []int, bits, eq []uint64) (map[int]Reason, error) {
+	if len(bits) != p.Slots || len(eq) != p.Slots {
+		return nil, fmt.Errorf("%w: decrypted check length", ErrBatch)
+	}
+	out := make(map[int]Reason, len(lanes))
+	for _, l := range lanes {
+		r := Accepted
+		for j := 0; j < p.Bits && r == Accepted; j++ {
+			if bits[p.Slot(0, j, l)] != 0 {
+				r = RejectAmountRange
+			}
+		}
+		for j := 0; j < p.Bits && r == Accepted; j++ {
+			if bits[p.Slot(1, j, l)] != 0 {
+				r = RejectNewBalanceRange
+			}
+		}
+		if r == Accepted && eq[p.Slot(0, 0, l)] != 0 {
+			r = RejectBalanceMismatch
+		}
+		out[l] = r
+	}
+	return out, nil
+}
+
+// DecryptChecks threshold-decrypts a batch's checks and returns per-lane verdicts.
+func (d *Decryptor) DecryptChecks(ev *Evaluation, bitsShares, eqShares []*DecShare) (map[int]Reason, error) {
+	b, err := d.Combine(ev.Checks.Bits, bitsShares)
+	if err != nil {
+		return nil, fmt.Errorf("booleanness check: %w", err)
+	}
+	q, err := d.Combine(ev.Checks.Eq, eqShares)
+	if err != nil {
+		return nil, fmt.Errorf("balance check: %w", err)
+	}
+	return d.p.Verdicts(ev.Lanes, b, q)
+}
+
+// ShareChecks produces this validator's shares of both check ciphertexts.
+func (d *Decryptor) ShareChecks(ks *KeyShare, c *Checks) (bits, eq *DecShare, err error) {
+	if bits, err = d.Share(ks, c.Bits); err != nil {
+		return nil, nil, err
+	}
+	if eq, err = d.Share(ks, c.Eq); err != nil {
+		return nil, nil, err
+	}
+	return bits, eq, nil
+}
+
+var _ = rlwe.NewCiphertext

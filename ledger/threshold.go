@@ -1,0 +1,415 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"sort"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/mhe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+)
+
+// Threshold decryption with subset-independent shares.
+//
+// Lattigo's Combiner turns a Shamir share into an additive share for one
+// agreed set of t parties, which a BFT protocol cannot know in advance. We
+// instead let every validator publish c1*sh_i + e_i with its raw Shamir share
+// sh_i; any t of them combine with integer Lagrange coefficients D*lambda_i
+// (D clears every denominator for the committee size), giving D*(c0 + c1*s)
+// plus noise. Multiplying by D^-1 mod t recovers the plaintext. Because the
+// shares do not depend on who else answers, more than t shares can be
+// cross-checked (two disjoint-enough subsets must agree).
+
+// ErrShare is returned for a malformed, unknown or inconsistent share.
+var ErrShare = errors.New("ledger: bad decryption share")
+
+// Committee describes a t-of-N validator committee. Validator i (0-based)
+// holds the Shamir share evaluated at point i+1.
+type Committee struct {
+	N, T  int
+	Delta *big.Int // clears the denominators of all Lagrange coefficients at 0
+}
+
+// NewCommittee validates N and T and precomputes D.
+func NewCommittee(n, t int) (*Committee, error) {
+	if n < 1 || t < 1 || t > n || n > 16 {
+		return nil, fmt.Errorf("%w: committee %d-of-%d", ErrParams, t, n)
+	}
+	c := &Committee{N: n, T: t, Delta: big.NewInt(1)}
+	// D is the lcm of the reduced denominators of lambda_i over every t-subset.
+	d := big.NewInt(1)
+	c.forEachSubset(func(idx []int) {
+		for a, i := range idx {
+			r := new(big.Rat).SetInt64(1)
+			for b, j := range idx {
+				if a != b {
+					r.Mul(r, big.NewRat(int64(j+1), int64(j-i)))
+				}
+			}
+			d = lcm(d, r.Denom())
+		}
+	})
+	c.Delta = d
+	return c, nil
+}
+
+// forEachSubset calls f with every t-subset of validator indices, ascending.
+func (c *Committee) forEachSubset(f func(idx []int)) {
+	idx := make([]int, c.T)
+	var rec func(start, k int)
+	rec = func(start, k int) {
+		if k == c.T {
+			f(idx)
+			return
+		}
+		for i := start; i < c.N; i++ {
+			idx[k] = i
+			rec(i+1, k+1)
+		}
+	}
+	rec(0, 0)
+}
+
+func lcm(a, b *big.Int) *big.Int {
+	g := new(big.Int).GCD(nil, nil, a, b)
+	return new(big.Int).Mul(new(big.Int).Div(a, g), b)
+}
+
+// Point is the Shamir evaluation point of validator index i.
+func Point(i int) mhe.ShamirPublicPoint { return mhe.ShamirPublicPoint(i + 1) }
+
+// coefficients returns D*lambda_i for the given distinct validator indices.
+func (c *Committee) coefficients(idx []int) ([]*big.Int, error) {
+	out := make([]*big.Int, len(idx))
+	for a, i := range idx {
+		num := new(big.Rat).SetInt64(1)
+		xi := int64(i + 1)
+		for b, j := range idx {
+			if a == b {
+				continue
+			}
+			xj := int64(j + 1)
+			num.Mul(num, big.NewRat(xj, xj-xi))
+		}
+		num.Mul(num, new(big.Rat).SetInt(c.Delta))
+		if !num.IsInt() {
+			return nil, fmt.Errorf("%w: Lagrange denominator not cleared for %v", ErrParams, idx)
+		}
+		out[a] = new(big.Int).Set(num.Num())
+	}
+	return out, nil
+}
+
+// coefficientL1 is sum |D*lambda_i| for the worst subset: the factor by which
+// smudging noise grows in a combination, used to check correctness bounds.
+func (c *Committee) coefficientL1() float64 {
+	worst := 0.0
+	c.forEachSubset(func(idx []int) {
+		co, err := c.coefficients(idx)
+		if err != nil {
+			return
+		}
+		s := 0.0
+		for _, v := range co {
+			f, _ := new(big.Float).SetInt(new(big.Int).Abs(v)).Float64()
+			s += f
+		}
+		worst = math.Max(worst, s)
+	})
+	return worst
+}
+
+// checkNoiseBound is a conservative bound on the noise (infinity norm, in the
+// MSB domain) of any ciphertext the committee decrypts or re-encrypts: all of
+// them were rescaled to LevelDecrypt right before, leaving rounding noise
+// ~2^6 standard deviation (measured: see TestNoiseOfDecryptedChecks).
+const checkNoiseBound = 1 << 12
+
+// smudging returns the noise-flooding distribution: sigma >= 2^lambda *
+// sqrt(t) * bound. A combination with integer coefficients D*lambda_i has
+// ||D*lambda||_2 >= D/sqrt(t) (Cauchy-Schwarz, sum lambda_i = 1), so the
+// flooding in the combined result is at least 2^lambda times the D-scaled
+// ciphertext noise it hides.
+func (c *Committee) smudging(p *Params) (ring.DiscreteGaussian, error) {
+	sigma := math.Ldexp(math.Sqrt(float64(c.T))*checkNoiseBound, p.Set.SmudgingLogLambda)
+	bound := 6 * sigma
+	minPrime := math.Inf(1)
+	for _, q := range p.BGV.Q()[:LevelDecrypt+1] {
+		minPrime = math.Min(minPrime, float64(q))
+	}
+	if bound >= minPrime/2 {
+		return ring.DiscreteGaussian{}, fmt.Errorf("%w: smudging bound 2^%.1f exceeds the decryption primes", ErrParams, math.Log2(bound))
+	}
+	// Correctness: t * (D*bound_ct + L1 * 6 sigma) < Q_1 / 2.
+	q1 := 0.0
+	for _, q := range p.BGV.Q()[:LevelDecrypt+1] {
+		q1 += math.Log2(float64(q))
+	}
+	dlog := float64(c.Delta.BitLen())
+	total := math.Log2(float64(p.BGV.PlaintextModulus())) + math.Max(dlog+math.Log2(checkNoiseBound), math.Log2(c.coefficientL1())+math.Log2(bound)) + 1
+	if total >= q1-1 {
+		return ring.DiscreteGaussian{}, fmt.Errorf("%w: committee %d-of-%d: combined noise 2^%.1f does not fit Q_%d = 2^%.1f", ErrParams, c.T, c.N, total, LevelDecrypt, q1)
+	}
+	return ring.DiscreteGaussian{Sigma: sigma, Bound: bound}, nil
+}
+
+// DecShare is one validator's decryption share of one ciphertext.
+type DecShare struct {
+	Validator int
+	Share     mhe.KeySwitchShare
+}
+
+// MarshalBinary encodes the share.
+func (s *DecShare) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	w.u32(uint32(s.Validator))
+	if err := w.marshal(&s.Share); err != nil {
+		return nil, err
+	}
+	return w.b, nil
+}
+
+// UnmarshalBinary decodes a share; the level is checked by the combiner.
+func (s *DecShare) UnmarshalBinary(p []byte) error {
+	r := rbuf{b: p}
+	s.Validator = int(r.u32())
+	r.unmarshal(&s.Share, "decryption share")
+	return r.done()
+}
+
+// KeyShare is the secret a validator keeps after the ceremony: its Shamir
+// share of the collective secret key. It never leaves the node.
+type KeyShare struct {
+	Index int
+	N, T  int
+	Share mhe.ShamirSecretShare
+}
+
+// secretKey wraps the Shamir share as an rlwe secret key (same NTT/Montgomery
+// representation, so key-switch protocols accept it).
+func (k *KeyShare) secretKey() *rlwe.SecretKey {
+	return &rlwe.SecretKey{Value: k.Share.Poly}
+}
+
+// MarshalBinary encodes the key share (for the node's 0600 key file).
+func (k *KeyShare) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	w.u32(uint32(k.Index))
+	w.u32(uint32(k.N))
+	w.u32(uint32(k.T))
+	if err := w.marshal(&k.Share); err != nil {
+		return nil, err
+	}
+	return w.b, nil
+}
+
+// UnmarshalBinary decodes a key share.
+func (k *KeyShare) UnmarshalBinary(p []byte) error {
+	r := rbuf{b: p}
+	k.Index, k.N, k.T = int(r.u32()), int(r.u32()), int(r.u32())
+	r.unmarshal(&k.Share, "key share")
+	if err := r.done(); err != nil {
+		return err
+	}
+	if k.N < 1 || k.T < 1 || k.T > k.N || k.Index < 0 || k.Index >= k.N {
+		return fmt.Errorf("%w: key share %d of %d-of-%d", ErrMalformed, k.Index, k.T, k.N)
+	}
+	return nil
+}
+
+// Decryptor produces and combines threshold decryption shares.
+type Decryptor struct {
+	p     *Params
+	com   *Committee
+	cks   mhe.KeySwitchProtocol
+	zero  *rlwe.SecretKey
+	sigma ring.DiscreteGaussian
+}
+
+// NewDecryptor prepares share generation/combination for a committee.
+func NewDecryptor(p *Params, com *Committee) (*Decryptor, error) {
+	sm, err := com.smudging(p)
+	if err != nil {
+		return nil, err
+	}
+	cks, err := mhe.NewKeySwitchProtocol(p.BGV, sm)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: key-switch protocol: %w", err)
+	}
+	return &Decryptor{p: p, com: com, cks: cks, zero: rlwe.NewSecretKey(p.BGV), sigma: sm}, nil
+}
+
+// Share computes this validator's smudged decryption share of ct. Callers must
+// only share ciphertexts they computed themselves (see docs/PROTOCOL.md: a
+// validator that decrypts what it is handed is a decryption oracle).
+func (d *Decryptor) Share(ks *KeyShare, ct *rlwe.Ciphertext) (*DecShare, error) {
+	if ct.Level() != LevelDecrypt {
+		return nil, fmt.Errorf("%w: ciphertext at level %d, want %d", ErrShare, ct.Level(), LevelDecrypt)
+	}
+	sh := d.cks.AllocateShare(ct.Level())
+	d.cks.GenShare(ks.secretKey(), d.zero, ct, &sh)
+	return &DecShare{Validator: ks.Index, Share: sh}, nil
+}
+
+// sortedDistinct validates share origins and returns them in index order.
+func (d *Decryptor) sortedDistinct(shares []*DecShare, level int) ([]*DecShare, error) {
+	seen := map[int]bool{}
+	out := make([]*DecShare, 0, len(shares))
+	for _, s := range shares {
+		if s == nil {
+			continue
+		}
+		if s.Validator < 0 || s.Validator >= d.com.N {
+			return nil, fmt.Errorf("%w: share from non-validator %d", ErrShare, s.Validator)
+		}
+		if seen[s.Validator] {
+			continue
+		}
+		if s.Share.Value.Level() != level || s.Share.Value.N() != d.p.BGV.N() {
+			return nil, fmt.Errorf("%w: share from %d has level %d, want %d", ErrShare, s.Validator, s.Share.Value.Level(), level)
+		}
+		seen[s.Validator] = true
+		out = append(out, s)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Validator < out[b].Validator })
+	return out, nil
+}
+
+// Combine decrypts ct from the first t valid shares (by validator index) and
+// returns the decoded slot values. With more than t shares it also decodes
+// with the last t and reports ErrShare if the two disagree: a cheap defence
+// against one bad share when more than t arrive.
+func (d *Decryptor) Combine(ct *rlwe.Ciphertext, shares []*DecShare) ([]uint64, error) {
+	ss, err := d.sortedDistinct(shares, ct.Level())
+	if err != nil {
+		return nil, err
+	}
+	if len(ss) < d.com.T {
+		return nil, fmt.Errorf("%w: %d shares, need %d", ErrShare, len(ss), d.com.T)
+	}
+	first, err := d.combine(ct, ss[:d.com.T])
+	if err != nil {
+		return nil, err
+	}
+	if len(ss) > d.com.T {
+		last, err := d.combine(ct, ss[len(ss)-d.com.T:])
+		if err != nil {
+			return nil, err
+		}
+		for i := range first {
+			if first[i] != last[i] {
+				return nil, fmt.Errorf("%w: subsets disagree (a validator sent a bad share)", ErrShare)
+			}
+		}
+	}
+	return first, nil
+}
+
+func (d *Decryptor) combine(ct *rlwe.Ciphertext, ss []*DecShare) ([]uint64, error) {
+	idx := make([]int, len(ss))
+	for i, s := range ss {
+		idx[i] = s.Validator
+	}
+	co, err := d.com.coefficients(idx)
+	if err != nil {
+		return nil, err
+	}
+	level := ct.Level()
+	rq := d.p.BGV.RingQ().AtLevel(level)
+	acc := rq.NewPoly()
+	rq.MulScalarBigint(ct.Value[0], d.com.Delta, acc)
+	for i, s := range ss {
+		rq.MulScalarBigintThenAdd(s.Share.Value, co[i], acc)
+	}
+	pt := rlwe.NewPlaintext(d.p.BGV, level)
+	pt.Value = acc
+	pt.MetaData = ct.MetaData.CopyNew()
+	pt.Scale = ct.Scale.Mul(d.p.BGV.NewScale(new(big.Int).Mod(d.com.Delta, new(big.Int).SetUint64(d.p.BGV.PlaintextModulus())).Uint64()))
+	vals := make([]uint64, d.p.Slots)
+	if err := newEncoder(d.p).Decode(pt, vals); err != nil {
+		return nil, fmt.Errorf("ledger: decode: %w", err)
+	}
+	return vals, nil
+}
+
+// ReencShare is one validator's share re-encrypting a ciphertext from the
+// collective key to an owner's public key (PCKS).
+type ReencShare struct {
+	Validator int
+	Share     mhe.PublicKeySwitchShare
+}
+
+// MarshalBinary encodes the share.
+func (s *ReencShare) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	w.u32(uint32(s.Validator))
+	if err := w.marshal(&s.Share); err != nil {
+		return nil, err
+	}
+	return w.b, nil
+}
+
+// UnmarshalBinary decodes the share.
+func (s *ReencShare) UnmarshalBinary(p []byte) error {
+	r := rbuf{b: p}
+	s.Validator = int(r.u32())
+	r.unmarshal(&s.Share, "re-encryption share")
+	return r.done()
+}
+
+// ReencShare computes this validator's share re-encrypting ct to ownerPK.
+func (d *Decryptor) ReencShare(ks *KeyShare, ct *rlwe.Ciphertext, ownerPK *rlwe.PublicKey) (*ReencShare, error) {
+	if ct.Level() != LevelDecrypt {
+		return nil, fmt.Errorf("%w: ciphertext at level %d, want %d", ErrShare, ct.Level(), LevelDecrypt)
+	}
+	pcks, err := mhe.NewPublicKeySwitchProtocol(d.p.BGV, d.sigma)
+	if err != nil {
+		return nil, err
+	}
+	sh := pcks.AllocateShare(ct.Level())
+	pcks.GenShare(ks.secretKey(), ownerPK, ct, &sh)
+	return &ReencShare{Validator: ks.Index, Share: sh}, nil
+}
+
+// CombineReenc combines t re-encryption shares of ct into a ciphertext under
+// the owner's key. The result encrypts D times the value; the owner's
+// decryption divides it out via the plaintext scale set here.
+func (d *Decryptor) CombineReenc(ct *rlwe.Ciphertext, shares []*ReencShare) (*rlwe.Ciphertext, error) {
+	seen := map[int]*ReencShare{}
+	for _, s := range shares {
+		if s == nil || s.Validator < 0 || s.Validator >= d.com.N {
+			return nil, fmt.Errorf("%w: re-encryption share from non-validator", ErrShare)
+		}
+		if s.Share.Value[0].Level() != ct.Level() || len(s.Share.Value) != 2 || s.Share.Value[1].Level() != ct.Level() {
+			return nil, fmt.Errorf("%w: re-encryption share from %d at wrong level", ErrShare, s.Validator)
+		}
+		seen[s.Validator] = s
+	}
+	if len(seen) < d.com.T {
+		return nil, fmt.Errorf("%w: %d re-encryption shares, need %d", ErrShare, len(seen), d.com.T)
+	}
+	idx := make([]int, 0, len(seen))
+	for i := range seen {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	idx = idx[:d.com.T]
+	co, err := d.com.coefficients(idx)
+	if err != nil {
+		return nil, err
+	}
+	rq := d.p.BGV.RingQ().AtLevel(ct.Level())
+	out := rlwe.NewCiphertext(d.p.BGV, 1, ct.Level())
+	rq.MulScalarBigint(ct.Value[0], d.com.Delta, out.Value[0])
+	for i, v := range idx {
+		rq.MulScalarBigintThenAdd(seen[v].Share.Value[0], co[i], out.Value[0])
+		rq.MulScalarBigintThenAdd(seen[v].Share.Value[1], co[i], out.Value[1])
+	}
+	*out.MetaData = *ct.MetaData
+	tmod := new(big.Int).SetUint64(d.p.BGV.PlaintextModulus())
+	out.Scale = ct.Scale.Mul(d.p.BGV.NewScale(new(big.Int).Mod(d.com.Delta, tmod).Uint64()))
+	return out, nil
+}
