@@ -116,6 +116,9 @@ func (r *rbuf) done() error {
 // safeUnmarshal guards against decoders of third-party types that panic on
 // hostile input: garbage bytes must be an error, never a crash.
 func safeUnmarshal(m encoding.BinaryUnmarshaler, p []byte) (err error) {
+	if rf, ok := m.(readerFrom); ok {
+		return strictDecode(rf, p)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("decoder panic: %v", r)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
@@ -68,12 +69,15 @@ func ParamSetByName(name string) (ParamSet, error) {
 
 // Params is an instantiated parameter set plus the slot layout derived from it.
 type Params struct {
-	Set  ParamSet
-	BGV  bgv.Parameters
+	Set   ParamSet
+	BGV   bgv.Parameters
 	Slots int // total slots (N)
 	Rows  int // BGV has 2 rows of N/2 slots
 	Lanes int // lanes per shard = accounts per shard = transfers per batch
 	Bits  int // slots per lane per row = AmountBits
+
+	shapeOnce  sync.Once
+	shapeCache *shapes
 }
 
 // NewParams instantiates a parameter set, checking the security bound and the

@@ -172,12 +172,22 @@ func (s *DecShare) MarshalBinary() ([]byte, error) {
 	return w.b, nil
 }
 
-// UnmarshalBinary decodes a share; the level is checked by the combiner.
-func (s *DecShare) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	s.Validator = int(r.u32())
-	r.unmarshal(&s.Share, "decryption share")
-	return r.done()
+// DecodeDecShare decodes a decryption share received from the network,
+// accepting only the exact shape of a LevelDecrypt share.
+func (p *Params) DecodeDecShare(b []byte) (*DecShare, error) {
+	r := rbuf{b: b}
+	s := &DecShare{Validator: int(r.u32())}
+	body := r.bytes()
+	if err := r.done(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	if err := p.shapes().dec.check(body); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	if err := safeUnmarshal(&s.Share, body); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	return s, nil
 }
 
 // KeyShare is the secret a validator keeps after the ceremony: its Shamir
@@ -352,12 +362,22 @@ func (s *ReencShare) MarshalBinary() ([]byte, error) {
 	return w.b, nil
 }
 
-// UnmarshalBinary decodes the share.
-func (s *ReencShare) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	s.Validator = int(r.u32())
-	r.unmarshal(&s.Share, "re-encryption share")
-	return r.done()
+// DecodeReencShare decodes a re-encryption share received from the network,
+// accepting only the exact shape of a LevelDecrypt share.
+func (p *Params) DecodeReencShare(b []byte) (*ReencShare, error) {
+	r := rbuf{b: b}
+	s := &ReencShare{Validator: int(r.u32())}
+	body := r.bytes()
+	if err := r.done(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	if err := p.shapes().reenc.check(body); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	if err := safeUnmarshal(&s.Share, body); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	return s, nil
 }
 
 // ReencShare computes this validator's share re-encrypting ct to ownerPK.

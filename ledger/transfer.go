@@ -156,6 +156,9 @@ func (s *Submission) UnmarshalBinary(p []byte) error {
 // degree for these parameters, every coefficient reduced below its prime.
 // Anything else is RejectMalformed, before it reaches the circuit.
 func (p *Params) DecodeUpload(b []byte) (*rlwe.Ciphertext, error) {
+	if err := p.shapes().upload.check(b); err != nil {
+		return nil, &RejectError{Reason: RejectMalformed}
+	}
 	ct := rlwe.NewCiphertext(p.BGV, 1, LevelUpload)
 	if err := safeUnmarshal(ct, b); err != nil {
 		return nil, &RejectError{Reason: RejectMalformed}

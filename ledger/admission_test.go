@@ -1,0 +1,222 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"testing"
+)
+
+func TestAttack_ReplayedNonce(t *testing.T) {
+	w := genesis3(t)
+	sub, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
+	if r := reason(t, w.block(t, sub), sub); r != Accepted {
+		t.Fatal(r)
+	}
+	if r := reason(t, w.block(t, sub), sub); r != RejectReplay {
+		t.Fatalf("replay: %v", r)
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60})
+}
+
+func TestAttack_StaleHeightAfterDebit(t *testing.T) {
+	w := genesis3(t)
+	first, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
+	second := w.spec("alice", "carol", 80, 100) // built against the same height
+	second.Nonce++
+	s2, _ := w.b.Build(second)
+	if r := reason(t, w.block(t, first), first); r != Accepted {
+		t.Fatal(r)
+	}
+	if r := reason(t, w.block(t, s2), s2); r != RejectStaleHeight {
+		t.Fatalf("stale: %v", r)
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60, "carol": 7})
+}
+
+func TestCreditsSinceNamedHeightDoNotMakeADebitStale(t *testing.T) {
+	w := genesis3(t)
+	h0 := w.spec("carol", "alice", 6, 7) // carol built against height 0
+	toCarol, _ := w.b.Build(w.spec("bob", "carol", 40, 50))
+	if r := reason(t, w.block(t, toCarol), toCarol); r != Accepted {
+		t.Fatal(r)
+	}
+	s, _ := w.b.Build(h0) // still valid: only a credit happened since height 0
+	if r := reason(t, w.block(t, s), s); r != Accepted {
+		t.Fatalf("credit made debit stale: %v", r)
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 106, "bob": 10, "carol": 41})
+}
+
+func TestAttack_FutureHeight(t *testing.T) {
+	w := genesis3(t)
+	s := w.spec("alice", "bob", 10, 100)
+	s.Height = 5
+	sub, _ := w.b.Build(s)
+	if r := reason(t, w.block(t, sub), sub); r != RejectFutureHeight {
+		t.Fatalf("future: %v", r)
+	}
+}
+
+func TestAttack_BadSignature(t *testing.T) {
+	w := genesis3(t)
+	sub, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
+	sub.Envelopes[0].Sig[0] ^= 1
+	if r := reason(t, w.block(t, sub), sub); r != RejectBadSignature {
+		t.Fatalf("bad sig: %v", r)
+	}
+	// Signed by someone else's key for alice's account.
+	s := w.spec("alice", "bob", 10, 100)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	s.Key = other
+	sub2, _ := w.b.Build(s)
+	if r := reason(t, w.block(t, sub2), sub2); r != RejectBadSignature {
+		t.Fatalf("foreign key: %v", r)
+	}
+	// Swapping the ciphertext under a valid envelope breaks the binding.
+	a, _ := w.b.Build(w.spec("alice", "bob", 1, 100))
+	b, _ := w.b.Build(w.spec("alice", "bob", 99, 100))
+	a.Ciphertext = b.Ciphertext
+	if r := reason(t, w.block(t, a), a); r != RejectMalformed {
+		t.Fatalf("swapped ciphertext: %v", r)
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 100, "bob": 50})
+}
+
+func TestAttack_UnknownAccountAndSelfTransfer(t *testing.T) {
+	w := genesis3(t)
+	s := w.spec("alice", "bob", 10, 100)
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	s.To = AccountIDOf(pub)
+	sub, _ := w.b.Build(s)
+	if r := reason(t, w.block(t, sub), sub); r != RejectUnknownAccount {
+		t.Fatalf("unknown receiver: %v", r)
+	}
+	self := w.spec("alice", "alice", 10, 100)
+	if _, err := w.b.Build(self); err == nil {
+		t.Fatal("builder accepted a self transfer")
+	}
+	forged := w.b.Seal(sub.Ciphertext, self)
+	forged.Envelopes[0].CTHash = sub.Envelopes[0].CTHash
+	if r := w.book.Check(&forged.Envelopes[0]); r != RejectSelfTransfer {
+		t.Fatalf("self transfer: %v", r)
+	}
+}
+
+func TestAttack_TwoDebitsOfOneAccountInOneBlock(t *testing.T) {
+	w := genesis3(t)
+	s1 := w.spec("alice", "bob", 60, 100)
+	s2 := w.spec("alice", "carol", 60, 100)
+	s2.Nonce++
+	a, _ := w.b.Build(s1)
+	b, _ := w.b.Build(s2)
+	res := w.block(t, a, b)
+	if reason(t, res, a) != Accepted || reason(t, res, b) != RejectLaneBusy {
+		t.Fatalf("got %v, %v", reason(t, res, a), reason(t, res, b))
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 40, "bob": 110, "carol": 7})
+}
+
+func TestMalformedUploadBytes(t *testing.T) {
+	w := genesis3(t)
+	p := w.nw.p
+	good, _ := w.b.Build(w.spec("alice", "bob", 1, 100))
+	cases := map[string][]byte{
+		"empty":     nil,
+		"garbage":   []byte("definitely not a ciphertext"),
+		"truncated": good.Ciphertext[:len(good.Ciphertext)/2],
+	}
+	// Wrong level: a ciphertext that already lost a prime.
+	ct, _ := p.DecodeUpload(good.Ciphertext)
+	low := ct.CopyNew()
+	low.Resize(1, LevelChecked)
+	cases["wrong level"], _ = low.MarshalBinary()
+	// Unreduced coefficient.
+	bad := ct.CopyNew()
+	bad.Value[0].Coeffs[0][0] = p.BGV.Q()[0]
+	cases["unreduced coefficient"], _ = bad.MarshalBinary()
+	// Other parameters (N = 2^13).
+	small, err := NewParams(ParamSet{Name: "small", LogN: 13, LogQ: []int{54, 54, 54, 54, 54}, LogP: []int{55}, PlaintextModulus: 1099512938497 % (1 << 62), SecurityLogQPMax: 438, SmudgingLogLambda: 40})
+	if err == nil {
+		sb := NewBuilder(small, NewOwnerKeys(small).PK, "test")
+		if enc, err := sb.EncryptSlots(make([]uint64, small.Slots)); err == nil {
+			cases["other parameters"] = enc
+		}
+	}
+	for name, b := range cases {
+		_, err := p.DecodeUpload(b)
+		var re *RejectError
+		if !errors.As(err, &re) || re.Reason != RejectMalformed {
+			t.Errorf("%s: err = %v, want RejectMalformed", name, err)
+		}
+	}
+	var s Submission
+	for _, b := range [][]byte{nil, {1}, {1, 0, 0, 0, 1, 0, 0, 0, 200}, []byte("xxxxxxxxxxxxxxxxxxxxxxxx")} {
+		if err := s.UnmarshalBinary(b); err == nil {
+			t.Errorf("submission %x decoded", b)
+		}
+	}
+}
+
+func TestBadDecryptionShares(t *testing.T) {
+	w := genesis3(t)
+	nw := w.nw
+	sub, _ := w.b.Build(w.spec("alice", "bob", 1, 100))
+	st, _ := w.book.State(0, 0)
+	ev, err := nw.eng.Evaluate(st, []Item{{CT: nw.upload(t, sub), Lanes: []int{w.acct["alice"].lane}}}, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs, es []*DecShare
+	for i := 0; i < nw.com.N; i++ {
+		b, e, err := nw.dec.ShareChecks(nw.shares[i], &ev.Checks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, es = append(bs, b), append(es, e)
+	}
+	// A share claiming to be from a non-validator.
+	alien := *bs[0]
+	alien.Validator = 9
+	if _, err := nw.dec.Combine(ev.Checks.Bits, []*DecShare{&alien, bs[1], bs[2]}); !errors.Is(err, ErrShare) {
+		t.Errorf("non-validator share: %v", err)
+	}
+	// Too few shares.
+	if _, err := nw.dec.Combine(ev.Checks.Bits, bs[:2]); !errors.Is(err, ErrShare) {
+		t.Errorf("two shares: %v", err)
+	}
+	// Malformed bytes.
+	raw, _ := bs[0].MarshalBinary()
+	for _, b := range [][]byte{raw[:len(raw)/3], raw[:8], nil, append(append([]byte(nil), raw...), 0)} {
+		if _, err := nw.p.DecodeDecShare(b); !errors.Is(err, ErrShare) {
+			t.Errorf("bad share bytes (%d) decoded: %v", len(b), err)
+		}
+	}
+	if got, err := nw.p.DecodeDecShare(raw); err != nil || got.Validator != bs[0].Validator {
+		t.Errorf("round trip: %v", err)
+	}
+	// Wrong level (a share of some other ciphertext shape).
+	wrong := *bs[1]
+	wrong.Share = nw.dec.cks.AllocateShare(LevelState)
+	if _, err := nw.dec.Combine(ev.Checks.Bits, []*DecShare{bs[0], &wrong, bs[2]}); !errors.Is(err, ErrShare) {
+		t.Errorf("wrong-level share: %v", err)
+	}
+	// A validator sending a wrong (but well-formed) share is caught when more
+	// than t shares are available: the two t-subsets disagree.
+	evil := *bs[3]
+	evil.Share = nw.dec.cks.AllocateShare(LevelDecrypt)
+	nw.p.BGV.RingQ().AtLevel(LevelDecrypt).Add(bs[3].Share.Value, bs[0].Share.Value, evil.Share.Value)
+	if _, err := nw.dec.Combine(ev.Checks.Bits, []*DecShare{bs[0], bs[1], bs[2], &evil}); !errors.Is(err, ErrShare) {
+		t.Errorf("bad fourth share not detected: %v", err)
+	}
+	// With exactly t shares one of which is bad, decryption yields garbage:
+	// the honest transfer fails closed (rejected), it never turns an invalid
+	// transfer valid by accident (see docs/PROTOCOL.md on passive security).
+	v, err := nw.dec.DecryptChecks(ev, []*DecShare{bs[1], bs[2], &evil}, es[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v[w.acct["alice"].lane] == Accepted {
+		t.Error("bad share still produced an accept")
+	}
+}

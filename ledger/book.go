@@ -1,0 +1,457 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
+)
+
+// AccountKind distinguishes deposit accounts from card credit lines. Both are
+// validated identically: a card's "balance" is its available credit
+// (limit minus spent), so a charge is a transfer that must leave it >= 0.
+type AccountKind uint8
+
+const (
+	KindDeposit AccountKind = 0
+	KindCard    AccountKind = 1
+)
+
+func (k AccountKind) String() string {
+	if k == KindCard {
+		return "card"
+	}
+	return "deposit"
+}
+
+// Account is the plaintext registry entry of an account. Its balance exists
+// only inside its shard's state ciphertext.
+type Account struct {
+	ID        AccountID
+	SignPub   ed25519.PublicKey
+	OwnerPK   []byte // the owner's HE public key (balance re-encryption target)
+	Kind      AccountKind
+	Shard     uint32
+	Lane      int
+	Nonce     uint64 // last nonce consumed
+	LastDebit uint64 // height whose results last debited this account
+	Created   uint64
+}
+
+// Book is the deterministic ledger state a validator replicates: the account
+// registry, every shard's encrypted state for the recent heights, and the
+// per-account replay and staleness bookkeeping. One goroutine (the node's
+// ledger owner) drives it; it is not safe for concurrent use.
+type Book struct {
+	p       *Params
+	eng     *Engine
+	chain   string
+	window  uint64
+	height  uint64
+	byID    map[AccountID]*Account
+	byLane  map[laneKey]AccountID
+	history map[uint32]map[uint64]*rlwe.Ciphertext // shard -> height -> state
+}
+
+type laneKey struct {
+	shard uint32
+	lane  int
+}
+
+// DefaultWindow is how many recent heights of state are kept: a transfer may
+// name a balance at most this many heights old.
+const DefaultWindow = 16
+
+// GenesisAccount is an account that exists at height 0.
+type GenesisAccount struct {
+	SignPub ed25519.PublicKey
+	OwnerPK []byte
+	Kind    AccountKind
+	Balance uint64
+}
+
+// ErrGenesis reports an invalid genesis.
+var ErrGenesis = errors.New("ledger: bad genesis")
+
+// NewBook builds height 0 from public genesis balances. Genesis states are
+// trivial (noise-free) encryptions of public values, so every validator
+// derives byte-identical ciphertexts without exchanging them.
+func NewBook(eng *Engine, chain string, accounts []GenesisAccount) (*Book, error) {
+	b := &Book{p: eng.p, eng: eng, chain: chain, window: DefaultWindow,
+		byID: map[AccountID]*Account{}, byLane: map[laneKey]AccountID{},
+		history: map[uint32]map[uint64]*rlwe.Ciphertext{}}
+	var supply uint64
+	balances := map[uint32]map[int]uint64{}
+	for _, g := range accounts {
+		a, err := b.open(g.SignPub, g.OwnerPK, g.Kind, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrGenesis, err)
+		}
+		supply += g.Balance
+		if g.Balance > MaxAmount || supply > MaxSupply {
+			return nil, fmt.Errorf("%w: total supply exceeds %d", ErrGenesis, uint64(MaxSupply))
+		}
+		if balances[a.Shard] == nil {
+			balances[a.Shard] = map[int]uint64{}
+		}
+		balances[a.Shard][a.Lane] = g.Balance
+	}
+	for s, bal := range balances {
+		st, err := eng.trivialState(bal)
+		if err != nil {
+			return nil, err
+		}
+		b.history[s] = map[uint64]*rlwe.Ciphertext{0: st}
+	}
+	return b, nil
+}
+
+// trivialState is the noise-free encryption (c0 = encoding, c1 = 0) of public
+// lane balances at the state level and scale.
+func (e *Engine) trivialState(balances map[int]uint64) (*rlwe.Ciphertext, error) {
+	vals := make([]uint64, e.p.Slots)
+	for lane, v := range balances {
+		if lane < 0 || lane >= e.p.Lanes || v > MaxAmount {
+			return nil, fmt.Errorf("%w: balance %d at lane %d", ErrGenesis, v, lane)
+		}
+		vals[e.p.Slot(0, 0, lane)] = v
+	}
+	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
+	pt.Scale = e.scale.state
+	if err := e.ecd.Encode(vals, pt); err != nil {
+		return nil, err
+	}
+	ct := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
+	ct.Value[0].CopyLvl(LevelState, pt.Value)
+	ct.Scale = e.scale.state
+	ct.IsNTT = pt.IsNTT
+	return ct, nil
+}
+
+// open registers an account in the next free lane (shards fill in order).
+func (b *Book) open(pub ed25519.PublicKey, ownerPK []byte, kind AccountKind, height uint64) (*Account, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: signing key size", ErrMalformed)
+	}
+	if len(ownerPK) > maxField {
+		return nil, fmt.Errorf("%w: owner key size", ErrMalformed)
+	}
+	id := AccountIDOf(pub)
+	if _, ok := b.byID[id]; ok {
+		return nil, fmt.Errorf("%w: account %s exists", ErrMalformed, id.Short())
+	}
+	n := len(b.byID)
+	a := &Account{ID: id, SignPub: append(ed25519.PublicKey(nil), pub...), OwnerPK: append([]byte(nil), ownerPK...), Kind: kind,
+		Shard: uint32(n / b.p.Lanes), Lane: n % b.p.Lanes, Created: height, LastDebit: height}
+	b.byID[id] = a
+	b.byLane[laneKey{a.Shard, a.Lane}] = id
+	return a, nil
+}
+
+// Open registers a new account at the current height (a signed plaintext
+// operation the node orders like any other). Its balance starts at zero.
+func (b *Book) Open(pub ed25519.PublicKey, ownerPK []byte, kind AccountKind) (*Account, error) {
+	a, err := b.open(pub, ownerPK, kind, b.height)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := b.history[a.Shard]; !ok {
+		st, err := b.eng.trivialState(nil)
+		if err != nil {
+			return nil, err
+		}
+		b.history[a.Shard] = map[uint64]*rlwe.Ciphertext{b.height: st}
+	}
+	return a, nil
+}
+
+// Account looks an account up.
+func (b *Book) Account(id AccountID) (*Account, bool) {
+	a, ok := b.byID[id]
+	return a, ok
+}
+
+// Accounts returns every account ordered by (shard, lane).
+func (b *Book) Accounts() []*Account {
+	out := make([]*Account, 0, len(b.byID))
+	for _, a := range b.byID {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Shard != out[j].Shard {
+			return out[i].Shard < out[j].Shard
+		}
+		return out[i].Lane < out[j].Lane
+	})
+	return out
+}
+
+// Height is the last height whose results were applied.
+func (b *Book) Height() uint64 { return b.height }
+
+// Chain is the chain id envelopes must name.
+func (b *Book) Chain() string { return b.chain }
+
+// Shards lists shard ids in order.
+func (b *Book) Shards() []uint32 {
+	out := make([]uint32, 0, len(b.history))
+	for s := range b.history {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// State returns a shard's state ciphertext as of height h (the newest state
+// at or below h that is still retained).
+func (b *Book) State(shard uint32, h uint64) (*rlwe.Ciphertext, bool) {
+	hs, ok := b.history[shard]
+	if !ok {
+		return nil, false
+	}
+	best, found := uint64(0), false
+	for k := range hs {
+		if k <= h && (!found || k > best) {
+			best, found = k, true
+		}
+	}
+	if !found {
+		return nil, false
+	}
+	return hs[best], true
+}
+
+func (b *Book) stateAt(shard uint32, h uint64) (*rlwe.Ciphertext, error) {
+	st, ok := b.State(shard, h)
+	if !ok {
+		return nil, fmt.Errorf("%w: no state for shard %d at %d", ErrBatch, shard, h)
+	}
+	return st, nil
+}
+
+// Check runs the plaintext admission checks on one envelope against the
+// current book: signature, chain, accounts, replay and staleness. It returns
+// Accepted or the reason.
+func (b *Book) Check(e *Envelope) Reason {
+	from, ok := b.byID[e.From]
+	if !ok {
+		return RejectUnknownAccount
+	}
+	if _, ok := b.byID[e.To]; !ok {
+		return RejectUnknownAccount
+	}
+	if e.From == e.To {
+		return RejectSelfTransfer
+	}
+	if e.Chain != b.chain || !e.Verify(from.SignPub) {
+		return RejectBadSignature
+	}
+	if e.Nonce <= from.Nonce {
+		return RejectReplay
+	}
+	if e.Height > b.height {
+		return RejectFutureHeight
+	}
+	if e.Height < from.LastDebit || e.Height+b.window <= b.height {
+		return RejectStaleHeight
+	}
+	return Accepted
+}
+
+// Pending is one envelope of a block with its decoded ciphertext.
+type Pending struct {
+	Env *Envelope
+	CT  *rlwe.Ciphertext
+	Sub int // index of the submission in the block (envelopes of a bundle share it)
+}
+
+// Batch is the set of transfers of one shard that name the same balance
+// height: they are evaluated together against that height's state.
+type Batch struct {
+	Shard   uint32
+	Height  uint64
+	Items   []Item
+	Credits []Credit
+	Envs    []*Envelope // by lane order of first appearance
+	lanes   map[int]*Envelope
+}
+
+// Plan groups a block's transfers into batches and returns early verdicts for
+// those rejected by plaintext checks (keyed by transfer id). Within a block an
+// account may debit once; later debits of it are RejectLaneBusy.
+func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
+	early := map[[32]byte]Reason{}
+	type bk struct {
+		shard  uint32
+		height uint64
+	}
+	batches := map[bk]*Batch{}
+	bySub := map[bk]map[int]int{}
+	busy := map[AccountID]bool{}
+	var order []bk
+	for _, pd := range block {
+		id := pd.Env.ID()
+		if r := b.Check(pd.Env); r != Accepted {
+			early[id] = r
+			continue
+		}
+		if pd.CT == nil {
+			early[id] = RejectMalformed
+			continue
+		}
+		if busy[pd.Env.From] {
+			early[id] = RejectLaneBusy
+			continue
+		}
+		busy[pd.Env.From] = true
+		from, to := b.byID[pd.Env.From], b.byID[pd.Env.To]
+		k := bk{from.Shard, pd.Env.Height}
+		bt, ok := batches[k]
+		if !ok {
+			bt = &Batch{Shard: from.Shard, Height: pd.Env.Height, lanes: map[int]*Envelope{}}
+			batches[k] = bt
+			bySub[k] = map[int]int{}
+			order = append(order, k)
+		}
+		ix, ok := bySub[k][pd.Sub]
+		if !ok {
+			bt.Items = append(bt.Items, Item{CT: pd.CT})
+			ix = len(bt.Items) - 1
+			bySub[k][pd.Sub] = ix
+		}
+		bt.Items[ix].Lanes = append(bt.Items[ix].Lanes, from.Lane)
+		bt.lanes[from.Lane] = pd.Env
+		bt.Envs = append(bt.Envs, pd.Env)
+		bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, TargetLane: to.Lane})
+	}
+	out := make([]*Batch, 0, len(order))
+	for _, k := range order {
+		out = append(out, batches[k])
+	}
+	return out, early
+}
+
+// Envelope returns the envelope evaluated in lane l of the batch.
+func (bt *Batch) Envelope(lane int) *Envelope { return bt.lanes[lane] }
+
+// RhoSeed derives the batch's equality-mask seed from the block hash, so no
+// submitter can know the masks before its transfer is fixed in a block.
+func (bt *Batch) RhoSeed(blockHash []byte, index int) []byte {
+	h := sha256.New()
+	h.Write(blockHash)
+	var x [16]byte
+	binary.BigEndian.PutUint32(x[:4], bt.Shard)
+	binary.BigEndian.PutUint64(x[4:12], bt.Height)
+	binary.BigEndian.PutUint32(x[12:], uint32(index))
+	h.Write(x[:])
+	return h.Sum(nil)
+}
+
+// EvaluateBatch evaluates a planned batch against its named height's state.
+func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int) (*Evaluation, error) {
+	st, err := b.stateAt(bt.Shard, bt.Height)
+	if err != nil {
+		return nil, err
+	}
+	return eng.Evaluate(st, bt.Items, bt.RhoSeed(blockHash, index))
+}
+
+// Outcome is the decided result of one transfer in a block.
+type Outcome struct {
+	ID     [32]byte
+	Env    *Envelope
+	Reason Reason
+}
+
+// Commit applies a block's decided batches at height h: debits and credits of
+// accepted transfers move money; every judged transfer consumes its nonce;
+// accepted ones record the debit height. It returns one outcome per judged
+// transfer in block order of batches.
+func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluation, verdicts []map[int]Reason) ([]Outcome, error) {
+	if h != b.height+1 {
+		return nil, fmt.Errorf("%w: commit height %d after %d", ErrBatch, h, b.height)
+	}
+	if len(batches) != len(evals) || len(evals) != len(verdicts) {
+		return nil, fmt.Errorf("%w: %d batches, %d evaluations, %d verdicts", ErrBatch, len(batches), len(evals), len(verdicts))
+	}
+	next := map[uint32]*rlwe.Ciphertext{}
+	cur := func(s uint32) *rlwe.Ciphertext {
+		if st, ok := next[s]; ok {
+			return st
+		}
+		st, _ := b.State(s, b.height)
+		return st
+	}
+	var out []Outcome
+	for i, bt := range batches {
+		d, err := eng.Apply(evals[i], verdicts[i], bt.Credits)
+		if err != nil {
+			return nil, err
+		}
+		if next[bt.Shard], err = eng.ApplyDelta(cur(bt.Shard), d.Debit, -1); err != nil {
+			return nil, err
+		}
+		for s, c := range d.Credits {
+			base := cur(s)
+			if base == nil {
+				return nil, fmt.Errorf("%w: credit to unknown shard %d", ErrBatch, s)
+			}
+			if next[s], err = eng.ApplyDelta(base, c, +1); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range evals[i].Lanes {
+			env := bt.lanes[l]
+			r := verdicts[i][l]
+			a := b.byID[env.From]
+			a.Nonce = env.Nonce
+			if r == Accepted {
+				a.LastDebit = h
+			}
+			out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
+		}
+	}
+	b.height = h
+	for s, st := range next {
+		b.history[s][h] = st
+	}
+	b.prune()
+	return out, nil
+}
+
+// Skip advances the height for a block with no transfers.
+func (b *Book) Skip(h uint64) error {
+	if h != b.height+1 {
+		return fmt.Errorf("%w: height %d after %d", ErrBatch, h, b.height)
+	}
+	b.height = h
+	b.prune()
+	return nil
+}
+
+// prune drops states older than the window (keeping the newest one at or
+// below the window's start, which is still that height's state).
+func (b *Book) prune() {
+	if b.height < b.window {
+		return
+	}
+	floor := b.height - b.window + 1
+	for _, hs := range b.history {
+		keep := uint64(0)
+		for k := range hs {
+			if k <= floor && k > keep {
+				keep = k
+			}
+		}
+		for k := range hs {
+			if k < keep {
+				delete(hs, k)
+			}
+		}
+	}
+}

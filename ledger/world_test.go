@@ -1,0 +1,146 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"testing"
+)
+
+// world is a ledger with genesis accounts driven block by block through the
+// same path a validator uses: Plan, EvaluateBatch, ShareChecks from t
+// validators, DecryptChecks, Commit.
+type world struct {
+	nw   *net
+	book *Book
+	b    *Builder
+	acct map[string]*account
+}
+
+func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]AccountKind, names ...string) *world {
+	t.Helper()
+	nw := testNet(t, 4, 3)
+	w := &world{nw: nw, b: NewBuilder(nw.p, nw.keys.PK, "test"), acct: map[string]*account{}}
+	var gen []GenesisAccount
+	for i, n := range names {
+		a := newAccount(t, nw.p, i)
+		w.acct[n] = a
+		pk, _ := a.own.PK.MarshalBinary()
+		gen = append(gen, GenesisAccount{SignPub: a.key.Public().(ed25519.PublicKey), OwnerPK: pk, Kind: kinds[n], Balance: balances[n]})
+	}
+	book, err := NewBook(nw.eng, "test", gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range w.acct {
+		got, _ := book.Account(a.id)
+		a.lane = got.Lane
+	}
+	w.book = book
+	return w
+}
+
+// spec builds an honest transfer spec from the wallet's view.
+func (w *world) spec(from, to string, amount, balance uint64) TransferSpec {
+	a := w.acct[from]
+	acc, _ := w.book.Account(a.id)
+	return TransferSpec{From: a.id, Lane: acc.Lane, Key: a.key, To: w.acct[to].id, Amount: amount, Balance: balance, Height: w.book.Height(), Nonce: acc.Nonce + 1}
+}
+
+// block runs one block of submissions and returns each transfer's outcome by id.
+func (w *world) block(t testing.TB, subs ...*Submission) map[[32]byte]Reason {
+	t.Helper()
+	var pend []Pending
+	for i, s := range subs {
+		ct, err := w.nw.p.DecodeUpload(s.Ciphertext)
+		for k := range s.Envelopes {
+			e := &s.Envelopes[k]
+			if err != nil || sha256.Sum256(s.Ciphertext) != e.CTHash {
+				pend = append(pend, Pending{Env: e, Sub: i})
+				continue
+			}
+			pend = append(pend, Pending{Env: e, CT: ct, Sub: i})
+		}
+	}
+	h := w.book.Height() + 1
+	batches, early := w.book.Plan(pend)
+	var evals []*Evaluation
+	var verdicts []map[int]Reason
+	for i, bt := range batches {
+		ev, err := w.book.EvaluateBatch(w.nw.eng, bt, []byte("block"), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bs, es []*DecShare
+		for v := 0; v < w.nw.com.T; v++ {
+			b, e, err := w.nw.dec.ShareChecks(w.nw.shares[v], &ev.Checks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs, es = append(bs, b), append(es, e)
+		}
+		vd, err := w.nw.dec.DecryptChecks(ev, bs, es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evals, verdicts = append(evals, ev), append(verdicts, vd)
+	}
+	var outs []Outcome
+	var err error
+	if len(batches) == 0 {
+		err = w.book.Skip(h)
+	} else {
+		outs, err = w.book.Commit(w.nw.eng, h, batches, evals, verdicts)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[[32]byte]Reason{}
+	for id, r := range early {
+		res[id] = r
+	}
+	for _, o := range outs {
+		res[o.ID] = o.Reason
+	}
+	return res
+}
+
+// reason is the outcome of a single-envelope submission.
+func reason(t testing.TB, res map[[32]byte]Reason, s *Submission) Reason {
+	t.Helper()
+	r, ok := res[s.Envelopes[0].ID()]
+	if !ok {
+		t.Fatalf("no outcome for transfer")
+	}
+	return r
+}
+
+// balance decrypts an account's current balance the way its owner does.
+func (w *world) balance(t testing.TB, name string) uint64 {
+	t.Helper()
+	a := w.acct[name]
+	acc, _ := w.book.Account(a.id)
+	st, ok := w.book.State(acc.Shard, w.book.Height())
+	if !ok {
+		t.Fatal("no state")
+	}
+	return w.nw.balance(t, st, a)
+}
+
+func (w *world) expectBalances(t testing.TB, want map[string]uint64) {
+	t.Helper()
+	for n, v := range want {
+		if got := w.balance(t, n); got != v {
+			t.Errorf("%s balance = %d, want %d", n, got, v)
+		}
+	}
+}
+
+// forged encrypts an arbitrary slot vector and signs it as a transfer spec.
+func (w *world) forged(t testing.TB, vals []uint64, specs ...TransferSpec) *Submission {
+	t.Helper()
+	ctb, err := w.b.EncryptSlots(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.b.Seal(ctb, specs...)
+}
