@@ -455,3 +455,18 @@ func (b *Book) prune() {
 		}
 	}
 }
+
+// newStateCT allocates a state-shaped ciphertext for decoding.
+func newStateCT(p *Params) *rlwe.Ciphertext { return rlwe.NewCiphertext(p.BGV, 1, LevelState) }
+
+// DecodeState decodes a persisted shard state.
+func (p *Params) DecodeState(b []byte) (*rlwe.Ciphertext, error) {
+	ct := newStateCT(p)
+	if err := strictDecode(ct, b); err != nil {
+		return nil, fmt.Errorf("%w: state: %w", ErrMalformed, err)
+	}
+	if ct.Level() != LevelState || ct.Degree() != 1 {
+		return nil, fmt.Errorf("%w: state shape", ErrMalformed)
+	}
+	return ct, nil
+}

@@ -3,6 +3,8 @@ package ledger
 import (
 	"fmt"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
 	"github.com/tuneinsight/lattigo/v5/mhe"
 )
 
@@ -79,4 +81,55 @@ func (d *ShamirDeal) UnmarshalBinary(p []byte) error {
 	d.From, d.To = int(r.u32()), int(r.u32())
 	r.unmarshal(&d.Share, "Shamir share")
 	return r.done()
+}
+
+// MarshalBinary encodes the published keys (genesis).
+func (k *PublicKeys) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	if err := w.marshal(k.PK); err != nil {
+		return nil, err
+	}
+	if err := w.marshal(k.RLK); err != nil {
+		return nil, err
+	}
+	w.u32(uint32(len(k.GKs)))
+	for _, g := range k.GKs {
+		if err := w.marshal(g); err != nil {
+			return nil, err
+		}
+	}
+	return w.b, nil
+}
+
+// DecodePublicKeys decodes published keys and checks they are complete for p.
+func (p *Params) DecodePublicKeys(b []byte) (*PublicKeys, error) {
+	r := rbuf{b: b}
+	k := &PublicKeys{PK: rlwe.NewPublicKey(p.BGV), RLK: rlwe.NewRelinearizationKey(p.BGV, p.evkParams())}
+	r.unmarshal(k.PK, "public key")
+	r.unmarshal(k.RLK, "relinearization key")
+	n := r.u32()
+	if r.err == nil && int(n) != len(p.GaloisElements()) {
+		return nil, fmt.Errorf("%w: %d Galois keys, want %d", ErrMalformed, n, len(p.GaloisElements()))
+	}
+	for _, g := range p.GaloisElements() {
+		gk := rlwe.NewGaloisKey(p.BGV, p.evkParams())
+		r.unmarshal(gk, "Galois key")
+		if r.err == nil && gk.GaloisElement != g {
+			return nil, fmt.Errorf("%w: Galois key for %d, want %d", ErrMalformed, gk.GaloisElement, g)
+		}
+		k.GKs = append(k.GKs, gk)
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// DecodeKeyShare decodes a validator's stored key share.
+func (p *Params) DecodeKeyShare(b []byte) (*KeyShare, error) {
+	k := &KeyShare{}
+	if err := k.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
