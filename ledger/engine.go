@@ -63,6 +63,19 @@ func (m *masks) lane(lane int) ring.Poly {
 	return m.lanes[lane]
 }
 
+// union returns the isolation mask of several lanes at a level.
+func (m *masks) union(lanes []int, level int) ring.Poly {
+	vals := make([]uint64, m.p.Slots)
+	for _, lane := range lanes {
+		for row := 0; row < m.p.Rows; row++ {
+			for j := 0; j < m.p.Bits; j++ {
+				vals[m.p.Slot(row, j, lane)] = 1
+			}
+		}
+	}
+	return m.encodeMask(vals, level)
+}
+
 // Engine evaluates batches. It holds evaluation keys and precomputed
 // plaintexts; it is not safe for concurrent use: give each goroutine its own
 // via Clone (clones share the read-only tables).
@@ -72,7 +85,7 @@ type Engine struct {
 	eval  *bgv.Evaluator
 	ecd   *bgv.Encoder
 	masks *masks
-	bits  *rlwe.Plaintext // c(row, j, lane) = 2^j, at LevelChecked, scale of the checked batch
+	bits  *rlwe.Plaintext // c(row, j, lane) = 2^j, at LevelState, scale of the batch at that level
 	scale struct {
 		checked, state rlwe.Scale
 	}
@@ -98,8 +111,8 @@ func NewEngine(p *Params, keys *PublicKeys) (*Engine, error) {
 			}
 		}
 	}
-	e.bits = bgv.NewPlaintext(p.BGV, LevelChecked)
-	e.bits.Scale = e.scale.checked
+	e.bits = bgv.NewPlaintext(p.BGV, LevelState)
+	e.bits.Scale = e.scale.state
 	if err := e.ecd.Encode(vals, e.bits); err != nil {
 		return nil, fmt.Errorf("ledger: encoding bit pattern: %w", err)
 	}
@@ -185,6 +198,11 @@ func (e *Engine) isolate(items []Item, level int) (*rlwe.Ciphertext, error) {
 		case 1:
 			m = e.masks.lane(it.Lanes[0])
 		default:
+			if len(it.Lanes) > 8 {
+				// Encoding the union directly beats summing many lane masks.
+				m = e.masks.union(it.Lanes, level)
+				break
+			}
 			if sum.N() == 0 {
 				sum = rq.NewPoly()
 			}
@@ -222,11 +240,15 @@ func (e *Engine) Evaluate(state *rlwe.Ciphertext, items []Item, rhoSeed []byte) 
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
 	}
 
-	bits, err := e.booleanness(y3)
+	y2 := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
+	if err := e.eval.Rescale(y3, y2); err != nil {
+		return nil, fmt.Errorf("ledger: rescale: %w", err)
+	}
+	bits, err := e.booleanness(y2)
 	if err != nil {
 		return nil, err
 	}
-	eq, err := e.equation(y3, state, lanes, rhoSeed)
+	eq, err := e.equation(y2, state, lanes, rhoSeed)
 	if err != nil {
 		return nil, err
 	}
@@ -258,13 +280,13 @@ func (e *Engine) checkLanes(items []Item) ([]int, error) {
 // booleanness computes y*(y - 2^j) in every slot and brings it to LevelDecrypt.
 // It is not masked: honest lanes are exactly zero, idle lanes are zero, and a
 // nonzero slot only reveals a function of the cheating submitter's own input.
-func (e *Engine) booleanness(y3 *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
+func (e *Engine) booleanness(y2 *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
 	ev := e.eval
-	d, err := ev.SubNew(y3, e.bits)
+	d, err := ev.SubNew(y2, e.bits)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: booleanness: %w", err)
 	}
-	prod, err := ev.MulRelinNew(y3, d)
+	prod, err := ev.MulRelinNew(y2, d)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: booleanness: %w", err)
 	}
@@ -323,31 +345,27 @@ func (e *Engine) rho(lanes []int, seed []byte) []uint64 {
 
 // equation computes rho * (a + b' - balance_h) at slot (0,0,lane) of each
 // active lane and zero elsewhere, at LevelDecrypt.
-func (e *Engine) equation(y3, state *rlwe.Ciphertext, lanes []int, seed []byte) (*rlwe.Ciphertext, error) {
+func (e *Engine) equation(y2, state *rlwe.Ciphertext, lanes []int, seed []byte) (*rlwe.Ciphertext, error) {
 	ev := e.eval
-	y2 := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
-	if err := ev.Rescale(y3, y2); err != nil {
-		return nil, fmt.Errorf("ledger: rescale: %w", err)
-	}
+	y2 = y2.CopyNew()
 	if !y2.Scale.Equal(state.Scale) {
 		return nil, fmt.Errorf("%w: state scale does not match the circuit", ErrBatch)
 	}
-	x, err := e.recompose(y2)
-	if err != nil {
-		return nil, err
-	}
-	sw, err := ev.RotateRowsNew(x)
+	// rec and the row swap are linear and commute, so
+	// rec(y) + swap(rec(y)) - rec(state) = rec(y + swap(y) - state):
+	// one recomposition (5 rotations) instead of two.
+	sw, err := ev.RotateRowsNew(y2)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: row swap: %w", err)
 	}
-	if err := ev.Add(x, sw, x); err != nil {
+	if err := ev.Add(y2, sw, y2); err != nil {
 		return nil, err
 	}
-	bal, err := e.recompose(state)
+	if err := ev.Sub(y2, state, y2); err != nil {
+		return nil, err
+	}
+	x, err := e.recompose(y2)
 	if err != nil {
-		return nil, err
-	}
-	if err := ev.Sub(x, bal, x); err != nil {
 		return nil, err
 	}
 	pt := bgv.NewPlaintext(e.p.BGV, LevelState)

@@ -1,0 +1,236 @@
+package ledger
+
+import (
+	"math/rand"
+	"testing"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// Benchmarks behind the figures in docs/PERFORMANCE.md. Run with
+//
+//	go test ./ledger -run '^$' -bench . -benchtime 5x -count 5
+
+type benchBatch struct {
+	nw    *net
+	state *rlwe.Ciphertext
+	items []Item
+	lanes []int
+	subs  []*Submission
+}
+
+var benchSingles, benchBundle *benchBatch
+
+// singles: 256 transfers, one upload each (the worst case for bytes and
+// isolation work); bundle: the same 256 transfers packed in one upload.
+func makeBench(b *testing.B, packed bool) *benchBatch {
+	nw := testNet(b, 4, 3)
+	p := nw.p
+	bb := &benchBatch{nw: nw}
+	bal := map[int]uint64{}
+	for l := 0; l < p.Lanes; l++ {
+		bal[l] = 1_000_000
+		bb.lanes = append(bb.lanes, l)
+	}
+	st, err := nw.eng.trivialState(bal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bb.state = st
+	builder := NewBuilder(p, nw.keys.PK, "bench")
+	a := newAccount(b, p, 0)
+	var specs []TransferSpec
+	for l := 0; l < p.Lanes; l++ {
+		specs = append(specs, TransferSpec{From: a.id, Lane: l, Key: a.key, To: AccountID{byte(l)}, Amount: uint64(1 + l), Balance: 1_000_000, Nonce: 1})
+	}
+	if packed {
+		sub, err := builder.Build(specs...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bb.subs = []*Submission{sub}
+		bb.items = []Item{{CT: nw.upload(b, sub), Lanes: bb.lanes}}
+		return bb
+	}
+	for _, s := range specs {
+		sub, err := builder.Build(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bb.subs = append(bb.subs, sub)
+		bb.items = append(bb.items, Item{CT: nw.upload(b, sub), Lanes: []int{s.Lane}})
+	}
+	return bb
+}
+
+// BenchmarkValidateBatch is one validator's whole job for a full batch of 256
+// single-transfer uploads: isolation, the circuit, and its own two decryption
+// shares.
+func BenchmarkValidateBatch(b *testing.B) {
+	if benchSingles == nil {
+		benchSingles = makeBench(b, false)
+	}
+	benchValidate(b, benchSingles)
+}
+
+// BenchmarkValidateBundle is the same for 256 transfers packed in one upload.
+func BenchmarkValidateBundle(b *testing.B) {
+	if benchBundle == nil {
+		benchBundle = makeBench(b, true)
+	}
+	benchValidate(b, benchBundle)
+}
+
+func benchValidate(b *testing.B, bb *benchBatch) {
+	nw := bb.nw
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev, err := nw.eng.Evaluate(bb.state, bb.items, []byte("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := nw.dec.ShareChecks(nw.shares[0], &ev.Checks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(bb.lanes)*b.N)/b.Elapsed().Seconds(), "transfers/s")
+	upload := 0
+	for _, s := range bb.subs {
+		raw, _ := s.MarshalBinary()
+		upload += len(raw)
+	}
+	b.ReportMetric(float64(upload)/float64(len(bb.lanes)), "upload-B/transfer")
+}
+
+func BenchmarkBuildTransfer(b *testing.B) {
+	nw := testNet(b, 4, 3)
+	builder := NewBuilder(nw.p, nw.keys.PK, "bench")
+	a := newAccount(b, nw.p, 0)
+	b.ResetTimer()
+	var n int
+	for i := 0; i < b.N; i++ {
+		sub, err := builder.Build(TransferSpec{From: a.id, Lane: 7, Key: a.key, To: AccountID{1}, Amount: 1234, Balance: 99999, Nonce: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := sub.MarshalBinary()
+		n = len(raw)
+	}
+	b.ReportMetric(float64(n), "upload-B")
+}
+
+func BenchmarkDecodeUpload(b *testing.B) {
+	nw := testNet(b, 4, 3)
+	sub, _ := NewBuilder(nw.p, nw.keys.PK, "bench").Build(TransferSpec{From: AccountID{2}, Lane: 7, Key: newAccount(b, nw.p, 0).key, To: AccountID{1}, Amount: 1, Balance: 9, Nonce: 1})
+	b.SetBytes(int64(len(sub.Ciphertext)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := nw.p.DecodeUpload(sub.Ciphertext); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchEval(b *testing.B) (*net, *Evaluation) {
+	if benchBundle == nil {
+		benchBundle = makeBench(b, true)
+	}
+	ev, err := benchBundle.nw.eng.Evaluate(benchBundle.state, benchBundle.items, []byte("bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchBundle.nw, ev
+}
+
+func BenchmarkDecryptionShare(b *testing.B) {
+	nw, ev := benchEval(b)
+	b.ResetTimer()
+	var sz int
+	for i := 0; i < b.N; i++ {
+		s, err := nw.dec.Share(nw.shares[1], ev.Checks.Bits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := s.MarshalBinary()
+		sz = len(raw)
+	}
+	b.ReportMetric(float64(sz), "share-B")
+}
+
+// BenchmarkCombine decodes both check ciphertexts of a batch from t=3 shares
+// and reads the 256 verdicts.
+func BenchmarkCombine(b *testing.B) {
+	nw, ev := benchEval(b)
+	var bs, es []*DecShare
+	for i := 0; i < 3; i++ {
+		x, y, _ := nw.dec.ShareChecks(nw.shares[i], &ev.Checks)
+		bs, es = append(bs, x), append(es, y)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		v, err := nw.dec.DecryptChecks(ev, bs, es)
+		if err != nil || len(v) != 256 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApply turns a fully accepted batch of 256 into the debit and the
+// credits of 256 transfers to random lanes of 1 receiving shard.
+func BenchmarkApply(b *testing.B) {
+	nw, ev := benchEval(b)
+	r := rand.New(rand.NewSource(1))
+	v := map[int]Reason{}
+	var credits []Credit
+	for _, l := range ev.Lanes {
+		v[l] = Accepted
+		credits = append(credits, Credit{SourceLane: l, TargetShard: 0, TargetLane: r.Intn(nw.p.Lanes)})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := nw.eng.Apply(ev, v, credits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(credits)*b.N)/b.Elapsed().Seconds(), "transfers/s")
+}
+
+// BenchmarkBalanceQuery is one balance query end to end: a validator isolates
+// and re-encrypts (3 validators' shares), the owner combines and decrypts.
+func BenchmarkBalanceQuery(b *testing.B) {
+	nw := testNet(b, 4, 3)
+	st, _ := nw.eng.trivialState(map[int]uint64{5: 4242})
+	a := newAccount(b, nw.p, 5)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ct, err := nw.eng.BalanceCiphertext(st, 5)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var shares []*ReencShare
+		for v := 0; v < 3; v++ {
+			s, err := nw.dec.ReencShare(nw.shares[v], ct, a.own.PK)
+			if err != nil {
+				b.Fatal(err)
+			}
+			shares = append(shares, s)
+		}
+		out, err := nw.dec.CombineReenc(ct, shares)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got, _ := nw.p.DecryptBalance(a.own, out, 5); got != 4242 {
+			b.Fatalf("balance %d", got)
+		}
+	}
+}
+
+func BenchmarkCeremony4(b *testing.B) {
+	p := MustParams(ZKB128)
+	com, _ := NewCommittee(4, 3)
+	for i := 0; i < b.N; i++ {
+		if _, _, err := runCeremony(p, com, []byte("bench")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,9 @@
+//go:build windows || plan9 || js || wasip1 || aix
+
+package store
+
+import "log/slog"
+
+// removeEmptyLogs is a no-op where the directory cannot be flocked the way
+// Badger does; see repair.go.
+func removeEmptyLogs(string, *slog.Logger) error { return nil }
