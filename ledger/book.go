@@ -65,7 +65,7 @@ type laneKey struct {
 
 // DefaultWindow is how many recent heights of state are kept: a transfer may
 // name a balance at most this many heights old.
-const DefaultWindow = 16
+const DefaultWindow = 64
 
 // GenesisAccount is an account that exists at height 0.
 type GenesisAccount struct {

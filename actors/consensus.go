@@ -1,0 +1,149 @@
+package actors
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/zkbank/zkbank/consensus"
+)
+
+// ConsensusHooks connect the consensus actor to the rest of the node.
+type ConsensusHooks struct {
+	// Persist makes WAL records durable; nothing is sent before it returns.
+	Persist func(recs []consensus.WALRecord) error
+	// Send delivers a message to one validator or all (consensus.Broadcast).
+	Send func(to int, msg []byte)
+	// Committed is told of every decided height (after Application.Finalize).
+	Committed func(c *consensus.Commit)
+	// Serve answers a lagging validator with a stored decision.
+	Serve func(req consensus.CommitRequest)
+	// Evidence records equivocation.
+	Evidence func(e consensus.Evidence)
+}
+
+type startConsensus struct {
+	Height uint64
+	Last   *consensus.Commit
+}
+type inbound struct{ Bytes []byte }
+type fired struct{ Ev consensus.TimeoutEvent }
+type roundQuery struct{}
+
+// RoundInfo is the consensus actor's current position.
+type RoundInfo struct {
+	Height uint64
+	Round  consensus.Round
+	Halted bool
+}
+
+// consensusActor owns the consensus state machine and its timers. It is the
+// only goroutine that touches the machine (and through it the application).
+type consensusActor struct {
+	m      *consensus.Machine
+	hooks  ConsensusHooks
+	log    *slog.Logger
+	halted error
+}
+
+func (c *consensusActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *startConsensus:
+		if err := c.m.Start(msg.Height, msg.Last); err != nil {
+			c.log.Error("consensus start failed", "err", err)
+			c.halted = err
+		}
+	case *inbound:
+		if c.halted != nil {
+			return
+		}
+		if err := c.m.StepBytes(msg.Bytes); err != nil {
+			c.log.Debug("consensus input rejected", "err", err)
+		}
+	case *fired:
+		if c.halted != nil {
+			return
+		}
+		if err := c.m.Step(msg.Ev); err != nil {
+			c.log.Debug("timeout step", "err", err)
+		}
+	case *roundQuery:
+		st := c.m.State()
+		ctx.Respond(RoundInfo{Height: st.Height, Round: st.Round, Halted: c.halted != nil})
+		return
+	default:
+		return
+	}
+	c.drain(ctx)
+}
+
+// drain performs Ready in order: persist, send, schedule, report.
+func (c *consensusActor) drain(ctx actor.Context) {
+	for c.m.HasReady() {
+		rd := c.m.Ready()
+		if len(rd.Persist) > 0 {
+			if err := c.hooks.Persist(rd.Persist); err != nil {
+				// Never send what was not made durable: halt instead.
+				c.log.Error("consensus WAL write failed; halting", "err", err)
+				c.halted = err
+				return
+			}
+		}
+		for _, env := range rd.Send {
+			c.hooks.Send(env.To, consensus.EncodeMessage(env.Msg))
+		}
+		self, sys := ctx.Self(), ctx.ActorSystem()
+		for _, t := range rd.Timeouts {
+			ev := t.Event
+			time.AfterFunc(t.Duration, func() { sys.Root.Send(self, &fired{Ev: ev}) })
+		}
+		for _, cm := range rd.Committed {
+			if c.hooks.Committed != nil {
+				c.hooks.Committed(cm)
+			}
+		}
+		for _, e := range rd.Evidence {
+			c.log.Warn("equivocation evidence", "evidence", e.String())
+			if c.hooks.Evidence != nil {
+				c.hooks.Evidence(e)
+			}
+		}
+		for _, s := range rd.Serve {
+			if c.hooks.Serve != nil {
+				c.hooks.Serve(s)
+			}
+		}
+		c.m.Advance()
+	}
+}
+
+// Consensus is the client of the consensus actor.
+type Consensus struct {
+	sys *actor.ActorSystem
+	pid *actor.PID
+}
+
+// NewConsensus spawns the consensus actor around a machine.
+func NewConsensus(sys *actor.ActorSystem, m *consensus.Machine, hooks ConsensusHooks, logger *slog.Logger) *Consensus {
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &consensusActor{m: m, hooks: hooks, log: logger.With("component", "consensus")}
+	})
+	return &Consensus{sys: sys, pid: sys.Root.Spawn(props)}
+}
+
+// Start begins consensus at height with the previous decision.
+func (c *Consensus) Start(height uint64, last *consensus.Commit) {
+	c.sys.Root.Send(c.pid, &startConsensus{Height: height, Last: last})
+}
+
+// Deliver hands a message received from a peer to the machine.
+func (c *Consensus) Deliver(b []byte) { c.sys.Root.Send(c.pid, &inbound{Bytes: b}) }
+
+// Round reports the current height and round.
+func (c *Consensus) Round() (RoundInfo, error) {
+	r, err := c.sys.Root.RequestFuture(c.pid, &roundQuery{}, 5*time.Second).Result()
+	if err != nil {
+		return RoundInfo{}, err
+	}
+	return r.(RoundInfo), nil
+}

@@ -1,0 +1,133 @@
+// Package api defines the client API every zkbank node serves over HTTP:
+// paths, request and response bodies. Ciphertext-bearing bodies are binary
+// (application/octet-stream, the ledger's encodings); everything else is
+// JSON. The node implements it; package client consumes it. See docs/API.md.
+package api
+
+// Paths (relative to a node's API base URL).
+const (
+	PathStatus     = "/v1/status"
+	PathGenesis    = "/v1/genesis"        // GET: the genesis JSON
+	PathPublicKey  = "/v1/collective-key" // GET: binary collective public key (after the ceremony)
+	PathAccount    = "/v1/accounts/"      // GET /v1/accounts/{id}
+	PathOpen       = "/v1/accounts"       // POST OpenRequest -> OpenResponse (after commit)
+	PathTransfers  = "/v1/transfers"      // POST binary ledger.Submission -> SubmitResponse
+	PathTransfer   = "/v1/transfers/"     // GET /v1/transfers/{id} -> TransferStatus
+	PathBlock      = "/v1/blocks/"        // GET /v1/blocks/{height} -> Block
+	PathBalance    = "/v1/balance"        // POST BalanceRequest -> binary BalanceShare
+	PathHistory    = "/v1/history/"       // GET /v1/history/{account} -> History
+	PathMetrics    = "/metrics"           // Prometheus text format
+	ContentBinary  = "application/octet-stream"
+	ContentJSON    = "application/json"
+	HeaderNodeName = "X-Zkbank-Node"
+)
+
+// Status is a node's view of the chain.
+type Status struct {
+	Chain              string  `json:"chain"`
+	Node               string  `json:"node"`
+	ValidatorIndex     int     `json:"validator_index"`
+	Height             uint64  `json:"height"` // last committed height
+	AppliedHeight      uint64  `json:"applied_height"`
+	Round              uint32  `json:"round"`
+	Peers              int     `json:"peers"`
+	Validators         int     `json:"validators"`
+	Threshold          int     `json:"threshold"`
+	Ready              bool    `json:"ready"` // key ceremony done, consensus running
+	CommittedTransfers uint64  `json:"committed_transfers"`
+	RejectedTransfers  uint64  `json:"rejected_transfers"`
+	Mempool            int     `json:"mempool"`
+	TransfersPerSecond float64 `json:"transfers_per_second"` // over the last 10 s
+	LastFinalityMillis float64 `json:"last_finality_ms"`
+	WorkCredits        []int64 `json:"work_credits"` // per validator index
+}
+
+// Account is the plaintext registry entry of an account.
+type Account struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Shard     uint32 `json:"shard"`
+	Lane      int    `json:"lane"`
+	Nonce     uint64 `json:"nonce"`      // last nonce consumed; the next transfer uses Nonce+1
+	LastDebit uint64 `json:"last_debit"` // height of the last applied debit
+	Height    uint64 `json:"height"`     // the node's applied height when answering
+}
+
+// OpenRequest opens an account with a zero balance. Signature is ed25519 by
+// the new account's key over ledger.OpenAccountBytes(chain, kind).
+type OpenRequest struct {
+	SignPub   string `json:"sign_pub"`  // hex
+	Kind      string `json:"kind"`      // "deposit" or "card"
+	Signature string `json:"signature"` // hex
+}
+
+// OpenResponse reports the new account once its opening is committed.
+type OpenResponse struct {
+	Account Account `json:"account"`
+}
+
+// SubmitResponse acknowledges an upload. IDs are hex transfer ids, one per
+// envelope, in order.
+type SubmitResponse struct {
+	IDs []string `json:"ids"`
+}
+
+// Transfer statuses.
+const (
+	StatusPending   = "pending"
+	StatusCommitted = "committed"
+	StatusRejected  = "rejected"
+	StatusUnknown   = "unknown"
+)
+
+// TransferStatus is the fate of one transfer.
+type TransferStatus struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"` // human text when rejected
+	Code   string `json:"code,omitempty"`   // stable machine code when rejected (ledger.Reason.Code)
+	Height uint64 `json:"height,omitempty"` // block that ordered it
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+}
+
+// Block summarizes a committed block.
+type Block struct {
+	Height    uint64           `json:"height"`
+	Hash      string           `json:"hash"`
+	Proposer  int              `json:"proposer"`
+	Time      string           `json:"time"`
+	Transfers []TransferStatus `json:"transfers"`
+}
+
+// BalanceRequest asks a validator for its re-encryption share of an
+// account's balance, re-encrypted to OwnerPK (the wallet's HE public key,
+// base64 of its MarshalBinary). SignPub is the account's ed25519 key (hex);
+// Signature (hex) is by that key over ledger.BalanceQueryBytes(chain, account,
+// nonce, ownerPK bytes), so nobody but the owner can have a balance
+// re-encrypted to a key of their choosing. Nonce: any fresh value (unix ns).
+//
+// Height selects the committed height to answer at (0: the node's latest
+// applied height). Validators only agree on a ciphertext for the same height,
+// so a wallet asks all of them at one height, e.g. the lowest applied height
+// among them (GET /v1/status); a node not there yet answers 409.
+type BalanceRequest struct {
+	Account   string `json:"account"`
+	Height    uint64 `json:"height,omitempty"`
+	SignPub   string `json:"sign_pub"`
+	OwnerPK   string `json:"owner_pk"`
+	Nonce     uint64 `json:"nonce"`
+	Signature string `json:"signature"`
+}
+
+// History lists an account's transfers known to the node, newest first.
+type History struct {
+	Account   string           `json:"account"`
+	Transfers []TransferStatus `json:"transfers"`
+}
+
+// Error is the JSON body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}

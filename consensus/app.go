@@ -1,0 +1,26 @@
+package consensus
+
+// Application is the seam between consensus and the ledger. The Machine calls
+// it synchronously from inside Step (the node runs both in one actor), so an
+// implementation must not call back into the Machine. For the simulator and
+// for replay it must be deterministic, except ExtendVote: its output is
+// persisted with the signed precommit and never recomputed.
+type Application interface {
+	// BuildProposal returns the value to propose at height (the paper's
+	// getValue()). lastCommit is the certificate of height-1 (nil at the first
+	// height); its extensions are what the application should include.
+	BuildProposal(height uint64, lastCommit *CommitCertificate) ([]byte, error)
+	// ValidateProposal is the paper's valid(v). It is called at most once per
+	// distinct value and height, and not for values this node built itself.
+	ValidateProposal(height uint64, value []byte) error
+	// ExtendVote returns the extension of this validator's precommit for
+	// value. An error makes the machine precommit nil instead.
+	ExtendVote(height uint64, round Round, value []byte) ([]byte, error)
+	// VerifyExtension checks another validator's extension on its precommit
+	// for value. A precommit whose extension fails still counts towards "2f+1
+	// precommits of any kind" (line 47) but not towards committing its value.
+	VerifyExtension(height uint64, validator int, value []byte, ext []byte) error
+	// Finalize applies a decided value. It must be durable when it returns:
+	// after a restart the node starts at the next height. An error halts the machine.
+	Finalize(height uint64, value []byte, cert *CommitCertificate) error
+}

@@ -1,0 +1,174 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// BalanceReply is one validator's answer to a balance query: the isolated
+// balance ciphertext (identical at every honest validator, since it is a
+// deterministic function of the committed state) and this validator's share
+// re-encrypting it to the owner's key.
+type BalanceReply struct {
+	Validator int
+	Height    uint64
+	Lane      int
+	CT        *rlwe.Ciphertext
+	Share     *ReencShare
+}
+
+// BalanceQueryBytes is what the account owner signs to ask for its balance:
+// the signature authorizes re-encryption to exactly ownerPK (bound by hash),
+// so validators never re-encrypt an account's balance to anyone else's key.
+func BalanceQueryBytes(chain string, account AccountID, nonce uint64, ownerPK []byte) []byte {
+	var w wbuf
+	w.fixed([]byte("zkbank/balance/v1\x00"))
+	w.bytes([]byte(chain))
+	w.fixed(account[:])
+	w.u64(nonce)
+	h := sha256.Sum256(ownerPK)
+	w.fixed(h[:])
+	return w.b
+}
+
+// OpenAccountBytes is what a new account's key signs to open it.
+func OpenAccountBytes(chain string, kind AccountKind) []byte {
+	var w wbuf
+	w.fixed([]byte("zkbank/open/v1\x00"))
+	w.bytes([]byte(chain))
+	w.u8(uint8(kind))
+	return w.b
+}
+
+// VerifyBalanceQuery checks an owner's signed balance request.
+func VerifyBalanceQuery(pub ed25519.PublicKey, chain string, account AccountID, nonce uint64, ownerPK, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && AccountIDOf(pub) == account && ed25519.Verify(pub, BalanceQueryBytes(chain, account, nonce, ownerPK), sig)
+}
+
+// MarshalBinary encodes the reply.
+func (r *BalanceReply) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	w.u32(uint32(r.Validator))
+	w.u64(r.Height)
+	w.u32(uint32(r.Lane))
+	if err := w.marshal(r.CT); err != nil {
+		return nil, err
+	}
+	sb, err := r.Share.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	w.bytes(sb)
+	return w.b, nil
+}
+
+// DecodeBalanceReply decodes a reply received from a node.
+func (p *Params) DecodeBalanceReply(b []byte) (*BalanceReply, error) {
+	r := rbuf{b: b}
+	out := &BalanceReply{Validator: int(r.u32()), Height: r.u64(), Lane: int(r.u32())}
+	ctb := r.bytes()
+	sb := r.bytes()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	out.CT = rlwe.NewCiphertext(p.BGV, 1, LevelDecrypt)
+	if err := strictDecode(out.CT, ctb); err != nil || out.CT.Level() != LevelDecrypt || out.CT.Degree() != 1 {
+		return nil, fmt.Errorf("%w: balance ciphertext", ErrMalformed)
+	}
+	sh, err := p.DecodeReencShare(sb)
+	if err != nil {
+		return nil, err
+	}
+	if sh.Validator != out.Validator || out.Lane < 0 || out.Lane >= p.Lanes {
+		return nil, fmt.Errorf("%w: balance reply fields", ErrMalformed)
+	}
+	out.Share = sh
+	return out, nil
+}
+
+// CombineBalance turns t replies into the owner's balance, decrypted locally
+// with the owner's secret key. Replies whose ciphertext differs from the
+// majority's are discarded (a validator cannot make the owner read another
+// ciphertext than the one the others computed).
+func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (uint64, uint64, error) {
+	groups := map[[32]byte][]*BalanceReply{}
+	var best [32]byte
+	for _, r := range replies {
+		if r == nil || r.CT == nil || r.Share == nil {
+			continue
+		}
+		b, err := r.CT.MarshalBinary()
+		if err != nil {
+			continue
+		}
+		var key [32]byte
+		h := sha256.New()
+		h.Write(b)
+		var x [12]byte
+		binary.BigEndian.PutUint64(x[:8], r.Height)
+		binary.BigEndian.PutUint32(x[8:], uint32(r.Lane))
+		h.Write(x[:])
+		copy(key[:], h.Sum(nil))
+		groups[key] = append(groups[key], r)
+		if len(groups[key]) > len(groups[best]) {
+			best = key
+		}
+	}
+	g := groups[best]
+	if len(g) < d.com.T {
+		return 0, 0, fmt.Errorf("%w: %d consistent balance replies, need %d (nodes at different heights? retry)", ErrShare, len(g), d.com.T)
+	}
+	shares := make([]*ReencShare, 0, len(g))
+	for _, r := range g {
+		shares = append(shares, r.Share)
+	}
+	ct, err := d.CombineReenc(g[0].CT, shares)
+	if err != nil {
+		return 0, 0, err
+	}
+	v, err := d.p.DecryptBalance(owner, ct, g[0].Lane)
+	if err != nil {
+		return 0, 0, err
+	}
+	return v, g[0].Height, nil
+}
+
+// MarshalBinary encodes owner keys for a wallet file (secret: store 0600).
+func (k *OwnerKeys) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	if err := w.marshal(k.SK); err != nil {
+		return nil, err
+	}
+	if err := w.marshal(k.PK); err != nil {
+		return nil, err
+	}
+	return w.b, nil
+}
+
+// DecodeOwnerKeys decodes a wallet's owner keys.
+func (p *Params) DecodeOwnerKeys(b []byte) (*OwnerKeys, error) {
+	r := rbuf{b: b}
+	k := &OwnerKeys{SK: rlwe.NewSecretKey(p.BGV), PK: rlwe.NewPublicKey(p.BGV)}
+	r.unmarshal(k.SK, "owner secret key")
+	r.unmarshal(k.PK, "owner public key")
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// DecodeOwnerPK decodes an owner's public key (as registered with an account).
+func (p *Params) DecodeOwnerPK(b []byte) (*rlwe.PublicKey, error) {
+	pk := rlwe.NewPublicKey(p.BGV)
+	if err := strictDecode(pk, b); err != nil {
+		return nil, fmt.Errorf("%w: owner public key: %w", ErrMalformed, err)
+	}
+	return pk, nil
+}
+
+// DecodeCollectiveKey decodes the chain's collective public key.
+func (p *Params) DecodeCollectiveKey(b []byte) (*rlwe.PublicKey, error) { return p.DecodeOwnerPK(b) }

@@ -1,0 +1,131 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// Clone returns a copy of the book that can be advanced speculatively (to
+// validate a proposal) without touching the original. Ciphertexts are shared:
+// the book never mutates a state ciphertext in place.
+func (b *Book) Clone() *Book {
+	c := *b
+	c.byID = make(map[AccountID]*Account, len(b.byID))
+	for id, a := range b.byID {
+		cp := *a
+		c.byID[id] = &cp
+	}
+	c.byLane = make(map[laneKey]AccountID, len(b.byLane))
+	for k, v := range b.byLane {
+		c.byLane[k] = v
+	}
+	c.history = make(map[uint32]map[uint64]*rlwe.Ciphertext, len(b.history))
+	for s, hs := range b.history {
+		m := make(map[uint64]*rlwe.Ciphertext, len(hs))
+		for h, ct := range hs {
+			m[h] = ct
+		}
+		c.history[s] = m
+	}
+	return &c
+}
+
+// MarshalBinary encodes an account registry entry.
+func (a *Account) MarshalBinary() ([]byte, error) {
+	var w wbuf
+	w.u8(1)
+	w.fixed(a.ID[:])
+	w.bytes(a.SignPub)
+	w.bytes(a.OwnerPK)
+	w.u8(uint8(a.Kind))
+	w.u32(a.Shard)
+	w.u32(uint32(a.Lane))
+	w.u64(a.Nonce)
+	w.u64(a.LastDebit)
+	w.u64(a.Created)
+	return w.b, nil
+}
+
+// UnmarshalBinary decodes an account registry entry.
+func (a *Account) UnmarshalBinary(p []byte) error {
+	r := rbuf{b: p}
+	if v := r.u8(); r.err == nil && v != 1 {
+		return fmt.Errorf("%w: account version %d", ErrMalformed, v)
+	}
+	copy(a.ID[:], r.fixed(32))
+	a.SignPub = ed25519.PublicKey(append([]byte(nil), r.bytes()...))
+	a.OwnerPK = append([]byte(nil), r.bytes()...)
+	a.Kind = AccountKind(r.u8())
+	a.Shard = r.u32()
+	a.Lane = int(r.u32())
+	a.Nonce = r.u64()
+	a.LastDebit = r.u64()
+	a.Created = r.u64()
+	if err := r.done(); err != nil {
+		return err
+	}
+	if len(a.SignPub) != ed25519.PublicKeySize || AccountIDOf(a.SignPub) != a.ID {
+		return fmt.Errorf("%w: account key does not match id", ErrMalformed)
+	}
+	return nil
+}
+
+// Snapshot is what a node persists to restart without replaying history:
+// the registry, the retained shard states and the applied height.
+type Snapshot struct {
+	Height   uint64
+	Accounts []*Account
+	States   map[uint32]map[uint64]*rlwe.Ciphertext
+}
+
+// Snapshot captures the book (sharing ciphertexts).
+func (b *Book) Snapshot() *Snapshot {
+	s := &Snapshot{Height: b.height, Accounts: b.Accounts(), States: map[uint32]map[uint64]*rlwe.Ciphertext{}}
+	for sh, hs := range b.history {
+		m := map[uint64]*rlwe.Ciphertext{}
+		for h, ct := range hs {
+			m[h] = ct
+		}
+		s.States[sh] = m
+	}
+	return s
+}
+
+// RestoreBook rebuilds a book from a snapshot.
+func RestoreBook(eng *Engine, chain string, s *Snapshot) (*Book, error) {
+	b := &Book{p: eng.p, eng: eng, chain: chain, window: DefaultWindow, height: s.Height,
+		byID: map[AccountID]*Account{}, byLane: map[laneKey]AccountID{}, history: map[uint32]map[uint64]*rlwe.Ciphertext{}}
+	for _, a := range s.Accounts {
+		cp := *a
+		if _, dup := b.byID[cp.ID]; dup {
+			return nil, fmt.Errorf("%w: duplicate account in snapshot", ErrMalformed)
+		}
+		b.byID[cp.ID] = &cp
+		b.byLane[laneKey{cp.Shard, cp.Lane}] = cp.ID
+	}
+	for sh, hs := range s.States {
+		m := map[uint64]*rlwe.Ciphertext{}
+		for h, ct := range hs {
+			if ct.Level() != LevelState {
+				return nil, fmt.Errorf("%w: state of shard %d at level %d", ErrMalformed, sh, ct.Level())
+			}
+			m[h] = ct
+		}
+		b.history[sh] = m
+	}
+	return b, nil
+}
+
+// StatesAt returns the shard states written at exactly height h (what a node
+// persists after committing h).
+func (b *Book) StatesAt(h uint64) map[uint32]*rlwe.Ciphertext {
+	out := map[uint32]*rlwe.Ciphertext{}
+	for s, hs := range b.history {
+		if ct, ok := hs[h]; ok {
+			out[s] = ct
+		}
+	}
+	return out
+}

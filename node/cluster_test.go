@@ -1,0 +1,327 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/genesis"
+	"github.com/zkbank/zkbank/ledger"
+)
+
+// cluster is N real validators (libp2p hosts on loopback, Badger stores,
+// actor systems) in this test process.
+type cluster struct {
+	t      *testing.T
+	dir    string
+	gen    *genesis.Genesis
+	apis   []string
+	cancel []context.CancelFunc
+	done   []chan error
+	p      *ledger.Params
+	users  map[string]*user
+}
+
+type user struct {
+	key ed25519.PrivateKey
+	id  ledger.AccountID
+	own *ledger.OwnerKeys
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func newCluster(t *testing.T, n int, balances map[string]uint64) *cluster {
+	c := &cluster{t: t, dir: t.TempDir(), p: ledger.MustParams(ledger.ZKB128), users: map[string]*user{}}
+	g := &genesis.Genesis{ChainID: "zkbank-test", ParamSet: ledger.ZKB128.Name, Threshold: n - (n-1)/3,
+		Timeouts: genesis.Timeouts{Propose: "800ms", Prevote: "300ms", Precommit: "300ms", Delta: "300ms"}, Created: time.Now().UTC()}
+	for i := 0; i < n; i++ {
+		home := filepath.Join(c.dir, fmt.Sprintf("v%d", i))
+		apiURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		info, err := Init(home, []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}, apiURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Validators = append(g.Validators, genesis.Validator{Index: i, Name: fmt.Sprintf("v%d", i), PeerID: info.PeerID, P2PAddrs: info.P2PAddrs, ConsensusPub: info.ConsensusPub, API: apiURL, Power: 1})
+		c.apis = append(c.apis, apiURL)
+	}
+	for _, name := range []string{"alice", "bob", "carol"} {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		c.users[name] = &user{key: priv, id: ledger.AccountIDOf(pub), own: ledger.NewOwnerKeys(c.p)}
+		g.Accounts = append(g.Accounts, genesis.Account{Name: name, SignPub: hex.EncodeToString(pub), Kind: "deposit", Balance: balances[name]})
+	}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.gen = g
+	for i := 0; i < n; i++ {
+		if err := g.Save(filepath.Join(c.dir, fmt.Sprintf("v%d", i), "genesis.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.cancel = make([]context.CancelFunc, n)
+	c.done = make([]chan error, n)
+	for i := 0; i < n; i++ {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.cancel {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *cluster) start(i int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel[i] = cancel
+	c.done[i] = make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if v := os.Getenv("ZKBANK_TEST_LOG"); v == "all" || strings.Contains(v, fmt.Sprint(i)) {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	go func() { c.done[i] <- Run(ctx, filepath.Join(c.dir, fmt.Sprintf("v%d", i)), logger) }()
+}
+
+func (c *cluster) stop(i int) {
+	if c.cancel[i] == nil {
+		return
+	}
+	c.cancel[i]()
+	select {
+	case err := <-c.done[i]:
+		if err != nil {
+			c.t.Logf("node %d exited: %v", i, err)
+		}
+	case <-time.After(30 * time.Second):
+		c.t.Errorf("node %d did not stop", i)
+	}
+	c.cancel[i] = nil
+}
+
+func (c *cluster) getJSON(i int, path string, out any) error {
+	resp, err := http.Get(c.apis[i] + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("timed out waiting for %s", what)
+}
+
+func (c *cluster) status(i int) api.Status {
+	var st api.Status
+	_ = c.getJSON(i, api.PathStatus, &st)
+	return st
+}
+
+func (c *cluster) waitReady(nodes ...int) {
+	c.waitFor("nodes ready", 5*time.Minute, func() bool {
+		for _, i := range nodes {
+			st := c.status(i)
+			if !st.Ready || st.AppliedHeight < 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *cluster) collectiveKey() *ledger.Builder {
+	resp, err := http.Get(c.apis[0] + api.PathPublicKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	pk, err := c.p.DecodeCollectiveKey(b)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ledger.NewBuilder(c.p, pk, c.gen.ChainID)
+}
+
+// balance asks every reachable node, combines t replies and decrypts locally.
+func (c *cluster) balance(name string, nodes ...int) (uint64, uint64) {
+	c.t.Helper()
+	u := c.users[name]
+	pkb, _ := u.own.PK.MarshalBinary()
+	nonce := uint64(time.Now().UnixNano())
+	at := uint64(0)
+	for _, i := range nodes {
+		if h := c.status(i).AppliedHeight; h > 0 && (at == 0 || h < at) {
+			at = h
+		}
+	}
+	req := api.BalanceRequest{Account: u.id.String(), Height: at, SignPub: hex.EncodeToString(u.key.Public().(ed25519.PublicKey)), OwnerPK: base64.StdEncoding.EncodeToString(pkb), Nonce: nonce,
+		Signature: hex.EncodeToString(ed25519.Sign(u.key, ledger.BalanceQueryBytes(c.gen.ChainID, u.id, nonce, pkb)))}
+	body, _ := json.Marshal(req)
+	var replies []*ledger.BalanceReply
+	for _, i := range nodes {
+		resp, err := http.Post(c.apis[i]+api.PathBalance, api.ContentJSON, bytes.NewReader(body))
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			c.t.Logf("balance from %d: %d %s", i, resp.StatusCode, b)
+			continue
+		}
+		r, err := c.p.DecodeBalanceReply(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		replies = append(replies, r)
+	}
+	com, _ := ledger.NewCommittee(len(c.gen.Validators), c.gen.Threshold)
+	dec, _ := ledger.NewDecryptor(c.p, com)
+	v, h, err := dec.CombineBalance(u.own, replies)
+	if err != nil {
+		c.t.Fatalf("balance of %s: %v", name, err)
+	}
+	return v, h
+}
+
+func (c *cluster) account(name string) api.Account {
+	var a api.Account
+	if err := c.getJSON(0, api.PathAccount+c.users[name].id.String(), &a); err != nil {
+		c.t.Fatal(err)
+	}
+	return a
+}
+
+// send builds and submits a transfer (or a forged one if vals != nil) and
+// waits for its decided status.
+func (c *cluster) send(b *ledger.Builder, from, to string, amount, balance, height uint64, vals []uint64, node int) api.TransferStatus {
+	c.t.Helper()
+	u := c.users[from]
+	a := c.account(from)
+	spec := ledger.TransferSpec{From: u.id, Lane: a.Lane, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1}
+	var sub *ledger.Submission
+	var err error
+	if vals != nil {
+		ctb, err := b.EncryptSlots(vals)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		sub = b.Seal(ctb, spec)
+	} else if sub, err = b.Build(spec); err != nil {
+		c.t.Fatal(err)
+	}
+	raw, _ := sub.MarshalBinary()
+	resp, err := http.Post(c.apis[node]+api.PathTransfers, api.ContentBinary, bytes.NewReader(raw))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var sr api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(resp.Body)
+		c.t.Fatalf("submit: %d %s", resp.StatusCode, b)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&sr)
+	resp.Body.Close()
+	var st api.TransferStatus
+	c.waitFor("transfer decided", 2*time.Minute, func() bool {
+		_ = c.getJSON(node, api.PathTransfer+sr.IDs[0], &st)
+		return st.Status == api.StatusCommitted || st.Status == api.StatusRejected
+	})
+	return st
+}
+
+func TestCluster_FourValidatorsCommitRejectAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-validator cluster in -short mode")
+	}
+	c := newCluster(t, 4, map[string]uint64{"alice": 10_000, "bob": 500, "carol": 0})
+	c.waitReady(0, 1, 2, 3)
+	b := c.collectiveKey()
+
+	bal, h := c.balance("alice", 0, 1, 2, 3)
+	if bal != 10_000 {
+		t.Fatalf("alice genesis balance %d", bal)
+	}
+	st := c.send(b, "alice", "bob", 2_500, bal, h, nil, 0)
+	if st.Status != api.StatusCommitted {
+		t.Fatalf("transfer: %+v", st)
+	}
+	c.waitFor("balances applied", time.Minute, func() bool {
+		v, _ := c.balance("bob", 0, 1, 2, 3)
+		return v == 3_000
+	})
+	if v, _ := c.balance("alice", 0, 1, 2, 3); v != 7_500 {
+		t.Fatalf("alice = %d, want 7500", v)
+	}
+
+	// An overdraft (wrap-around bits, as a hacked wallet would send) is rejected with its reason.
+	bal, h = c.balance("bob", 0, 1, 2, 3)
+	a := c.account("bob")
+	vals := make([]uint64, c.p.Slots)
+	c.p.EncodeLanes(vals, a.Lane, 9_999, (bal-9_999)&ledger.MaxAmount)
+	st = c.send(b, "bob", "carol", 9_999, bal, h, vals, 1)
+	if st.Status != api.StatusRejected || st.Code != ledger.RejectBalanceMismatch.Code() {
+		t.Fatalf("overdraft: %+v", st)
+	}
+
+	// kill one validator; the others keep committing; it restarts and catches up.
+	c.stop(3)
+	bal, h = c.balance("alice", 0, 1, 2)
+	if st := c.send(b, "alice", "carol", 100, bal, h, nil, 0); st.Status != api.StatusCommitted {
+		t.Fatalf("transfer with a validator down: %+v", st)
+	}
+	c.start(3)
+	c.waitFor("restarted validator catches up", 2*time.Minute, func() bool {
+		return c.status(3).Height >= c.status(0).Height && c.status(3).Ready
+	})
+	for i := 0; i < 4; i++ {
+		st := c.status(i)
+		t.Logf("node %d: finalized %d applied %d round %d ready %v", i, st.Height, st.AppliedHeight, st.Round, st.Ready)
+	}
+	c.waitFor("balances consistent on all nodes", time.Minute, func() bool {
+		v, _ := c.balance("carol", 0, 1, 2, 3)
+		return v == 100
+	})
+	for _, n := range []string{"alice", "bob", "carol"} {
+		v1, _ := c.balance(n, 0, 1, 2)
+		v2, _ := c.balance(n, 1, 2, 3)
+		if v1 != v2 {
+			t.Fatalf("%s: %d vs %d across subsets", n, v1, v2)
+		}
+	}
+}

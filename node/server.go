@@ -1,0 +1,332 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zkbank/zkbank/actors"
+	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/store"
+)
+
+// maxUpload bounds a POST /v1/transfers body (a bundle is one ciphertext).
+const maxUpload = 4 << 20
+
+// server is the node's client API (docs/API.md).
+type server struct {
+	n   *Node
+	log *slog.Logger
+	reg *prometheus.Registry
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathStatus, s.status)
+	mux.HandleFunc("GET "+api.PathGenesis, s.genesis)
+	mux.HandleFunc("GET "+api.PathPublicKey, s.collectiveKey)
+	mux.HandleFunc("GET "+api.PathAccount+"{id}", s.account)
+	mux.HandleFunc("POST "+api.PathOpen, s.open)
+	mux.HandleFunc("POST "+api.PathTransfers, s.submit)
+	mux.HandleFunc("GET "+api.PathTransfer+"{id}", s.transfer)
+	mux.HandleFunc("GET "+api.PathBlock+"{height}", s.block)
+	mux.HandleFunc("POST "+api.PathBalance, s.balance)
+	mux.HandleFunc("GET "+api.PathHistory+"{id}", s.history)
+	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.HeaderNodeName, s.n.name)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", api.ContentJSON)
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, api.Error{Error: msg, Code: errCode})
+}
+
+func (s *server) ready(w http.ResponseWriter) bool {
+	if s.n.app.Load() == nil {
+		writeErr(w, http.StatusServiceUnavailable, "not_ready", "node is not ready yet (key ceremony or startup in progress)")
+		return false
+	}
+	return true
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.n.Status())
+}
+
+func (s *server) genesis(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.n.gen)
+}
+
+func (s *server) collectiveKey(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	b, err := s.n.keys.PK.MarshalBinary()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", api.ContentBinary)
+	_, _ = w.Write(b)
+}
+
+func toAPI(a *ledger.Account, h uint64) api.Account {
+	return api.Account{ID: a.ID.String(), Kind: a.Kind.String(), Shard: a.Shard, Lane: a.Lane, Nonce: a.Nonce, LastDebit: a.LastDebit, Height: h}
+}
+
+func (s *server) account(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	id, err := ledger.ParseAccountID(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	book := s.n.book.Load()
+	a, ok := book.Account(id)
+	if !ok {
+		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())
+		return
+	}
+	writeJSON(w, http.StatusOK, toAPI(a, book.Height()))
+}
+
+func (s *server) open(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	var req api.OpenRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
+		return
+	}
+	pub, err1 := hex.DecodeString(req.SignPub)
+	sig, err2 := hex.DecodeString(req.Signature)
+	kind := ledger.KindDeposit
+	if req.Kind == "card" {
+		kind = ledger.KindCard
+	} else if req.Kind != "" && req.Kind != "deposit" {
+		writeErr(w, http.StatusBadRequest, "malformed", "kind must be deposit or card")
+		return
+	}
+	if err1 != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, ledger.OpenAccountBytes(s.n.gen.ChainID, kind), sig) {
+		writeErr(w, http.StatusBadRequest, "bad_signature", "signature does not verify")
+		return
+	}
+	id := ledger.AccountIDOf(pub)
+	if a, ok := s.n.book.Load().Account(id); ok {
+		writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, s.n.book.Load().Height())})
+		return
+	}
+	ch := s.n.tracker.waitOpen(id)
+	op := actors.Open{SignPub: pub, Kind: kind, Sig: sig}
+	s.n.mem.AddOpen(op)
+	s.n.relayOpen(op)
+	select {
+	case a := <-ch:
+		writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, s.n.book.Load().Height())})
+	case <-time.After(60 * time.Second):
+		writeErr(w, http.StatusGatewayTimeout, "timeout", "account opening not committed within 60 s")
+	case <-r.Context().Done():
+	}
+}
+
+func (s *server) submit(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxUpload+1))
+	if err != nil || len(body) > maxUpload {
+		writeErr(w, http.StatusRequestEntityTooLarge, "malformed", fmt.Sprintf("upload larger than %d bytes", maxUpload))
+		return
+	}
+	ids, err := s.n.admit(body, true)
+	if err != nil {
+		var re *ledger.RejectError
+		code, status := "malformed", http.StatusBadRequest
+		if errors.As(err, &re) {
+			code = re.Reason.Code()
+			if re.Reason == ledger.RejectUnknownAccount {
+				status = http.StatusNotFound
+			}
+		}
+		writeErr(w, status, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.SubmitResponse{IDs: ids})
+}
+
+func (s *server) transfer(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("id"))
+	if st, ok := s.n.tracker.get(id); ok {
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	raw, err := hex.DecodeString(id)
+	if err != nil || len(raw) != 32 {
+		writeErr(w, http.StatusBadRequest, "malformed", "transfer id must be 64 hex digits")
+		return
+	}
+	var rec []byte
+	err = s.n.st.Do(func(db store.Backend) error {
+		var e error
+		rec, e = db.Status(raw)
+		return e
+	})
+	if err != nil {
+		writeJSON(w, http.StatusOK, api.TransferStatus{ID: id, Status: api.StatusUnknown})
+		return
+	}
+	var sr StatusRecord
+	_ = json.Unmarshal(rec, &sr)
+	writeJSON(w, http.StatusOK, api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To})
+}
+
+func (s *server) block(w http.ResponseWriter, r *http.Request) {
+	h, err := strconv.ParseUint(r.PathValue("height"), 10, 64)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "height must be a number")
+		return
+	}
+	var value []byte
+	err = s.n.st.Do(func(db store.Backend) error {
+		var e error
+		value, e = db.Block(h)
+		return e
+	})
+	if err != nil {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no block at height %d", h))
+		return
+	}
+	b, err := DecodeBlock(value)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "corrupt", err.Error())
+		return
+	}
+	hash := Hash(value)
+	out := api.Block{Height: h, Hash: hex.EncodeToString(hash[:]), Time: time.UnixMilli(int64(b.TimeMs)).UTC().Format(time.RFC3339Nano)}
+	for _, sub := range b.Subs {
+		for i := range sub.Envelopes {
+			id := sub.Envelopes[i].ID()
+			st, ok := s.n.tracker.get(hex.EncodeToString(id[:]))
+			if !ok {
+				st = api.TransferStatus{ID: hex.EncodeToString(id[:]), Status: api.StatusUnknown, Height: h}
+			}
+			st.From, st.To = sub.Envelopes[i].From.String(), sub.Envelopes[i].To.String()
+			out.Transfers = append(out.Transfers, st)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// balance re-encrypts an account's balance to the owner's key. The request
+// must be signed by the account's key over the owner key's hash: a validator
+// never re-encrypts to a key the owner did not choose, and it only ever
+// re-encrypts a ciphertext it computed itself from committed state.
+func (s *server) balance(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	var req api.BalanceRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
+		return
+	}
+	id, err := ledger.ParseAccountID(req.Account)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	pub, err1 := hex.DecodeString(req.SignPub)
+	sig, err2 := hex.DecodeString(req.Signature)
+	pkb, err3 := base64.StdEncoding.DecodeString(req.OwnerPK)
+	if err1 != nil || err2 != nil || err3 != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "sign_pub, signature (hex) and owner_pk (base64) are required")
+		return
+	}
+	book := s.n.book.Load()
+	acct, ok := book.Account(id)
+	if !ok {
+		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())
+		return
+	}
+	if !ledger.VerifyBalanceQuery(pub, s.n.gen.ChainID, id, req.Nonce, pkb, sig) {
+		writeErr(w, http.StatusForbidden, "bad_signature", "balance request not signed by the account's key")
+		return
+	}
+	ownerPK, err := s.n.p.DecodeOwnerPK(pkb)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	at := book.Height()
+	if req.Height != 0 {
+		if req.Height > at {
+			writeErr(w, http.StatusConflict, "not_yet", fmt.Sprintf("this node has applied height %d, asked for %d; retry", at, req.Height))
+			return
+		}
+		if req.Height+ledger.DefaultWindow <= at {
+			writeErr(w, http.StatusGone, "pruned", fmt.Sprintf("height %d is older than the %d retained heights", req.Height, ledger.DefaultWindow))
+			return
+		}
+		at = req.Height
+	}
+	st, ok := book.State(acct.Shard, at)
+	if !ok {
+		writeErr(w, http.StatusInternalServerError, "internal", "no state for the account's shard")
+		return
+	}
+	eng := s.n.queryEngine()
+	defer s.n.releaseEngine(eng)
+	ct, err := eng.BalanceCiphertext(st, acct.Lane)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	share, err := s.n.dec.ReencShare(s.n.key, ct, ownerPK)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	reply := &ledger.BalanceReply{Validator: s.n.self, Height: at, Lane: acct.Lane, CT: ct, Share: share}
+	b, err := reply.MarshalBinary()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", api.ContentBinary)
+	_, _ = w.Write(b)
+}
+
+func (s *server) history(w http.ResponseWriter, r *http.Request) {
+	id, err := ledger.ParseAccountID(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, api.History{Account: id.String(), Transfers: s.n.tracker.historyOf(id.String())})
+}
+
+var _ = sha256.Sum256
