@@ -508,6 +508,7 @@ func (m *Machine) onVote(v *Vote) error {
 	}
 	if v.Height != m.height {
 		if v.Height < m.height {
+			m.addLatePrecommit(v)
 			return m.onLagging(v.Validator, v.Height, func() bool { return verifyVote(m.cfg.Verifier, m.cfg.ChainID, m.vals, v) })
 		}
 		return nil
@@ -601,6 +602,42 @@ func (m *Machine) onCommit(c *Commit) error {
 	}
 	m.decide(cert.Round, c.Value, cert)
 	return nil
+}
+
+// addLatePrecommit adds a precommit for the last decided block that arrived
+// after the decision to the last commit certificate, so the next proposal
+// carries its extension too (the ledger decides the previous height from the
+// extensions the next block carries, and more of them let it cross-check
+// decryption shares). The vote must be for the decided block and round,
+// validly signed, and its extension must verify.
+func (m *Machine) addLatePrecommit(v *Vote) {
+	if m.last == nil || v.Type != Precommit || v.Height != m.last.Cert.Height || v.Round != m.last.Cert.Round ||
+		v.BlockID != m.last.Cert.BlockID || !m.vals.Has(v.Validator) {
+		return
+	}
+	sigs := m.last.Cert.Sigs
+	at := len(sigs)
+	for i, s := range sigs {
+		if s.Validator == v.Validator {
+			return
+		}
+		if s.Validator > v.Validator {
+			at = i
+			break
+		}
+	}
+	if !verifyVote(m.cfg.Verifier, m.cfg.ChainID, m.vals, v) {
+		return
+	}
+	if m.app.VerifyExtension(v.Height, v.Validator, m.last.Value, v.Extension) != nil {
+		return
+	}
+	cert := *m.last.Cert
+	cert.Sigs = make([]CommitSig, 0, len(sigs)+1)
+	cert.Sigs = append(cert.Sigs, sigs[:at]...)
+	cert.Sigs = append(cert.Sigs, CommitSig{Validator: v.Validator, Extension: v.Extension, Signature: v.Signature})
+	cert.Sigs = append(cert.Sigs, sigs[at:]...)
+	m.last = &Commit{Cert: &cert, Value: m.last.Value}
 }
 
 // onLagging answers a validator still working on an earlier height: the

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -30,6 +31,10 @@ const (
 	RejectMalformed
 	RejectLaneBusy
 	RejectSelfTransfer
+	// RejectUndecided: the validators' decryption shares disagreed and no
+	// result was backed by two subsets of them, so the batch is failed closed
+	// (a wrong share can delay a transfer, never make an invalid one valid).
+	RejectUndecided
 )
 
 var reasonNames = map[Reason]string{
@@ -45,6 +50,7 @@ var reasonNames = map[Reason]string{
 	RejectMalformed:       "malformed transfer",
 	RejectLaneBusy:        "another debit of this account is in the same block",
 	RejectSelfTransfer:    "sender and receiver are the same account",
+	RejectUndecided:       "validators' decryption shares disagreed; resubmit",
 }
 
 func (r Reason) String() string {
@@ -81,9 +87,15 @@ func (r Reason) Code() string {
 		return "lane_busy"
 	case RejectSelfTransfer:
 		return "self_transfer"
+	case RejectUndecided:
+		return "undecided"
 	}
 	return "unknown"
 }
+
+// ErrInconsistentDecryption: a decryption of the checks has nonzero values
+// where every correct decryption has zeros: some share was wrong.
+var ErrInconsistentDecryption = errors.New("ledger: decryption inconsistent with the check layout")
 
 // RejectError is a rejection as an error a caller can act on.
 type RejectError struct{ Reason Reason }
@@ -96,6 +108,30 @@ func (e *RejectError) Error() string { return "transfer rejected: " + e.Reason.S
 func (p *Params) Verdicts(lanes []int, bits, eq []uint64) (map[int]Reason, error) {
 	if len(bits) != p.Slots || len(eq) != p.Slots {
 		return nil, fmt.Errorf("%w: decrypted check length", ErrBatch)
+	}
+	// Integrity: every slot that carries no check must decrypt to exactly 0
+	// (idle lanes of Bits; everything but the active anchors of Eq). A wrong
+	// decryption share randomizes every slot, so this catches it with
+	// overwhelming probability; only a share crafted with knowledge of the
+	// other shares could pass (see docs/PROTOCOL.md, passive security).
+	active := make([]bool, p.Lanes)
+	anchors := make(map[int]bool, len(lanes))
+	for _, l := range lanes {
+		if l < 0 || l >= p.Lanes {
+			return nil, fmt.Errorf("%w: lane %d", ErrBatch, l)
+		}
+		active[l] = true
+		anchors[p.Slot(0, 0, l)] = true
+	}
+	for s, v := range eq {
+		if v != 0 && !anchors[s] {
+			return nil, fmt.Errorf("%w: %w", ErrShare, ErrInconsistentDecryption)
+		}
+	}
+	for s, v := range bits {
+		if v != 0 && !active[s%p.Lanes] {
+			return nil, fmt.Errorf("%w: %w", ErrShare, ErrInconsistentDecryption)
+		}
 	}
 	out := make(map[int]Reason, len(lanes))
 	for _, l := range lanes {

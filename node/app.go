@@ -93,6 +93,7 @@ type App struct {
 	last      *blockEval // evaluation of the last finalized block (results pending)
 	credits   []int64
 	spec      map[[32]byte]*blockEval // proposals at finalized+1 by value hash
+	faults    *faults                 // fault injection, set only by tests
 }
 
 // AppConfig wires an App.
@@ -263,16 +264,15 @@ func (a *App) decideLast(exts []ValidatorExt) (*ledger.Book, []ledger.Outcome, [
 	return book, outs, credits, nil
 }
 
-// majorityVerdicts handles disagreeing shares (a validator sent a bad one):
-// decrypt with every t-subset and keep the verdicts most subsets agree on.
-// Deterministic for a given set of extensions.
+// majorityVerdicts handles shares that disagree or decrypt inconsistently
+// (some validator sent a wrong one). It decrypts with every t-subset and keeps
+// the results that pass the layout integrity check (a wrong share fails it
+// with overwhelming probability). Exactly one distinct surviving result is
+// used; none, or several, fail the batch closed: every transfer is
+// RejectUndecided (a wrong share can delay transfers, never make an invalid
+// one valid). Deterministic for a given extension set.
 func (a *App) majorityVerdicts(e *ledger.Evaluation, bs, es []*ledger.DecShare) (map[int]ledger.Reason, error) {
-	type cand struct {
-		v     map[int]ledger.Reason
-		count int
-	}
-	counts := map[string]*cand{}
-	var keys []string
+	results := map[string]map[int]ledger.Reason{}
 	idx := make([]int, a.t)
 	var rec func(start, k int)
 	rec = func(start, k int) {
@@ -281,16 +281,8 @@ func (a *App) majorityVerdicts(e *ledger.Evaluation, bs, es []*ledger.DecShare) 
 			for _, i := range idx {
 				sb, se = append(sb, bs[i]), append(se, es[i])
 			}
-			v, err := a.dec.DecryptChecks(e, sb, se)
-			if err != nil {
-				return
-			}
-			key := verdictKey(v)
-			if c, ok := counts[key]; ok {
-				c.count++
-			} else {
-				counts[key] = &cand{v: v, count: 1}
-				keys = append(keys, key)
+			if v, err := a.dec.DecryptChecks(e, sb, se); err == nil {
+				results[verdictKey(v)] = v
 			}
 			return
 		}
@@ -299,19 +291,21 @@ func (a *App) majorityVerdicts(e *ledger.Evaluation, bs, es []*ledger.DecShare) 
 			rec(i+1, k+1)
 		}
 	}
-	rec(0, 0)
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("%w: no subset of shares decrypts", ledger.ErrShare)
+	if len(bs) >= a.t {
+		rec(0, 0)
 	}
-	sort.Strings(keys)
-	best := keys[0]
-	for _, k := range keys {
-		if counts[k].count > counts[best].count {
-			best = k
+	if len(results) == 1 {
+		for _, v := range results {
+			a.log.Warn("a validator sent wrong decryption shares; decided with the consistent subset")
+			return v, nil
 		}
 	}
-	a.log.Warn("decryption shares disagree; decided by majority of subsets", "subsets", len(keys))
-	return counts[best].v, nil
+	a.log.Warn("no unique consistent decryption; failing the batch closed", "consistent_results", len(results))
+	v := map[int]ledger.Reason{}
+	for _, l := range e.Lanes {
+		v[l] = ledger.RejectUndecided
+	}
+	return v, nil
 }
 
 func verdictKey(v map[int]ledger.Reason) string {
@@ -522,6 +516,9 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 		if err != nil {
 			return nil, err
 		}
+		if a.faults != nil && a.faults.corruptShares {
+			corrupt(bs, es)
+		}
 		bb, _ := bs.MarshalBinary()
 		eb, _ := es.MarshalBinary()
 		x.Shares = append(x.Shares, [2][]byte{bb, eb})
@@ -534,9 +531,18 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 // Share correctness cannot be checked (passive security, see docs/PROTOCOL.md);
 // extra shares are cross-checked when results are decided.
 func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []byte) error {
-	ev, err := a.prepare(height, value)
-	if err != nil {
-		return err
+	var ev *blockEval
+	if a.last != nil && height == a.finalized && Hash(value) == a.last.hash {
+		// A late precommit for the block just decided.
+		ev = a.last
+		if _, err := a.ensureEval(ev); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if ev, err = a.prepare(height, value); err != nil {
+			return err
+		}
 	}
 	if ev.evals == nil {
 		if err := a.evaluate(ev); err != nil {

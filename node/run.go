@@ -63,6 +63,7 @@ type Node struct {
 	finalized atomic.Uint64
 	engines   chan *ledger.Engine
 	started   time.Time
+	faults    *faults
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -227,6 +228,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	n.faults = faultsFor(dir)
+	app.faults = n.faults
 	vals := make([]consensus.Validator, len(gen.Validators))
 	for i, v := range gen.Validators {
 		pub, _ := v.PublicKey()
@@ -258,7 +261,12 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		proto protocol.ID
 		fn    p2p.Handler
 	}{
-		{protoConsensus, func(_ context.Context, from peer.ID, b []byte) ([]byte, error) { n.cons.Deliver(b); return nil, nil }},
+		{protoConsensus, func(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
+			if n.faults == nil || !n.faults.partitioned.Load() {
+				n.cons.Deliver(b)
+			}
+			return nil, nil
+		}},
 		{protoTx, func(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
 			_, err := n.admit(b, false)
 			return nil, err
@@ -349,6 +357,9 @@ func (n *Node) persistWAL(recs []consensus.WALRecord) error {
 }
 
 func (n *Node) sendConsensus(to int, msg []byte) {
+	if n.faults != nil && n.faults.partitioned.Load() {
+		return
+	}
 	if to == consensus.Broadcast {
 		for i, id := range n.peers {
 			if i != n.self {
