@@ -32,9 +32,16 @@ type shardActor struct {
 	eng   *ledger.Engine
 }
 
+// crashHook lets tests make a shard actor panic mid-evaluation; nil in a
+// shipped binary.
+var crashHook func(shard uint32) bool
+
 func (s *shardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *evalBatch:
+		if crashHook != nil && crashHook(s.shard) {
+			panic("injected shard crash")
+		}
 		ev, err := m.Book.EvaluateBatch(s.eng, m.Batch, m.BlockHash, m.Index)
 		ctx.Respond(&evalResult{Eval: ev, Err: err})
 	}

@@ -1,0 +1,81 @@
+package actors
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zkbank/zkbank/ledger"
+)
+
+// A shard actor that panics mid-evaluation is restarted by its supervisor
+// and the batch is evaluated again from the same immutable book: the result
+// is identical to an undisturbed evaluation, so nothing half-applied survives.
+func TestShardActorPanicIsRestartedAndRetried(t *testing.T) {
+	p := ledger.MustParams(ledger.ZKB128)
+	com, _ := ledger.NewCommittee(1, 1)
+	party, _ := ledger.NewParty(p, com, 0, []byte("actors-test"))
+	r1, deals, err := party.Round1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := party.Round2([]*ledger.Round1{r1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ledger.AggregatePublic(p, com, []byte("actors-test"), []*ledger.Round1{r1}, []*ledger.Round2{r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = deals
+	eng, err := ledger.NewEngine(p, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubA, keyA, _ := ed25519.GenerateKey(rand.Reader)
+	pubB, _, _ := ed25519.GenerateKey(rand.Reader)
+	book, err := ledger.NewBook(eng, "actors", []ledger.GenesisAccount{{SignPub: pubA, Balance: 100}, {SignPub: pubB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := ledger.NewBuilder(p, keys.PK, "actors").Build(ledger.TransferSpec{From: ledger.AccountIDOf(pubA), Lane: 0, Key: keyA, To: ledger.AccountIDOf(pubB), Amount: 5, Balance: 100, Nonce: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := p.DecodeUpload(sub.Ciphertext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, early := book.Plan([]ledger.Pending{{Env: &sub.Envelopes[0], CT: ct}})
+	if len(early) != 0 || len(batches) != 1 {
+		t.Fatalf("plan: %d batches, early %v", len(batches), early)
+	}
+
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer sys.Shutdown()
+	var crashes atomic.Int32
+	crashHook = func(uint32) bool { return crashes.Add(1) == 1 }
+	defer func() { crashHook = nil }()
+
+	pool := NewShards(sys, eng, 2*time.Second)
+	got, err := pool.Evaluate(book, batches, []byte("block"))
+	if err != nil {
+		t.Fatalf("evaluation after a crash: %v", err)
+	}
+	if crashes.Load() < 2 {
+		t.Fatalf("the crash was not injected (calls: %d)", crashes.Load())
+	}
+	want, err := book.EvaluateBatch(eng.Clone(), batches[0], []byte("block"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, _ := got[0].Checks.Digest()
+	dw, _ := want.Checks.Digest()
+	if dg != dw {
+		t.Fatal("evaluation after restart differs from an undisturbed one")
+	}
+}
