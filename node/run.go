@@ -223,7 +223,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	app, err := NewApp(AppConfig{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
 		N: com.N, T: com.T, Logger: log, Mempool: memAdapter{n.mem}, Evaluator: timedEvaluator{shards, n.met},
-		Persister: &persister{st: n.st, p: p}, Fetcher: n, Observer: n.tracker,
+		Persister: &persister{st: n.st, p: p}, Fetcher: n, Observer: (*publishing)(n),
 		Book: rs.book, Finalized: rs.finalized, LastBlock: rs.lastBlock, Credits: rs.credits})
 	if err != nil {
 		return err
@@ -371,6 +371,29 @@ func (n *Node) sendConsensus(to int, msg []byte) {
 	if to >= 0 && to < len(n.peers) && to != n.self {
 		n.net.Send(n.peers[to], protoConsensus, msg)
 	}
+}
+
+// publishing is the App's observer: it publishes the new book and height to
+// API readers before telling waiters, so a client woken by a decision (an
+// account opened, a transfer decided) always sees the state it was told about.
+type publishing Node
+
+func (p *publishing) publish(h uint64) {
+	n := (*Node)(p)
+	if app := n.app.Load(); app != nil {
+		n.book.Store(app.Book())
+	}
+	n.finalized.Store(h)
+}
+
+func (p *publishing) Included(h uint64, b *Block) { p.publish(h); p.tracker.Included(h, b) }
+func (p *publishing) Decided(h uint64, outs []ledger.Outcome) {
+	p.publish(h + 1)
+	p.tracker.Decided(h, outs)
+}
+func (p *publishing) Opened(h uint64, accts []*ledger.Account) {
+	p.publish(h)
+	p.tracker.Opened(h, accts)
 }
 
 func (n *Node) committed(app *App, c *consensus.Commit) {

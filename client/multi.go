@@ -1,0 +1,501 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/genesis"
+	"github.com/zkbank/zkbank/ledger"
+)
+
+// Holder is what reading a balance needs from a wallet: the account, its
+// signing key (to authorize re-encryption) and the owner's HE keys (to
+// decrypt locally). *wallet.Wallet implements it.
+type Holder interface {
+	ID() ledger.AccountID
+	SignPub() ed25519.PublicKey
+	Owner() *ledger.OwnerKeys
+	BalanceSignature(chain string, nonce uint64, ownerPK []byte) []byte
+}
+
+// Balance is a decrypted balance and the height of the state it was read at:
+// a transfer built from it names that height.
+type Balance struct {
+	Amount uint64
+	Height uint64
+}
+
+// Multi is a client of a whole committee, built from the genesis.
+type Multi struct {
+	g     *genesis.Genesis
+	p     *ledger.Params
+	dec   *ledger.Decryptor
+	nodes []*Client
+
+	mu      sync.Mutex
+	builder *ledger.Builder
+	next    int // round-robin start for submissions
+
+	poll time.Duration // WaitTransfer's first polling interval
+}
+
+// NewMulti returns a client of every validator of g.
+func NewMulti(g *genesis.Genesis, opts ...Option) (*Multi, error) {
+	o := buildOptions(opts)
+	p := o.params
+	if p == nil {
+		set, err := ledger.ParamSetByName(g.ParamSet)
+		if err != nil {
+			return nil, err
+		}
+		if p, err = ledger.NewParams(set); err != nil {
+			return nil, err
+		}
+	} else if p.Set.Name != g.ParamSet {
+		return nil, fmt.Errorf("client: parameter set %q, genesis uses %q", p.Set.Name, g.ParamSet)
+	}
+	com, err := ledger.NewCommittee(len(g.Validators), g.Threshold)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := ledger.NewDecryptor(p, com)
+	if err != nil {
+		return nil, err
+	}
+	m := &Multi{g: g, p: p, dec: dec, poll: 150 * time.Millisecond}
+	for _, v := range g.Validators {
+		m.nodes = append(m.nodes, New(v.API, opts...))
+	}
+	return m, nil
+}
+
+// Dial fetches the genesis from one node and returns a client of the whole
+// committee it names.
+func Dial(ctx context.Context, nodeURL string, opts ...Option) (*Multi, error) {
+	g, err := New(nodeURL, opts...).Genesis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return NewMulti(g, opts...)
+}
+
+// Genesis is the chain's genesis.
+func (m *Multi) Genesis() *genesis.Genesis { return m.g }
+
+// Chain is the chain id.
+func (m *Multi) Chain() string { return m.g.ChainID }
+
+// Params is the chain's instantiated parameter set.
+func (m *Multi) Params() *ledger.Params { return m.p }
+
+// Threshold is how many validators must answer a balance query.
+func (m *Multi) Threshold() int { return m.g.Threshold }
+
+// Nodes are the per-validator clients, in validator index order.
+func (m *Multi) Nodes() []*Client { return m.nodes }
+
+// nodeErrors joins per-node failures into one readable error.
+type nodeErrors []error
+
+func (ne nodeErrors) Error() string {
+	parts := make([]string, len(ne))
+	for i, e := range ne {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (ne nodeErrors) Unwrap() []error { return ne }
+
+// Balance reads and decrypts the holder's balance at the latest height a
+// threshold of validators agree on.
+func (m *Multi) Balance(ctx context.Context, h Holder) (Balance, error) {
+	return m.BalanceAt(ctx, h, 0)
+}
+
+// BalanceAt is Balance at a height of at least minHeight: after a debit is
+// applied at height H, the next transfer must be built from a balance read at
+// H or later, or it is stale.
+//
+// Validators agree on a balance ciphertext only at the same height, so the
+// client first asks every node for its applied height, picks the highest
+// height a threshold of them has reached, and asks all of them for their
+// share at that height. It retries while validators lag or disagree, until
+// ctx ends.
+func (m *Multi) BalanceAt(ctx context.Context, h Holder, minHeight uint64) (Balance, error) {
+	owner := h.Owner()
+	pk, err := owner.PK.MarshalBinary()
+	if err != nil {
+		return Balance{}, err
+	}
+	delay := 100 * time.Millisecond
+	for {
+		bal, err := m.balanceOnce(ctx, h, owner, pk, minHeight)
+		if err == nil || !errors.Is(err, errRetry) {
+			return bal, err
+		}
+		select {
+		case <-ctx.Done():
+			return Balance{}, fmt.Errorf("balance of %s: %w (last: %v)", h.ID().Short(), ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*3/2, time.Second)
+	}
+}
+
+func (m *Multi) balanceOnce(ctx context.Context, h Holder, owner *ledger.OwnerKeys, pk []byte, minHeight uint64) (Balance, error) {
+	target, err := m.commonHeight(ctx, minHeight)
+	if err != nil {
+		return Balance{}, err
+	}
+	nonce := uint64(time.Now().UnixNano())
+	req := api.BalanceRequest{
+		Account:   h.ID().String(),
+		Height:    target,
+		SignPub:   hex.EncodeToString(h.SignPub()),
+		OwnerPK:   base64.StdEncoding.EncodeToString(pk),
+		Nonce:     nonce,
+		Signature: hex.EncodeToString(h.BalanceSignature(m.g.ChainID, nonce, pk)),
+	}
+	replies, errs := m.gather(ctx, req)
+	return m.combine(owner, replies, errs, minHeight)
+}
+
+// commonHeight is the highest applied height that at least a threshold of
+// validators have reached (0, meaning "latest", if nodes do not report one).
+func (m *Multi) commonHeight(ctx context.Context, minHeight uint64) (uint64, error) {
+	type res struct {
+		h   uint64
+		err error
+	}
+	// A hung node must not stall every balance read for a full HTTP timeout.
+	sctx, cancel := context.WithTimeout(ctx, statusProbeTimeout)
+	defer cancel()
+	ch := make(chan res, len(m.nodes))
+	for _, c := range m.nodes {
+		go func() {
+			s, err := c.Status(sctx)
+			switch {
+			case err != nil && sctx.Err() != nil && ctx.Err() == nil:
+				ch <- res{err: &UnreachableError{URL: c.base, Err: fmt.Errorf("status: %w", errTimeout)}}
+			case err != nil:
+				ch <- res{err: err}
+			case !s.Ready:
+				ch <- res{err: &APIError{URL: c.base + api.PathStatus, Status: 503, Code: "not_ready", Message: "node is not ready yet"}}
+			default:
+				ch <- res{h: s.AppliedHeight}
+			}
+		}()
+	}
+	var heights []uint64
+	var errs nodeErrors
+	for range m.nodes {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+		} else {
+			heights = append(heights, r.h)
+		}
+	}
+	t := m.g.Threshold
+	if len(heights) < t {
+		if len(heights)+countRetryable(errs) >= t {
+			return 0, fmt.Errorf("%w: %d of %d validators ready, need %d: %v", errRetry, len(heights), len(m.nodes), t, errs)
+		}
+		return 0, fmt.Errorf("balance needs %d of %d validators, %d answered: %w", t, len(m.nodes), len(heights), errs)
+	}
+	sort.Slice(heights, func(i, j int) bool { return heights[i] > heights[j] })
+	target := heights[t-1]
+	if target < minHeight {
+		return 0, fmt.Errorf("%w: %d validators have not yet applied height %d (at %d)", errRetry, t, minHeight, target)
+	}
+	return target, nil
+}
+
+var errRetry = errors.New("retry")
+
+// statusProbeTimeout bounds the height probe before a balance read.
+const statusProbeTimeout = 5 * time.Second
+
+type reply struct {
+	r   *ledger.BalanceReply
+	url string
+}
+
+func (m *Multi) gather(ctx context.Context, req api.BalanceRequest) ([]reply, []error) {
+	type res struct {
+		reply
+		err error
+	}
+	ch := make(chan res, len(m.nodes))
+	for i, c := range m.nodes {
+		go func() {
+			b, err := c.BalanceShare(ctx, req)
+			if err != nil {
+				ch <- res{err: err}
+				return
+			}
+			r, err := m.p.DecodeBalanceReply(b)
+			if err != nil {
+				ch <- res{err: fmt.Errorf("node %s: bad balance reply: %w", hostOf(c.base), err)}
+				return
+			}
+			if r.Validator != i {
+				ch <- res{err: fmt.Errorf("node %s: balance reply signed as validator %d, genesis says %d", hostOf(c.base), r.Validator, i)}
+				return
+			}
+			ch <- res{reply: reply{r: r, url: c.base}}
+		}()
+	}
+	var out []reply
+	var errs []error
+	for range m.nodes {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+		} else {
+			out = append(out, r.reply)
+		}
+	}
+	return out, errs
+}
+
+// combine decrypts at the highest height at which at least a threshold of
+// replies were computed.
+func (m *Multi) combine(owner *ledger.OwnerKeys, replies []reply, errs []error, minHeight uint64) (Balance, error) {
+	t := m.g.Threshold
+	unknown := 0
+	for _, err := range errs {
+		if errors.Is(err, ErrUnknownAccount) {
+			unknown++
+		}
+	}
+	if unknown > len(m.nodes)-t {
+		// More validators deny the account than could be faulty.
+		for _, err := range errs {
+			if errors.Is(err, ErrUnknownAccount) {
+				return Balance{}, err
+			}
+		}
+	}
+	if len(replies) < t {
+		if len(replies)+countRetryable(errs) >= t {
+			return Balance{}, fmt.Errorf("%w: %d of %d validators answered, need %d: %v", errRetry, len(replies), len(m.nodes), t, nodeErrors(errs))
+		}
+		return Balance{}, fmt.Errorf("balance needs %d of %d validators, %d answered: %w", t, len(m.nodes), len(replies), nodeErrors(errs))
+	}
+	byHeight := map[uint64][]*ledger.BalanceReply{}
+	var heights []uint64
+	for _, r := range replies {
+		if byHeight[r.r.Height] == nil {
+			heights = append(heights, r.r.Height)
+		}
+		byHeight[r.r.Height] = append(byHeight[r.r.Height], r.r)
+	}
+	sort.Slice(heights, func(i, j int) bool { return heights[i] > heights[j] })
+	for _, h := range heights {
+		g := byHeight[h]
+		if len(g) < t {
+			continue
+		}
+		if h < minHeight {
+			break
+		}
+		amount, height, err := m.dec.CombineBalance(owner, g)
+		if err != nil {
+			return Balance{}, fmt.Errorf("combine balance at height %d: %w", h, err)
+		}
+		return Balance{Amount: amount, Height: height}, nil
+	}
+	return Balance{}, fmt.Errorf("%w: no %d validators agree on a height >= %d (heights %v)", errRetry, t, minHeight, heights)
+}
+
+// countRetryable counts failures that may go away: a node not ready yet, or
+// not yet at the height asked (409), or past it (410, a race with pruning).
+func countRetryable(errs []error) int {
+	n := 0
+	for _, err := range errs {
+		var ae *APIError
+		if errors.Is(err, ErrNotReady) || errors.As(err, &ae) && (ae.Status == 409 || ae.Status == 410) {
+			n++
+		}
+	}
+	return n
+}
+
+// Account reads an account's registry entry from the first node that answers.
+func (m *Multi) Account(ctx context.Context, id string) (*api.Account, error) {
+	var a *api.Account
+	err := m.any(ctx, func(c *Client) (err error) {
+		a, err = c.Account(ctx, id)
+		return err
+	})
+	return a, err
+}
+
+// WaitAccount polls until at least n validators know the account (a freshly
+// opened account appears at each node as it applies the opening), or ctx
+// ends.
+func (m *Multi) WaitAccount(ctx context.Context, id string, n int) error {
+	for {
+		known := 0
+		var last error
+		for _, c := range m.nodes {
+			if _, err := c.Account(ctx, id); err == nil {
+				known++
+			} else {
+				last = err
+			}
+		}
+		if known >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("account %s known to %d of %d validators, waited for %d: %w (last: %v)", short(id), known, len(m.nodes), n, ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Status returns the first answering node's status.
+func (m *Multi) Status(ctx context.Context) (*api.Status, error) {
+	var s *api.Status
+	err := m.any(ctx, func(c *Client) (err error) {
+		s, err = c.Status(ctx)
+		return err
+	})
+	return s, err
+}
+
+// History returns the account's history from the first answering node.
+func (m *Multi) History(ctx context.Context, id string) (*api.History, error) {
+	var h *api.History
+	err := m.any(ctx, func(c *Client) (err error) {
+		h, err = c.History(ctx, id)
+		return err
+	})
+	return h, err
+}
+
+// Open opens an account at the first reachable node.
+func (m *Multi) Open(ctx context.Context, req api.OpenRequest) (*api.OpenResponse, error) {
+	var r *api.OpenResponse
+	err := m.any(ctx, func(c *Client) (err error) {
+		r, err = c.Open(ctx, req)
+		return err
+	})
+	return r, err
+}
+
+// any runs f on each node in turn until one answers; only unreachable or
+// not-ready nodes are skipped, any other answer is final.
+func (m *Multi) any(ctx context.Context, f func(*Client) error) error {
+	return m.anyFrom(ctx, 0, f)
+}
+
+func (m *Multi) anyFrom(ctx context.Context, start int, f func(*Client) error) error {
+	var errs nodeErrors
+	for k := range m.nodes {
+		c := m.nodes[(start+k)%len(m.nodes)]
+		err := f(c)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrNotReady) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no validator answered: %w", errs)
+}
+
+// Builder returns a transfer builder under the chain's collective key,
+// fetched once.
+func (m *Multi) Builder(ctx context.Context) (*ledger.Builder, error) {
+	m.mu.Lock()
+	b := m.builder
+	m.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	var raw []byte
+	err := m.any(ctx, func(c *Client) (err error) {
+		raw, err = c.CollectiveKey(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collective key: %w", err)
+	}
+	pk, err := m.p.DecodeCollectiveKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("collective key: %w", err)
+	}
+	b = ledger.NewBuilder(m.p, pk, m.g.ChainID)
+	m.mu.Lock()
+	m.builder = b
+	m.mu.Unlock()
+	return b, nil
+}
+
+// Submit uploads a submission to one node, rotating the first choice across
+// calls and moving on when a node is unreachable. It returns the transfer
+// ids, one per envelope.
+func (m *Multi) Submit(ctx context.Context, sub *ledger.Submission) ([]string, error) {
+	m.mu.Lock()
+	start := m.next
+	m.next = (m.next + 1) % len(m.nodes)
+	m.mu.Unlock()
+	var r *api.SubmitResponse
+	err := m.anyFrom(ctx, start, func(c *Client) (err error) {
+		r, err = c.Submit(ctx, sub)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.IDs, nil
+}
+
+// WaitTransfer polls until the transfer is committed or rejected, or ctx
+// ends. A node that has not seen the transfer yet (404, "unknown") counts as
+// pending.
+func (m *Multi) WaitTransfer(ctx context.Context, id string) (*api.TransferStatus, error) {
+	delay := m.poll
+	k := 0
+	for {
+		c := m.nodes[k%len(m.nodes)]
+		s, err := c.Transfer(ctx, id)
+		switch {
+		case err == nil && (s.Status == api.StatusCommitted || s.Status == api.StatusRejected):
+			return s, nil
+		case err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotReady):
+			// pending or not seen yet by this node: ask again
+		case errors.Is(err, ErrUnreachable):
+			k++ // try the next node right away
+			if k%len(m.nodes) != 0 {
+				continue
+			}
+		default:
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("transfer %s: still pending: %w", short(id), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*5/4, time.Second)
+	}
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/zkbank/zkbank/node"
+)
+
+// newNodeCmd is `zkbank node`: run a validator, or `node init` its home.
+func newNodeCmd() *cobra.Command {
+	var home, logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a validator (one libp2p host, one actor system, one Badger store)",
+		Long: `Run a zkbank validator from its home directory.
+
+The home holds node_key (libp2p identity), consensus_key, node.json (listen
+addresses), genesis.json and, after the first start, key_share (this
+validator's Shamir share of the collective key, mode 0600) and data/ (Badger).
+On first start the validators of the genesis run the key ceremony among
+themselves; every later start resumes from data/.`,
+		Example: `  zkbank node init --home ./v0 --p2p /ip4/127.0.0.1/tcp/27000 --api http://127.0.0.1:27100
+  zkbank node --home ./v0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			logger, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return node.Run(ctx, home, logger)
+		},
+	}
+	cmd.Flags().StringVar(&home, "home", ".", "validator home directory")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+
+	var p2pAddrs []string
+	var api string
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a validator home (keys and listen addresses) and print its identity as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			_, err := node.Init(home, p2pAddrs, api, cmd.OutOrStdout())
+			return err
+		},
+	}
+	initCmd.Flags().StringVar(&home, "home", ".", "validator home directory")
+	initCmd.Flags().StringSliceVar(&p2pAddrs, "p2p", []string{"/ip4/127.0.0.1/tcp/27000"}, "libp2p listen multiaddr(s)")
+	initCmd.Flags().StringVar(&api, "api", "http://127.0.0.1:27100", "client API address (http://host:port)")
+	cmd.AddCommand(initCmd)
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

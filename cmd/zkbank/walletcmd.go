@@ -1,0 +1,533 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/client"
+	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/wallet"
+)
+
+func newWalletCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "wallet",
+		Short: "Create wallets, read balances (decrypted locally), send transfers, charge cards",
+		Long: `A wallet file holds one account's keys: the ed25519 key that names the account
+and signs its transfers, and the homomorphic key pair validators re-encrypt the
+balance to. Keep it secret (it is written with mode 0600); whoever holds it
+owns the account. Amounts are currency units with up to two decimals (12.34).`,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	c.AddCommand(newWalletCreateCmd(), newWalletShowCmd(), newWalletOpenCmd(), newWalletBalanceCmd(false),
+		newWalletTransferCmd(false), newWalletTransferCmd(true), newWalletBalanceCmd(true), newWalletHistoryCmd())
+	return c
+}
+
+func newWalletCreateCmd() *cobra.Command {
+	var name, out, limit, issuer string
+	var card bool
+	c := &cobra.Command{
+		Use:   "create --name NAME [--out FILE] [--card [--limit AMOUNT] [--issuer ACCOUNT_ID]]",
+		Short: "Generate a new wallet file (keys only; open the account with 'wallet open')",
+		Example: `  zkbank wallet create --name carol --out carol.json
+  zkbank wallet create --name carols-card --out card.json --card --limit 500`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "name"); err != nil {
+				return err
+			}
+			kind := wallet.KindDeposit
+			if card {
+				kind = wallet.KindCard
+			} else if limit != "" || issuer != "" {
+				return usagef(cmd, "--limit and --issuer apply to --card wallets only")
+			}
+			var lim uint64
+			if limit != "" {
+				var err error
+				if lim, err = wallet.ParseAmount(limit); err != nil {
+					return usagef(cmd, "--limit: %v", err)
+				}
+			}
+			if issuer != "" {
+				if _, err := ledger.ParseAccountID(issuer); err != nil {
+					return usagef(cmd, "--issuer: want a 64-hex-digit account id")
+				}
+			}
+			if out == "" {
+				out = name + ".json"
+			}
+			w, err := wallet.New(name, kind, ledger.MustParams(ledger.ZKB128))
+			if err != nil {
+				return err
+			}
+			w.Limit, w.Issuer = lim, issuer
+			if err := w.Create(out); err != nil {
+				return err
+			}
+			o := cmd.OutOrStdout()
+			fmt.Fprintf(o, "created %s wallet %q\n  account  %s\n  file     %s (secret: it holds the account's keys)\n", kind, name, w.Account, out)
+			fmt.Fprintf(o, "next: zkbank wallet open --wallet %s --node http://127.0.0.1:27100\n", out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "a name for the wallet (shown in listings)")
+	c.Flags().StringVar(&out, "out", "", "wallet file to write (default NAME.json); never overwritten")
+	c.Flags().BoolVar(&card, "card", false, "a card credit line instead of a deposit account")
+	c.Flags().StringVar(&limit, "limit", "", "card: the credit line the issuer granted (informational)")
+	c.Flags().StringVar(&issuer, "issuer", "", "card: the issuer's account id")
+	return c
+}
+
+func loadWallet(cmd *cobra.Command, path string) (*wallet.Wallet, error) {
+	if path == "" {
+		return nil, usagef(cmd, "flag --wallet is required")
+	}
+	return wallet.Load(path)
+}
+
+func newWalletShowCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "show --wallet FILE",
+		Short: "Show a wallet's account id, kind and chain (no network)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := loadWallet(cmd, path)
+			if err != nil {
+				return err
+			}
+			o := cmd.OutOrStdout()
+			fmt.Fprintf(o, "name       %s\naccount    %s\nkind       %s\n", w.Name, w.Account, w.Kind)
+			chain := w.ChainID
+			if chain == "" {
+				chain = "(not opened on a chain yet)"
+			}
+			fmt.Fprintf(o, "chain      %s\nsign key   %s\nparams     %s\n", chain, hex.EncodeToString(w.SignPub()), w.ParamSet)
+			if w.IsCard() {
+				lim := "(unknown)"
+				if w.Limit > 0 {
+					lim = wallet.FormatAmount(w.Limit)
+				}
+				fmt.Fprintf(o, "limit      %s\n", lim)
+				if w.Issuer != "" {
+					fmt.Fprintf(o, "issuer     %s\n", w.Issuer)
+				}
+			}
+			fmt.Fprintf(o, "file       %s\n", w.Path())
+			return nil
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file")
+	return c
+}
+
+func newWalletOpenCmd() *cobra.Command {
+	var path string
+	var cf chainFlags
+	c := &cobra.Command{
+		Use:   "open --wallet FILE --node URL",
+		Short: "Open the wallet's account on a chain (zero balance; genesis accounts are already open)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := loadWallet(cmd, path)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cf.withTimeout(cmd.Context())
+			defer cancel()
+			m, err := cf.multi(ctx, w)
+			if err != nil {
+				return err
+			}
+			o := cmd.OutOrStdout()
+			a, err := m.Account(ctx, w.Account)
+			if err == nil {
+				fmt.Fprintf(o, "account %s is already open on %s (%s, shard %d, lane %d)\n", w.Account, m.Chain(), a.Kind, a.Shard, a.Lane)
+				return bindAndSave(w, m.Chain())
+			}
+			if !errors.Is(err, client.ErrUnknownAccount) {
+				return err
+			}
+			req := api.OpenRequest{SignPub: hex.EncodeToString(w.SignPub()), Kind: w.Kind, Signature: hex.EncodeToString(w.OpenSignature(m.Chain()))}
+			r, err := m.Open(ctx, req)
+			if err != nil {
+				return fmt.Errorf("opening account: %w", err)
+			}
+			// Balance reads need a threshold of validators to know the account.
+			if err := m.WaitAccount(ctx, w.Account, m.Threshold()); err != nil {
+				return fmt.Errorf("account opened but not yet visible: %w", err)
+			}
+			if err := bindAndSave(w, m.Chain()); err != nil {
+				return err
+			}
+			fmt.Fprintf(o, "opened %s account %s on %s (shard %d, lane %d, balance 0.00)\n", r.Account.Kind, r.Account.ID, m.Chain(), r.Account.Shard, r.Account.Lane)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file")
+	cf.register(c)
+	return c
+}
+
+func bindAndSave(w *wallet.Wallet, chain string) error {
+	if w.ChainID == chain {
+		return nil
+	}
+	if err := w.BindChain(chain); err != nil {
+		return err
+	}
+	return w.Save(w.Path())
+}
+
+// newWalletBalanceCmd is `wallet balance`, or `wallet available` for cards.
+func newWalletBalanceCmd(card bool) *cobra.Command {
+	var path string
+	var cf chainFlags
+	use, short := "balance --wallet FILE [--genesis FILE|--node URL]", "Read the balance: validators re-encrypt it to your key; it is decrypted here"
+	if card {
+		use, short = "available --wallet CARD [--genesis FILE|--node URL]", "A card's available credit (limit - spent), decrypted here; the issuer never sees it"
+	}
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := loadWallet(cmd, path)
+			if err != nil {
+				return err
+			}
+			if card && !w.IsCard() {
+				return fmt.Errorf("wallet %s is a deposit account; use 'zkbank wallet balance'", w.Path())
+			}
+			ctx, cancel := cf.withTimeout(cmd.Context())
+			defer cancel()
+			m, err := cf.multi(ctx, w)
+			if err != nil {
+				return err
+			}
+			b, err := m.Balance(ctx, w)
+			if err != nil {
+				return err
+			}
+			printBalance(cmd.OutOrStdout(), w, b)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file")
+	cf.register(c)
+	return c
+}
+
+func printBalance(o io.Writer, w *wallet.Wallet, b client.Balance) {
+	if !w.IsCard() {
+		fmt.Fprintf(o, "%s: balance %s (height %d)\n", w.Name, wallet.FormatAmount(b.Amount), b.Height)
+		return
+	}
+	fmt.Fprintf(o, "%s: available credit %s (height %d)", w.Name, wallet.FormatAmount(b.Amount), b.Height)
+	if w.Limit > 0 && w.Limit >= b.Amount {
+		fmt.Fprintf(o, "; limit %s, spent %s", wallet.FormatAmount(w.Limit), wallet.FormatAmount(w.Limit-b.Amount))
+	}
+	fmt.Fprintln(o)
+}
+
+// recipient resolves --to: an account id, or a wallet file (only its public
+// fields are read).
+func recipient(cmd *cobra.Command, to string) (ledger.AccountID, string, error) {
+	if id, err := ledger.ParseAccountID(to); err == nil {
+		return id, id.Short(), nil
+	}
+	if b, err := os.ReadFile(to); err == nil {
+		var pub struct {
+			Name    string `json:"name"`
+			Account string `json:"account_id"`
+		}
+		if json.Unmarshal(b, &pub) != nil {
+			return ledger.AccountID{}, "", fmt.Errorf("--to %s: not a wallet file", to)
+		}
+		id, err := ledger.ParseAccountID(pub.Account)
+		if err != nil {
+			return ledger.AccountID{}, "", fmt.Errorf("--to %s: wallet file has no valid account_id", to)
+		}
+		return id, pub.Name, nil
+	}
+	return ledger.AccountID{}, "", usagef(cmd, "--to %q: want a 64-hex-digit account id or a wallet file", to)
+}
+
+// newWalletTransferCmd is `wallet send`, or `wallet charge` for cards.
+func newWalletTransferCmd(card bool) *cobra.Command {
+	var path, to, amount string
+	var cf chainFlags
+	use, short := "send --wallet FILE --to ACCOUNT_ID|WALLET_FILE --amount 12.34", "Send money: reads your balance, encrypts the transfer, submits it and waits for the verdict"
+	example := "  zkbank wallet send --wallet .testnet/wallets/alice.json --to .testnet/wallets/bob.json --amount 12.34"
+	if card {
+		use, short = "charge --wallet CARD --to MERCHANT --amount 12.34", "Charge a card: pays a merchant from the card's credit line"
+		example = "  zkbank wallet charge --wallet .testnet/wallets/card.json --to .testnet/wallets/bob.json --amount 20"
+	}
+	c := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "wallet", "to", "amount"); err != nil {
+				return err
+			}
+			cents, err := wallet.ParseAmount(amount)
+			if err != nil {
+				return usagef(cmd, "--amount: %v", err)
+			}
+			toID, toName, err := recipient(cmd, to)
+			if err != nil {
+				return err
+			}
+			w, err := wallet.Load(path)
+			if err != nil {
+				return err
+			}
+			if card && !w.IsCard() {
+				return fmt.Errorf("wallet %s is a deposit account; use 'zkbank wallet send'", w.Path())
+			}
+			if !card && w.IsCard() {
+				return fmt.Errorf("wallet %s is a card; use 'zkbank wallet charge'", w.Path())
+			}
+			ctx, cancel := cf.withTimeout(cmd.Context())
+			defer cancel()
+			m, err := cf.multi(ctx, w)
+			if err != nil {
+				return err
+			}
+			return transfer(ctx, cmd.OutOrStdout(), m, w, toID, toName, cents)
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file of the payer")
+	c.Flags().StringVar(&to, "to", "", "recipient: account id (64 hex digits) or wallet file")
+	c.Flags().StringVar(&amount, "amount", "", "amount in currency units, e.g. 12.34")
+	cf.register(c)
+	return c
+}
+
+// retryable rejections: nothing moved, and a transfer rebuilt from a fresh
+// balance read can succeed (the balance went stale, or another debit of the
+// account took this block's slot).
+var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true}
+
+const maxAttempts = 3
+
+// transfer is the whole honest-wallet path: read, check, build, submit, wait;
+// rebuilt from a fresh balance when the validators found it stale.
+func transfer(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents uint64) error {
+	if to == w.ID() {
+		return errors.New("cannot pay yourself: sender and recipient are the same account")
+	}
+	// A recipient opened a moment ago may not be visible at every node yet.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := m.WaitAccount(wctx, to.String(), 1)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		_, err := m.Account(ctx, to.String())
+		if errors.Is(err, client.ErrUnknownAccount) {
+			return fmt.Errorf("unknown recipient account %s on chain %s; nothing was sent", to.String(), m.Chain())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var lastNonce uint64
+	for attempt := 1; ; attempt++ {
+		st, nonce, err := transferOnce(ctx, o, m, w, to, toName, cents, lastNonce)
+		if err != nil {
+			return err
+		}
+		lastNonce = nonce
+		if st.Status == api.StatusRejected && retryable[st.Code] && attempt < maxAttempts {
+			fmt.Fprintf(o, "rejected as %s (nothing moved); rebuilding from a fresh balance (attempt %d of %d)\n", st.Code, attempt+1, maxAttempts)
+			continue
+		}
+		if st.Status == api.StatusRejected {
+			reason := st.Reason
+			if reason == "" {
+				reason = st.Code
+			}
+			return fmt.Errorf("%s: %s (%s); transfer id %s", refusedWord(w, st.Code), reason, st.Code, st.ID)
+		}
+		// The debit lands in the state of the block that decided it; show it.
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if nb, err := m.BalanceAt(nctx, w, st.Height); err == nil {
+			printBalance(o, w, nb)
+		}
+		return nil
+	}
+}
+
+// transferOnce makes one attempt and returns the verdict and the nonce used.
+// The nonce is above both the account's last consumed one and lastNonce (a
+// node that has not applied the previous verdict yet may report an older one).
+func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents, lastNonce uint64) (*api.TransferStatus, uint64, error) {
+	a, err := m.Account(ctx, w.Account)
+	if err != nil {
+		return nil, 0, err
+	}
+	bal, err := m.BalanceAt(ctx, w, a.LastDebit)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cents > bal.Amount {
+		if w.IsCard() {
+			return nil, 0, fmt.Errorf("declined: insufficient credit (available %s, charge %s); nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
+		}
+		return nil, 0, fmt.Errorf("insufficient funds: balance %s, amount %s; nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
+	}
+	b, err := m.Builder(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount, Height: bal.Height, Nonce: max(a.Nonce, lastNonce) + 1}
+	sub, err := b.Build(spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	verb := "sending"
+	if w.IsCard() {
+		verb = "charging"
+	}
+	fmt.Fprintf(o, "%s %s to %s (balance read at height %d, encrypted upload %d KiB)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Ciphertext)>>10)
+	start := time.Now()
+	ids, err := m.Submit(ctx, sub)
+	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status/100 == 4 {
+			return nil, 0, fmt.Errorf("%s at admission: %s", refusedWord(w, ae.Code), ae.Message)
+		}
+		return nil, 0, err
+	}
+	if err := w.Record(wallet.Entry{ID: ids[0], To: to.String(), Amount: cents, Time: time.Now().UTC()}); err != nil {
+		fmt.Fprintf(o, "warning: %v\n", err)
+	}
+	st, err := m.WaitTransfer(ctx, ids[0])
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w (transfer id %s; check later with 'zkbank wallet history')", err, ids[0])
+	}
+	if st.Status == api.StatusCommitted {
+		fmt.Fprintf(o, "committed in block %d after %s; transfer id %s\n", st.Height, time.Since(start).Round(10*time.Millisecond), st.ID)
+	}
+	return st, spec.Nonce, nil
+}
+
+// refusedWord is "rejected", or for a card over its limit, "declined:
+// insufficient credit".
+func refusedWord(w *wallet.Wallet, code string) string {
+	if w.IsCard() {
+		switch code {
+		case "insufficient_funds", "balance_mismatch", "amount_range":
+			return "declined: insufficient credit"
+		}
+		return "declined"
+	}
+	return "rejected"
+}
+
+func newWalletHistoryCmd() *cobra.Command {
+	var path string
+	var cf chainFlags
+	c := &cobra.Command{
+		Use:   "history --wallet FILE",
+		Short: "List the account's transfers (amounts you sent come from this machine's journal)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := loadWallet(cmd, path)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cf.withTimeout(cmd.Context())
+			defer cancel()
+			m, err := cf.multi(ctx, w)
+			if err != nil {
+				return err
+			}
+			h, err := m.History(ctx, w.Account)
+			if err != nil {
+				return err
+			}
+			journal, err := w.Journal()
+			if err != nil {
+				return err
+			}
+			names := siblingNames(filepath.Dir(w.Path()))
+			o := cmd.OutOrStdout()
+			if len(h.Transfers) == 0 {
+				fmt.Fprintf(o, "no transfers for %s yet\n", w.Name)
+				return nil
+			}
+			tw := tabwriter.NewWriter(o, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HEIGHT\tSTATUS\tDIRECTION\tCOUNTERPARTY\tAMOUNT\tID")
+			for _, t := range h.Transfers {
+				dir, other := "sent", t.To
+				if t.To == w.Account {
+					dir, other = "received", t.From
+				}
+				amount := "confidential"
+				if e, ok := journal[t.ID]; ok {
+					amount = wallet.FormatAmount(e.Amount)
+				}
+				status := t.Status
+				if t.Status == api.StatusRejected && t.Code != "" {
+					status += " (" + t.Code + ")"
+				}
+				who := shortID(other)
+				if n, ok := names[other]; ok {
+					who = n
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.Height, status, dir, who, amount, shortID(t.ID))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file")
+	cf.register(c)
+	return c
+}
+
+func shortID(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
+	return s
+}
+
+// siblingNames maps account ids to wallet names of the wallet files next to
+// this one (public fields only), to label counterparties.
+func siblingNames(dir string) map[string]string {
+	out := map[string]string{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var pub struct {
+			Name    string `json:"name"`
+			Account string `json:"account_id"`
+		}
+		if json.Unmarshal(b, &pub) == nil && pub.Account != "" {
+			out[pub.Account] = strings.TrimSpace(pub.Name)
+		}
+	}
+	return out
+}
