@@ -1,17 +1,18 @@
-//go:build e2e
-
 package testnet
 
-// End-to-end: the real zkbank binary, a real 4-validator testnet.
+// End-to-end: the real zkbank binary, a real 4-validator testnet, driven as a
+// new user would (part of the default suite; skipped with -short).
 //
-//	go test -tags e2e -run E2E -v -timeout 20m ./testnet/
+//	go test -run E2E -v ./testnet/
 //
 // ZKBANK_BIN may name a prebuilt binary; otherwise the test builds one.
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +141,9 @@ func oneLine(t *testing.T, stderr string, want ...string) {
 }
 
 func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end testnet in -short mode")
+	}
 	bin := buildBinary(t)
 	dir := filepath.Join(t.TempDir(), "tn")
 	base := freePorts(t, 8)
@@ -233,5 +237,79 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", fresh, "--node", node0)
 	mustContain(t, "fresh", out, "fresh: balance 1.00")
 
+	// kill -9 of one validator under load, then restart it: the load completes
+	// with supply conserved and every forged overdraft rejected, and the
+	// killed validator catches up with the others.
+	loadCtx, cancelLoad := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancelLoad()
+	var loadOut bytes.Buffer
+	load := exec.CommandContext(loadCtx, bin, "load", "--genesis", filepath.Join(dir, "genesis.json"), "--wallets", filepath.Join(dir, "wallets"),
+		"-n", "24", "-p", "3", "--rate", "3", "--invalid", "0.25", "--seed", "7")
+	load.Stdout, load.Stderr = &loadOut, &loadOut
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	l := Layout{Dir: dir}
+	pidb, err := os.ReadFile(l.PIDFile(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(pidb), &pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	t.Logf("killed node-3 (pid %d) with SIGKILL under load", pid)
+	time.Sleep(4 * time.Second)
+	logf, _ := os.OpenFile(l.Log(3), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	restarted := exec.Command(bin, "node", "--home", l.Home(3))
+	restarted.Stdout, restarted.Stderr = logf, logf
+	if err := restarted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		restarted.Process.Signal(syscall.SIGTERM)
+		restarted.Wait()
+		logf.Close()
+	}()
+	if err := load.Wait(); err != nil {
+		t.Fatalf("load with a validator killed: %v\n%s", err, loadOut.String())
+	}
+	t.Logf("$ zkbank load (during kill -9)\n%s", loadOut.String())
+	mustContain(t, "load during kill -9", loadOut.String(), "accepted 0", "conserved")
+	node3 := fmt.Sprintf("http://127.0.0.1:%d", base+4+3)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		h0, h3 := statusHeight(t, node0), statusHeight(t, node3)
+		if h3 > 0 && h3+2 >= h0 {
+			t.Logf("node-3 caught up: height %d vs %d", h3, h0)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("killed validator did not catch up: %d vs %d", h3, h0)
+		}
+		time.Sleep(time.Second)
+	}
+	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", w("alice"), "--node", node3)
+	mustContain(t, "balance through the restarted validator", out, "alice: balance")
+
 	tn.stop(t)
+}
+
+// statusHeight reads a node's finalized height (0 if unreachable).
+func statusHeight(t *testing.T, api string) uint64 {
+	resp, err := http.Get(api + "/v1/status")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Height uint64 `json:"height"`
+		Ready  bool   `json:"ready"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&st) != nil || !st.Ready {
+		return 0
+	}
+	return st.Height
 }
