@@ -30,6 +30,7 @@ type evalResult struct {
 type shardActor struct {
 	shard uint32
 	eng   *ledger.Engine
+	rec   ledger.RecCache // recomposed states of this shard, by state
 }
 
 // crashHook lets tests make a shard actor panic mid-evaluation; nil in a
@@ -42,7 +43,7 @@ func (s *shardActor) Receive(ctx actor.Context) {
 		if crashHook != nil && crashHook(s.shard) {
 			panic("injected shard crash")
 		}
-		ev, err := m.Book.EvaluateBatch(s.eng, m.Batch, m.BlockHash, m.Index)
+		ev, err := m.Book.EvaluateBatch(s.eng, m.Batch, m.BlockHash, m.Index, &s.rec)
 		ctx.Respond(&evalResult{Eval: ev, Err: err})
 	}
 }

@@ -216,3 +216,32 @@ func TestBadDecryptionShares(t *testing.T) {
 		t.Errorf("inconsistent decryption not detected: %v", err)
 	}
 }
+
+func TestTransfersNamingDifferentHeightsShareOneBatch(t *testing.T) {
+	w := genesis3(t)
+	old := w.spec("carol", "alice", 7, 7) // carol built against height 0
+	first, _ := w.b.Build(w.spec("bob", "carol", 20, 50))
+	if r := reason(t, w.block(t, first), first); r != Accepted {
+		t.Fatal(r)
+	}
+	// Height 1 now: alice pays at height 1, carol's transfer still names 0
+	// (only a credit reached carol since), bob overdraws at height 1.
+	a, _ := w.b.Build(w.spec("alice", "bob", 30, 100))
+	c, _ := w.b.Build(old)
+	bs := w.spec("bob", "alice", 31, 30)
+	vals := make([]uint64, w.nw.p.Slots)
+	w.nw.p.EncodeLanes(vals, bs.Lane, 31, (30-31)&MaxAmount)
+	bad := w.forged(t, vals, bs)
+	var pend []Pending
+	for i, s := range []*Submission{a, c, bad} {
+		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: w.nw.upload(t, s), Sub: i})
+	}
+	if batches, _ := w.book.Plan(pend); len(batches) != 1 {
+		t.Fatalf("%d batches for one shard", len(batches))
+	}
+	res := w.block(t, a, c, bad)
+	if reason(t, res, a) != Accepted || reason(t, res, c) != Accepted || reason(t, res, bad) != RejectBalanceMismatch {
+		t.Fatalf("outcomes: %v %v %v", reason(t, res, a), reason(t, res, c), reason(t, res, bad))
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 77, "bob": 60, "carol": 20})
+}

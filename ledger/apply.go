@@ -186,12 +186,27 @@ func (e *Engine) ApplyDelta(state, delta *rlwe.Ciphertext, sign int) (*rlwe.Ciph
 // single slot (0,0,lane) at LevelDecrypt: the only ciphertext a validator
 // re-encrypts to an owner, so no other account's data can leak through it.
 func (e *Engine) BalanceCiphertext(state *rlwe.Ciphertext, lane int) (*rlwe.Ciphertext, error) {
-	if lane < 0 || lane >= e.p.Lanes {
-		return nil, fmt.Errorf("%w: lane %d", ErrBatch, lane)
-	}
-	sum, err := e.recompose(state)
+	sum, err := e.Recompose(state)
 	if err != nil {
 		return nil, err
+	}
+	return e.BalanceFromRecomposed(sum, lane)
+}
+
+// Recompose returns a state with every account's balance in every slot of
+// its lane (5 rotations). It is deterministic, so a node can compute it once
+// per shard and height and answer every balance query of that height from it.
+func (e *Engine) Recompose(state *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
+	if state == nil || state.Level() != LevelState {
+		return nil, fmt.Errorf("%w: state must be at level %d", ErrBatch, LevelState)
+	}
+	return e.recompose(state)
+}
+
+// BalanceFromRecomposed isolates one lane's balance from a recomposed state.
+func (e *Engine) BalanceFromRecomposed(sum *rlwe.Ciphertext, lane int) (*rlwe.Ciphertext, error) {
+	if lane < 0 || lane >= e.p.Lanes {
+		return nil, fmt.Errorf("%w: lane %d", ErrBatch, lane)
 	}
 	vals := make([]uint64, e.p.Slots)
 	vals[e.p.Slot(0, 0, lane)] = 1

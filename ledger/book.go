@@ -270,11 +270,12 @@ type Pending struct {
 	Sub int // index of the submission in the block (envelopes of a bundle share it)
 }
 
-// Batch is the set of transfers of one shard that name the same balance
-// height: they are evaluated together against that height's state.
+// Batch is the set of transfers of one shard in a block. Each is checked
+// against its shard's state at the height it names (EvaluateMixed), so one
+// batch serves any mix of named heights.
 type Batch struct {
 	Shard   uint32
-	Height  uint64
+	Heights map[int]uint64 // lane -> named height
 	Items   []Item
 	Credits []Credit
 	Envs    []*Envelope // by lane order of first appearance
@@ -287,8 +288,7 @@ type Batch struct {
 func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 	early := map[[32]byte]Reason{}
 	type bk struct {
-		shard  uint32
-		height uint64
+		shard uint32
 	}
 	batches := map[bk]*Batch{}
 	bySub := map[bk]map[int]int{}
@@ -310,10 +310,10 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		}
 		busy[pd.Env.From] = true
 		from, to := b.byID[pd.Env.From], b.byID[pd.Env.To]
-		k := bk{from.Shard, pd.Env.Height}
+		k := bk{from.Shard}
 		bt, ok := batches[k]
 		if !ok {
-			bt = &Batch{Shard: from.Shard, Height: pd.Env.Height, lanes: map[int]*Envelope{}}
+			bt = &Batch{Shard: from.Shard, Heights: map[int]uint64{}, lanes: map[int]*Envelope{}}
 			batches[k] = bt
 			bySub[k] = map[int]int{}
 			order = append(order, k)
@@ -326,6 +326,7 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		}
 		bt.Items[ix].Lanes = append(bt.Items[ix].Lanes, from.Lane)
 		bt.lanes[from.Lane] = pd.Env
+		bt.Heights[from.Lane] = pd.Env.Height
 		bt.Envs = append(bt.Envs, pd.Env)
 		bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, TargetLane: to.Lane})
 	}
@@ -344,21 +345,59 @@ func (bt *Batch) Envelope(lane int) *Envelope { return bt.lanes[lane] }
 func (bt *Batch) RhoSeed(blockHash []byte, index int) []byte {
 	h := sha256.New()
 	h.Write(blockHash)
-	var x [16]byte
+	var x [8]byte
 	binary.BigEndian.PutUint32(x[:4], bt.Shard)
-	binary.BigEndian.PutUint64(x[4:12], bt.Height)
-	binary.BigEndian.PutUint32(x[12:], uint32(index))
+	binary.BigEndian.PutUint32(x[4:], uint32(index))
 	h.Write(x[:])
 	return h.Sum(nil)
 }
 
-// EvaluateBatch evaluates a planned batch against its named height's state.
-func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int) (*Evaluation, error) {
-	st, err := b.stateAt(bt.Shard, bt.Height)
-	if err != nil {
-		return nil, err
+// RecCache remembers recomposed states (keyed by the state ciphertext, which
+// the book never mutates). Not safe for concurrent use: one per shard actor.
+type RecCache struct {
+	m map[*rlwe.Ciphertext]*rlwe.Ciphertext
+}
+
+// EvaluateBatch evaluates a planned batch, each lane against its shard's
+// state at the height its transfer names. cache may be nil.
+func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int, cache ...*RecCache) (*Evaluation, error) {
+	var rc *RecCache
+	if len(cache) > 0 {
+		rc = cache[0]
 	}
-	return eng.Evaluate(st, bt.Items, bt.RhoSeed(blockHash, index))
+	local := map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
+	recFor := func(lane int) (*rlwe.Ciphertext, error) {
+		h, ok := bt.Heights[lane]
+		if !ok {
+			return nil, fmt.Errorf("%w: lane %d has no named height", ErrBatch, lane)
+		}
+		st, err := b.stateAt(bt.Shard, h)
+		if err != nil {
+			return nil, err
+		}
+		if r, ok := local[st]; ok {
+			return r, nil
+		}
+		if rc != nil {
+			if r, ok := rc.m[st]; ok {
+				local[st] = r
+				return r, nil
+			}
+		}
+		r, err := eng.Recompose(st)
+		if err != nil {
+			return nil, err
+		}
+		local[st] = r
+		if rc != nil {
+			if rc.m == nil || len(rc.m) > 4*int(DefaultWindow) {
+				rc.m = map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
+			}
+			rc.m[st] = r
+		}
+		return r, nil
+	}
+	return eng.EvaluateMixed(bt.Items, recFor, bt.RhoSeed(blockHash, index))
 }
 
 // Outcome is the decided result of one transfer in a block.

@@ -219,14 +219,30 @@ func (e *Engine) isolate(items []Item, level int) (*rlwe.Ciphertext, error) {
 	return acc, nil
 }
 
-// Evaluate runs the validation circuit on one batch of a shard against the
-// shard's state at the height the batch's transfers name. rhoSeed must be
+// Evaluate runs the validation circuit on one batch of a shard whose
+// transfers all name the same height, whose state is given. rhoSeed must be
 // fixed after the batch is (e.g. derived from the block hash), so submitters
 // cannot grind the equality masks. The result is bit-for-bit deterministic.
 func (e *Engine) Evaluate(state *rlwe.Ciphertext, items []Item, rhoSeed []byte) (*Evaluation, error) {
-	if state == nil || state.Level() != LevelState {
-		return nil, fmt.Errorf("%w: state must be at level %d", ErrBatch, LevelState)
+	rec, err := e.Recompose(state)
+	if err != nil {
+		return nil, err
 	}
+	return e.EvaluateMixed(items, func(int) (*rlwe.Ciphertext, error) { return rec, nil }, rhoSeed)
+}
+
+// RecomposedFor returns, for an active lane, the recomposed shard state at
+// the height that lane's transfer names (Recompose of that state).
+type RecomposedFor func(lane int) (*rlwe.Ciphertext, error)
+
+// EvaluateMixed runs the validation circuit on one batch of a shard whose
+// transfers may name different heights. The balance equation reads each
+// lane's balance from its own height's recomposed state: the state term only
+// enters through the rho-masked product, so
+// rho*rec(y + swap(y)) - sum_h rho_h*rec(state_h), with rho_h the lanes
+// naming h, costs one plaintext multiplication per distinct height and no
+// extra level. One batch per shard and block, whatever heights are named.
+func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byte) (*Evaluation, error) {
 	lanes, err := e.checkLanes(items)
 	if err != nil {
 		return nil, err
@@ -239,7 +255,6 @@ func (e *Engine) Evaluate(state *rlwe.Ciphertext, items []Item, rhoSeed []byte) 
 	if err := e.eval.Rescale(y4, y3); err != nil {
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
 	}
-
 	y2 := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
 	if err := e.eval.Rescale(y3, y2); err != nil {
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
@@ -248,7 +263,7 @@ func (e *Engine) Evaluate(state *rlwe.Ciphertext, items []Item, rhoSeed []byte) 
 	if err != nil {
 		return nil, err
 	}
-	eq, err := e.equation(y2, state, lanes, rhoSeed)
+	eq, err := e.equation(y2, recFor, lanes, rhoSeed)
 	if err != nil {
 		return nil, err
 	}
@@ -344,40 +359,72 @@ func (e *Engine) rho(lanes []int, seed []byte) []uint64 {
 }
 
 // equation computes rho * (a + b' - balance_h) at slot (0,0,lane) of each
-// active lane and zero elsewhere, at LevelDecrypt.
-func (e *Engine) equation(y2, state *rlwe.Ciphertext, lanes []int, seed []byte) (*rlwe.Ciphertext, error) {
+// active lane (balance_h read at the height the lane's transfer names) and
+// zero elsewhere, at LevelDecrypt.
+func (e *Engine) equation(y2 *rlwe.Ciphertext, recFor RecomposedFor, lanes []int, seed []byte) (*rlwe.Ciphertext, error) {
 	ev := e.eval
-	y2 = y2.CopyNew()
-	if !y2.Scale.Equal(state.Scale) {
-		return nil, fmt.Errorf("%w: state scale does not match the circuit", ErrBatch)
-	}
-	// rec and the row swap are linear and commute, so
-	// rec(y) + swap(rec(y)) - rec(state) = rec(y + swap(y) - state):
-	// one recomposition (5 rotations) instead of two.
+	// rec and the row swap are linear and commute:
+	// rec(y) + swap(rec(y)) = rec(y + swap(y)), 6 rotations.
 	sw, err := ev.RotateRowsNew(y2)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: row swap: %w", err)
 	}
-	if err := ev.Add(y2, sw, y2); err != nil {
+	x := y2.CopyNew()
+	if err := ev.Add(x, sw, x); err != nil {
 		return nil, err
 	}
-	if err := ev.Sub(y2, state, y2); err != nil {
+	if x, err = e.recompose(x); err != nil {
 		return nil, err
 	}
-	x, err := e.recompose(y2)
+	rho := e.rho(lanes, seed)
+	acc, err := e.maskedBy(x, rho)
 	if err != nil {
 		return nil, err
 	}
+	// Group lanes by the recomposed state they read, in lane order.
+	type group struct {
+		rec  *rlwe.Ciphertext
+		vals []uint64
+	}
+	var groups []*group
+	byRec := map[*rlwe.Ciphertext]*group{}
+	for _, l := range lanes {
+		rec, err := recFor(l)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || rec.Level() != LevelState || !rec.Scale.Equal(y2.Scale) {
+			return nil, fmt.Errorf("%w: state for lane %d does not match the circuit", ErrBatch, l)
+		}
+		g, ok := byRec[rec]
+		if !ok {
+			g = &group{rec: rec, vals: make([]uint64, e.p.Slots)}
+			byRec[rec] = g
+			groups = append(groups, g)
+		}
+		s := e.p.Slot(0, 0, l)
+		g.vals[s] = rho[s]
+	}
+	for _, g := range groups {
+		m, err := e.maskedBy(g.rec, g.vals)
+		if err != nil {
+			return nil, err
+		}
+		if err := ev.Sub(acc, m, acc); err != nil {
+			return nil, err
+		}
+	}
+	return e.rescaleTo(acc, LevelDecrypt)
+}
+
+// maskedBy multiplies ct (at LevelState) by a slot vector encoded at scale 1.
+func (e *Engine) maskedBy(ct *rlwe.Ciphertext, vals []uint64) (*rlwe.Ciphertext, error) {
 	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
 	pt.Scale = e.p.BGV.NewScale(1)
-	if err := e.ecd.Encode(e.rho(lanes, seed), pt); err != nil {
+	if err := e.ecd.Encode(vals, pt); err != nil {
 		return nil, err
 	}
-	masked, err := ev.MulNew(x, pt)
-	if err != nil {
-		return nil, err
-	}
-	return e.rescaleTo(masked, LevelDecrypt)
+	return e.eval.MulNew(ct, pt)
 }
 
 // decompose prepares hoisted rotations of ct.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"sort"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
@@ -237,6 +238,7 @@ type Decryptor struct {
 	cks   mhe.KeySwitchProtocol
 	zero  *rlwe.SecretKey
 	sigma ring.DiscreteGaussian
+	pcks  sync.Pool // of *mhe.PublicKeySwitchProtocol: building one allocates buffers and a sampler
 }
 
 // NewDecryptor prepares share generation/combination for a committee.
@@ -385,10 +387,15 @@ func (d *Decryptor) ReencShare(ks *KeyShare, ct *rlwe.Ciphertext, ownerPK *rlwe.
 	if ct.Level() != LevelDecrypt {
 		return nil, fmt.Errorf("%w: ciphertext at level %d, want %d", ErrShare, ct.Level(), LevelDecrypt)
 	}
-	pcks, err := mhe.NewPublicKeySwitchProtocol(d.p.BGV, d.sigma)
-	if err != nil {
-		return nil, err
+	pcks, _ := d.pcks.Get().(*mhe.PublicKeySwitchProtocol)
+	if pcks == nil {
+		p, err := mhe.NewPublicKeySwitchProtocol(d.p.BGV, d.sigma)
+		if err != nil {
+			return nil, err
+		}
+		pcks = &p
 	}
+	defer d.pcks.Put(pcks)
 	sh := pcks.AllocateShare(ct.Level())
 	pcks.GenShare(ks.secretKey(), ownerPK, ct, &sh)
 	return &ReencShare{Validator: ks.Index, Share: sh}, nil

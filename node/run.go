@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/actors"
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/consensus"
@@ -64,6 +66,8 @@ type Node struct {
 	engines   chan *ledger.Engine
 	started   time.Time
 	faults    *faults
+	recMu     sync.Mutex
+	recCache  map[recKey]recEntry
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -579,4 +583,36 @@ func (n *Node) Status() api.Status {
 	st.LastFinalityMillis = float64(fin) / float64(time.Millisecond)
 	st.Mempool = n.mem.Size()
 	return st
+}
+
+// recomposed returns the recomposed state of a shard at a height, computed
+// once and shared by every balance query of that height.
+func (n *Node) recomposed(eng *ledger.Engine, shard uint32, h uint64, st *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
+	key := recKey{shard, h}
+	n.recMu.Lock()
+	if e, ok := n.recCache[key]; ok && e.state == st {
+		n.recMu.Unlock()
+		return e.sum, nil
+	}
+	n.recMu.Unlock()
+	sum, err := eng.Recompose(st)
+	if err != nil {
+		return nil, err
+	}
+	n.recMu.Lock()
+	defer n.recMu.Unlock()
+	if n.recCache == nil || len(n.recCache) >= 32 {
+		n.recCache = map[recKey]recEntry{}
+	}
+	n.recCache[key] = recEntry{state: st, sum: sum}
+	return sum, nil
+}
+
+type recKey struct {
+	shard uint32
+	h     uint64
+}
+
+type recEntry struct {
+	state, sum *rlwe.Ciphertext
 }

@@ -300,7 +300,12 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 	}
 	eng := s.n.queryEngine()
 	defer s.n.releaseEngine(eng)
-	ct, err := eng.BalanceCiphertext(st, acct.Lane)
+	sum, err := s.n.recomposed(eng, acct.Shard, at, st)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	ct, err := eng.BalanceFromRecomposed(sum, acct.Lane)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
 		return
