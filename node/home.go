@@ -29,8 +29,11 @@ func (h Home) Config() string       { return filepath.Join(h.Dir, "node.json") }
 
 // LocalConfig is what `zkbank node init` records about this node.
 type LocalConfig struct {
-	P2PAddrs []string `json:"p2p_addrs"`
-	API      string   `json:"api"`
+	P2PAddrs  []string `json:"p2p_addrs"`
+	API       string   `json:"api"`
+	Bootstrap []string `json:"bootstrap,omitempty"` // extra peers (full multiaddrs with /p2p/) besides the genesis validators
+	MDNS      bool     `json:"mdns,omitempty"`      // find zkbank peers on the LAN
+	DHT       bool     `json:"dht,omitempty"`       // join the chain's Kademlia DHT (prefix /zkbank) to find peers
 }
 
 // InitInfo is printed by `zkbank node init` for the chain's creator.
@@ -43,7 +46,7 @@ type InitInfo struct {
 
 // Init creates a validator home: a libp2p identity, a consensus signing key
 // (both 0600) and the local addresses. Re-running it keeps existing keys.
-func Init(dir string, p2pAddrs []string, api string, out io.Writer) (*InitInfo, error) {
+func Init(dir string, p2pAddrs []string, api string, out io.Writer, opts ...func(*LocalConfig)) (*InitInfo, error) {
 	h := Home{Dir: dir}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("node init: %w", err)
@@ -61,6 +64,9 @@ func Init(dir string, p2pAddrs []string, api string, out io.Writer) (*InitInfo, 
 		return nil, err
 	}
 	cfg := LocalConfig{P2PAddrs: p2pAddrs, API: api}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(h.Config(), append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("node init: %w", err)

@@ -66,6 +66,7 @@ type Node struct {
 	engines   chan *ledger.Engine
 	started   time.Time
 	faults    *faults
+	credits   atomic.Pointer[[]int64] // work credits as of the last finalized height
 	recMu     sync.Mutex
 	recCache  map[recKey]recEntry
 }
@@ -140,7 +141,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		}
 	}
 	host, err := p2p.New(ctx, p2p.Config{
-		ListenAddrs: lc.P2PAddrs, Identity: ident, ChainID: gen.ChainID, Bootstrap: boot,
+		ListenAddrs: lc.P2PAddrs, Identity: ident, ChainID: gen.ChainID, Bootstrap: append(boot, lc.Bootstrap...),
+		EnableMDNS: lc.MDNS, DHT: lc.DHT,
 		Logger: log.With("component", "p2p"), Registerer: reg,
 		MaxMessageBytes: 8 << 20,
 		Protocols: map[protocol.ID]p2p.ProtocolLimits{
@@ -386,6 +388,8 @@ func (p *publishing) publish(h uint64) {
 	n := (*Node)(p)
 	if app := n.app.Load(); app != nil {
 		n.book.Store(app.Book())
+		cr := app.Credits()
+		n.credits.Store(&cr)
 	}
 	n.finalized.Store(h)
 }
@@ -582,6 +586,9 @@ func (n *Node) Status() api.Status {
 	st.CommittedTransfers, st.RejectedTransfers, st.TransfersPerSecond = c, rj, tps
 	st.LastFinalityMillis = float64(fin) / float64(time.Millisecond)
 	st.Mempool = n.mem.Size()
+	if cr := n.credits.Load(); cr != nil {
+		st.WorkCredits = append([]int64(nil), (*cr)...)
+	}
 	return st
 }
 

@@ -43,21 +43,27 @@ themselves; every later start resumes from data/.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
 
-	var p2pAddrs []string
+	var p2pAddrs, bootstrap []string
 	var api string
+	var mdns, dht bool
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a validator home (keys and listen addresses) and print its identity as JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			_, err := node.Init(home, p2pAddrs, api, cmd.OutOrStdout())
+			_, err := node.Init(home, p2pAddrs, api, cmd.OutOrStdout(), func(c *node.LocalConfig) {
+				c.Bootstrap, c.MDNS, c.DHT = bootstrap, mdns, dht
+			})
 			return err
 		},
 	}
 	initCmd.Flags().StringVar(&home, "home", ".", "validator home directory")
 	initCmd.Flags().StringSliceVar(&p2pAddrs, "p2p", []string{"/ip4/127.0.0.1/tcp/27000"}, "libp2p listen multiaddr(s)")
 	initCmd.Flags().StringVar(&api, "api", "http://127.0.0.1:27100", "client API address (http://host:port)")
+	initCmd.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "extra peers to stay connected to (multiaddrs with /p2p/<id>), besides the genesis validators")
+	initCmd.Flags().BoolVar(&mdns, "mdns", false, "discover zkbank peers on the local network (mDNS)")
+	initCmd.Flags().BoolVar(&dht, "dht", false, "join the chain's DHT (protocol prefix /zkbank, server mode) to discover peers")
 	cmd.AddCommand(initCmd)
 	return cmd
 }
