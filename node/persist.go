@@ -55,6 +55,12 @@ func encodeCert(cert *consensus.CommitCertificate) []byte {
 	return consensus.EncodeMessage(&consensus.Commit{Cert: cert, Value: []byte{}})
 }
 
+// UploadRetention is how many heights an upload is kept after its block.
+// Lagging validators re-evaluate every block they catch up on, so they need
+// its uploads from a peer; a validator offline for longer than this needs a
+// state snapshot instead (not implemented yet: see docs/OPERATIONS.md).
+const UploadRetention = 1024
+
 func (ps *persister) PersistHeight(h uint64, value []byte, cert *consensus.CommitCertificate, book *ledger.Book, applied uint64, outcomes []ledger.Outcome, opened []*ledger.Account, uploads []*Upload, credits []int64) error {
 	batch := store.Batch{Block: value, Cert: encodeCert(cert)}
 	if applied > 0 {
@@ -98,6 +104,16 @@ func (ps *persister) PersistHeight(h uint64, value []byte, cert *consensus.Commi
 		}
 	}
 	return ps.st.Do(func(db store.Backend) error {
+		if h > UploadRetention {
+			// The uploads of block h-UploadRetention leave in the same write.
+			if old, err := db.Block(h - UploadRetention); err == nil {
+				if ob, err := DecodeBlock(old); err == nil {
+					for _, s := range ob.Subs {
+						batch.DeleteMeta = append(batch.DeleteMeta, []byte(uploadKey(s.CTHash)))
+					}
+				}
+			}
+		}
 		if err := db.Commit(h, batch); err != nil {
 			return err
 		}

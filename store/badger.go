@@ -332,6 +332,15 @@ func (s *Store) Commit(height uint64, b Batch) error {
 				}
 			}
 		}
+		for _, dk := range b.DeleteMeta {
+			k, err := idKey(nsMeta, dk)
+			if err != nil {
+				return err
+			}
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
 		// Same transaction, so order does not matter for atomicity; written
 		// last anyway so the rule reads the same everywhere.
 		return set(txn, keyLastApplied, encodeHeight(height))

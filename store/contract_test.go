@@ -220,3 +220,19 @@ func TestClosedStoreReturnsErrClosed(t *testing.T) {
 		}
 	})
 }
+
+func TestCommitDeletesMetaInTheSameTransaction(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		one := batchFor(1)
+		one.Meta = append(one.Meta, Record{Key: []byte("upload/aa"), Value: []byte("ciphertext")})
+		must(t, b.Commit(1, one))
+		mustGet(t, []byte("ciphertext"))(b.GetMeta("upload/aa"))
+		two := batchFor(2)
+		two.DeleteMeta = [][]byte{[]byte("upload/aa"), []byte("upload/never-written")}
+		must(t, b.Commit(2, two))
+		if _, err := b.GetMeta("upload/aa"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted meta still readable: %v", err)
+		}
+		checkApplied(t, b, 2)
+	})
+}

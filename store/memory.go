@@ -246,6 +246,13 @@ func (m *Memory) Commit(height uint64, b Batch) error {
 			writes[string(k)] = append([]byte{}, r.Value...)
 		}
 	}
+	for _, dk := range b.DeleteMeta {
+		k, err := idKey(nsMeta, dk)
+		if err != nil {
+			return fmt.Errorf("store: commit height %d: %w", height, err)
+		}
+		delete(m.kv, string(k))
+	}
 	for k, v := range writes {
 		m.kv[k] = v
 	}

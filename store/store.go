@@ -110,6 +110,9 @@ type Batch struct {
 	Statuses []Record // Key is the transfer id.
 	Accounts []Record // Key is the account id.
 	Meta     []Record // Key is the metadata key.
+	// DeleteMeta removes metadata keys in the same transaction (e.g. uploads
+	// no longer needed once the height that decided them is durable).
+	DeleteMeta [][]byte
 }
 
 // ShardState is one shard's encrypted state at the batch's height.
