@@ -111,6 +111,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		name = fmt.Sprintf("node-%d", self)
 	}
 	log := logger.With("node", name)
+	// libp2p's own loggers are process-wide: route them through ours.
+	p2p.RouteLibp2pLogs(log.With("component", "libp2p").Handler(), slog.LevelWarn)
 	p, err := ledger.NewParams(mustSet(gen.ParamSet))
 	if err != nil {
 		return err

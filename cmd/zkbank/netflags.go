@@ -89,6 +89,14 @@ func (f *chainFlags) multi(ctx context.Context, w *wallet.Wallet) (*client.Multi
 	return m, nil
 }
 
+// connect bounds a command's network work by --timeout and reaches the
+// wallet's chain. cancel must be called even when err is not nil.
+func (f *chainFlags) connect(cmd *cobra.Command, w *wallet.Wallet) (context.Context, *client.Multi, context.CancelFunc, error) {
+	ctx, cancel := f.withTimeout(cmd.Context())
+	m, err := f.multi(ctx, w)
+	return ctx, m, cancel, err
+}
+
 // withTimeout bounds a command's network work.
 func (f *chainFlags) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, f.timeout)

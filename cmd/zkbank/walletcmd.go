@@ -146,9 +146,8 @@ func newWalletOpenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cf.withTimeout(cmd.Context())
+			ctx, m, cancel, err := cf.connect(cmd, w)
 			defer cancel()
-			m, err := cf.multi(ctx, w)
 			if err != nil {
 				return err
 			}
@@ -212,9 +211,8 @@ func newWalletBalanceCmd(card bool) *cobra.Command {
 			if card && !w.IsCard() {
 				return fmt.Errorf("wallet %s is a deposit account; use 'zkbank wallet balance'", w.Path())
 			}
-			ctx, cancel := cf.withTimeout(cmd.Context())
+			ctx, m, cancel, err := cf.connect(cmd, w)
 			defer cancel()
-			m, err := cf.multi(ctx, w)
 			if err != nil {
 				return err
 			}
@@ -303,9 +301,8 @@ func newWalletTransferCmd(card bool) *cobra.Command {
 			if !card && w.IsCard() {
 				return fmt.Errorf("wallet %s is a card; use 'zkbank wallet charge'", w.Path())
 			}
-			ctx, cancel := cf.withTimeout(cmd.Context())
+			ctx, m, cancel, err := cf.connect(cmd, w)
 			defer cancel()
-			m, err := cf.multi(ctx, w)
 			if err != nil {
 				return err
 			}
@@ -455,9 +452,8 @@ func newWalletHistoryCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cf.withTimeout(cmd.Context())
+			ctx, m, cancel, err := cf.connect(cmd, w)
 			defer cancel()
-			m, err := cf.multi(ctx, w)
 			if err != nil {
 				return err
 			}
