@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // ErrMalformed is returned for bytes that do not decode to a well-formed
@@ -126,5 +125,3 @@ func safeUnmarshal(m encoding.BinaryUnmarshaler, p []byte) (err error) {
 	}()
 	return m.UnmarshalBinary(p)
 }
-
-var _ = io.EOF

@@ -3,8 +3,6 @@ package ledger
 import (
 	"errors"
 	"fmt"
-
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
 
 // Reason says why a transfer was rejected. The zero value means accepted.
@@ -177,5 +175,3 @@ func (d *Decryptor) ShareChecks(ks *KeyShare, c *Checks) (bits, eq *DecShare, er
 	}
 	return bits, eq, nil
 }
-
-var _ = rlwe.NewCiphertext

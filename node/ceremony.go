@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -321,5 +320,3 @@ func loadKeys(p *ledger.Params, h Home) (*ledger.PublicKeys, *ledger.KeyShare, e
 	}
 	return keys, ks, nil
 }
-
-var _ = binary.BigEndian

@@ -26,8 +26,8 @@ func faultsFor(home string) *faults {
 	return faultsByHome[home]
 }
 
-// corrupt turns shares into wrong ones: each becomes the sum of itself and
-// another share's value, still well-formed and correctly attributed.
+// corrupt turns shares into wrong ones: one coefficient is altered, so the
+// share is still well-formed and correctly attributed but decrypts wrongly.
 func corrupt(bs, es *ledger.DecShare) {
 	bs.Share.Value.Coeffs[0][0] ^= 0x5a5a
 	es.Share.Value.Coeffs[0][0] ^= 0x5a5a

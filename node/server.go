@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -333,5 +332,3 @@ func (s *server) history(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, api.History{Account: id.String(), Transfers: s.n.tracker.historyOf(id.String())})
 }
-
-var _ = sha256.Sum256
