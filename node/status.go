@@ -44,6 +44,7 @@ type tracker struct {
 	mu         sync.Mutex
 	met        *Metrics
 	status     map[string]*api.TransferStatus
+	order      []string // ids in the order first seen, for bounded memory
 	submitted  map[string]time.Time
 	history    map[string][]string // account -> ids, oldest first
 	committed  uint64
@@ -65,6 +66,22 @@ func newTracker(m *Metrics) *tracker {
 
 const maxHistory = 200
 
+// maxStatuses bounds the statuses kept in memory; older ones are answered
+// from the store (every decided status is persisted with its height).
+const maxStatuses = 100_000
+
+// track inserts a status, evicting the oldest beyond maxStatuses.
+func (t *tracker) track(k string, st *api.TransferStatus) {
+	t.status[k] = st
+	t.order = append(t.order, k)
+	for len(t.order) > maxStatuses {
+		old := t.order[0]
+		t.order = t.order[1:]
+		delete(t.status, old)
+		delete(t.submitted, old)
+	}
+}
+
 func (t *tracker) submittedNow(envs []ledger.Envelope) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -75,7 +92,7 @@ func (t *tracker) submittedNow(envs []ledger.Envelope) {
 		if _, ok := t.status[k]; ok {
 			continue
 		}
-		t.status[k] = &api.TransferStatus{ID: k, Status: api.StatusPending, From: envs[i].From.String(), To: envs[i].To.String()}
+		t.track(k, &api.TransferStatus{ID: k, Status: api.StatusPending, From: envs[i].From.String(), To: envs[i].To.String()})
 		t.submitted[k] = now
 		t.remember(envs[i].From.String(), k)
 		t.remember(envs[i].To.String(), k)
@@ -107,7 +124,7 @@ func (t *tracker) Included(h uint64, b *Block) {
 			st, ok := t.status[k]
 			if !ok {
 				st = &api.TransferStatus{ID: k, Status: api.StatusPending, From: s.Envelopes[i].From.String(), To: s.Envelopes[i].To.String()}
-				t.status[k] = st
+				t.track(k, st)
 				t.remember(st.From, k)
 				t.remember(st.To, k)
 			}
@@ -131,7 +148,7 @@ func (t *tracker) Decided(h uint64, outs []ledger.Outcome) {
 				t.remember(st.From, k)
 				t.remember(st.To, k)
 			}
-			t.status[k] = st
+			t.track(k, st)
 		}
 		if o.Reason == ledger.Accepted {
 			st.Status = api.StatusCommitted
