@@ -37,6 +37,8 @@ var (
 	protoSync      = p2p.ProtocolID("sync", 1)
 )
 
+var routeLibp2pLogs sync.Once
+
 // Node is one validator process: a libp2p host, an actor system, a store
 // and the client API.
 type Node struct {
@@ -66,6 +68,7 @@ type Node struct {
 	engines   chan *ledger.Engine
 	started   time.Time
 	faults    *faults
+	host      *p2p.Host               // set before the API serves
 	credits   atomic.Pointer[[]int64] // work credits as of the last finalized height
 	recMu     sync.Mutex
 	recCache  map[recKey]recEntry
@@ -111,8 +114,9 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		name = fmt.Sprintf("node-%d", self)
 	}
 	log := logger.With("node", name)
-	// libp2p's own loggers are process-wide: route them through ours.
-	p2p.RouteLibp2pLogs(log.With("component", "libp2p").Handler(), slog.LevelWarn)
+	// libp2p's own loggers are process-wide: route them through ours, once
+	// per process (tests run several nodes in one).
+	routeLibp2pLogs.Do(func() { p2p.RouteLibp2pLogs(log.With("component", "libp2p").Handler(), slog.LevelWarn) })
 	p, err := ledger.NewParams(mustSet(gen.ParamSet))
 	if err != nil {
 		return err
@@ -158,6 +162,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
+	n.host = host
 
 	// The API answers (not ready) while the ceremony runs.
 	srv := &http.Server{Handler: (&server{n: n, log: log, reg: reg}).routes(), ReadHeaderTimeout: 10 * time.Second}
@@ -286,11 +291,13 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			return err
 		}
 	}
+	// From Start on, the consensus actor owns app: read what we need first.
+	finalized, applied := app.Finalized(), app.Book().Height()
 	n.book.Store(app.Book())
-	n.finalized.Store(app.Finalized())
+	n.finalized.Store(finalized)
 	n.app.Store(app)
-	n.cons.Start(app.Finalized()+1, rs.last)
-	log.Info("node ready", "height", app.Finalized(), "applied", app.Book().Height())
+	n.cons.Start(finalized+1, rs.last)
+	log.Info("node ready", "height", finalized, "applied", applied)
 
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -570,9 +577,7 @@ func (n *Node) releaseEngine(e *ledger.Engine) { n.engines <- e }
 func (n *Node) Status() api.Status {
 	st := api.Status{Chain: n.gen.ChainID, Node: n.name, ValidatorIndex: n.self, Validators: n.com.N, Threshold: n.com.T,
 		Height: n.finalized.Load()}
-	if n.net != nil {
-		st.Peers = len(n.net.Host.Peers())
-	}
+	st.Peers = len(n.host.Peers())
 	app := n.app.Load()
 	if app == nil {
 		return st
