@@ -27,7 +27,7 @@ import (
 // cluster is N real validators (libp2p hosts on loopback, Badger stores,
 // actor systems) in this test process.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	gen    *genesis.Genesis
 	apis   []string
@@ -43,7 +43,7 @@ type user struct {
 	own *ledger.OwnerKeys
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
