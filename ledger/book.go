@@ -111,9 +111,9 @@ func NewBook(eng *Engine, chain string, accounts []GenesisAccount) (*Book, error
 	return b, nil
 }
 
-// trivialState is the noise-free encryption (c0 = encoding, c1 = 0) of public
-// lane balances at the state level and scale.
-func (e *Engine) trivialState(balances map[int]uint64) (*rlwe.Ciphertext, error) {
+// statePlaintext encodes public lane balances as a state: each balance in its
+// lane's anchor slot, at the state level and scale.
+func (e *Engine) statePlaintext(balances map[int]uint64) (*rlwe.Plaintext, error) {
 	vals := make([]uint64, e.p.Slots)
 	for lane, v := range balances {
 		if lane < 0 || lane >= e.p.Lanes || v > MaxAmount {
@@ -124,6 +124,16 @@ func (e *Engine) trivialState(balances map[int]uint64) (*rlwe.Ciphertext, error)
 	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
 	pt.Scale = e.scale.state
 	if err := e.ecd.Encode(vals, pt); err != nil {
+		return nil, err
+	}
+	return pt, nil
+}
+
+// trivialState is the noise-free encryption (c0 = encoding, c1 = 0) of public
+// lane balances at the state level and scale.
+func (e *Engine) trivialState(balances map[int]uint64) (*rlwe.Ciphertext, error) {
+	pt, err := e.statePlaintext(balances)
+	if err != nil {
 		return nil, err
 	}
 	ct := bgv.NewCiphertext(e.p.BGV, 1, LevelState)

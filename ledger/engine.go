@@ -49,17 +49,18 @@ func (m *masks) encodeMask(vals []uint64, level int) ring.Poly {
 	return out
 }
 
+// laneSlots calls f with every slot of a lane (both rows) and its bit index.
+func (p *Params) laneSlots(lane int, f func(slot, j int)) {
+	for row := 0; row < p.Rows; row++ {
+		for j := 0; j < p.Bits; j++ {
+			f(p.Slot(row, j, lane), j)
+		}
+	}
+}
+
 // lane returns lane's isolation mask (both rows, all 32 bit slots).
 func (m *masks) lane(lane int) ring.Poly {
-	m.once[lane].Do(func() {
-		vals := make([]uint64, m.p.Slots)
-		for row := 0; row < m.p.Rows; row++ {
-			for j := 0; j < m.p.Bits; j++ {
-				vals[m.p.Slot(row, j, lane)] = 1
-			}
-		}
-		m.lanes[lane] = m.encodeMask(vals, LevelUpload)
-	})
+	m.once[lane].Do(func() { m.lanes[lane] = m.union([]int{lane}, LevelUpload) })
 	return m.lanes[lane]
 }
 
@@ -67,11 +68,7 @@ func (m *masks) lane(lane int) ring.Poly {
 func (m *masks) union(lanes []int, level int) ring.Poly {
 	vals := make([]uint64, m.p.Slots)
 	for _, lane := range lanes {
-		for row := 0; row < m.p.Rows; row++ {
-			for j := 0; j < m.p.Bits; j++ {
-				vals[m.p.Slot(row, j, lane)] = 1
-			}
-		}
+		m.p.laneSlots(lane, func(slot, _ int) { vals[slot] = 1 })
 	}
 	return m.encodeMask(vals, level)
 }
@@ -105,11 +102,7 @@ func NewEngine(p *Params, keys *PublicKeys) (*Engine, error) {
 
 	vals := make([]uint64, p.Slots)
 	for lane := 0; lane < p.Lanes; lane++ {
-		for row := 0; row < p.Rows; row++ {
-			for j := 0; j < p.Bits; j++ {
-				vals[p.Slot(row, j, lane)] = 1 << j
-			}
-		}
+		p.laneSlots(lane, func(slot, j int) { vals[slot] = 1 << j })
 	}
 	e.bits = bgv.NewPlaintext(p.BGV, LevelState)
 	e.bits.Scale = e.scale.state

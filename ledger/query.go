@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"github.com/zkbank/zkbank/internal/wire"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
@@ -25,23 +26,23 @@ type BalanceReply struct {
 // the signature authorizes re-encryption to exactly ownerPK (bound by hash),
 // so validators never re-encrypt an account's balance to anyone else's key.
 func BalanceQueryBytes(chain string, account AccountID, nonce uint64, ownerPK []byte) []byte {
-	var w wbuf
-	w.fixed([]byte("zkbank/balance/v1\x00"))
-	w.bytes([]byte(chain))
-	w.fixed(account[:])
-	w.u64(nonce)
+	var w wire.Writer
+	w.Fixed([]byte("zkbank/balance/v1\x00"))
+	w.Bytes([]byte(chain))
+	w.Fixed(account[:])
+	w.U64(nonce)
 	h := sha256.Sum256(ownerPK)
-	w.fixed(h[:])
-	return w.b
+	w.Fixed(h[:])
+	return w.B
 }
 
 // OpenAccountBytes is what a new account's key signs to open it.
 func OpenAccountBytes(chain string, kind AccountKind) []byte {
-	var w wbuf
-	w.fixed([]byte("zkbank/open/v1\x00"))
-	w.bytes([]byte(chain))
-	w.u8(uint8(kind))
-	return w.b
+	var w wire.Writer
+	w.Fixed([]byte("zkbank/open/v1\x00"))
+	w.Bytes([]byte(chain))
+	w.U8(uint8(kind))
+	return w.B
 }
 
 // VerifyBalanceQuery checks an owner's signed balance request.
@@ -51,28 +52,28 @@ func VerifyBalanceQuery(pub ed25519.PublicKey, chain string, account AccountID, 
 
 // MarshalBinary encodes the reply.
 func (r *BalanceReply) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u32(uint32(r.Validator))
-	w.u64(r.Height)
-	w.u32(uint32(r.Lane))
-	if err := w.marshal(r.CT); err != nil {
+	var w wire.Writer
+	w.U32(uint32(r.Validator))
+	w.U64(r.Height)
+	w.U32(uint32(r.Lane))
+	if err := marshalInto(&w, r.CT); err != nil {
 		return nil, err
 	}
 	sb, err := r.Share.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
-	w.bytes(sb)
-	return w.b, nil
+	w.Bytes(sb)
+	return w.B, nil
 }
 
 // DecodeBalanceReply decodes a reply received from a node.
 func (p *Params) DecodeBalanceReply(b []byte) (*BalanceReply, error) {
-	r := rbuf{b: b}
-	out := &BalanceReply{Validator: int(r.u32()), Height: r.u64(), Lane: int(r.u32())}
-	ctb := r.bytes()
-	sb := r.bytes()
-	if err := r.done(); err != nil {
+	r := wire.NewReader(b, ErrMalformed)
+	out := &BalanceReply{Validator: int(r.U32()), Height: r.U64(), Lane: int(r.U32())}
+	ctb := r.Bytes(maxField)
+	sb := r.Bytes(maxField)
+	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	out.CT = rlwe.NewCiphertext(p.BGV, 1, LevelDecrypt)
@@ -139,23 +140,23 @@ func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (u
 
 // MarshalBinary encodes owner keys for a wallet file (secret: store 0600).
 func (k *OwnerKeys) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	if err := w.marshal(k.SK); err != nil {
+	var w wire.Writer
+	if err := marshalInto(&w, k.SK); err != nil {
 		return nil, err
 	}
-	if err := w.marshal(k.PK); err != nil {
+	if err := marshalInto(&w, k.PK); err != nil {
 		return nil, err
 	}
-	return w.b, nil
+	return w.B, nil
 }
 
 // DecodeOwnerKeys decodes a wallet's owner keys.
 func (p *Params) DecodeOwnerKeys(b []byte) (*OwnerKeys, error) {
-	r := rbuf{b: b}
+	r := wire.NewReader(b, ErrMalformed)
 	k := &OwnerKeys{SK: rlwe.NewSecretKey(p.BGV), PK: rlwe.NewPublicKey(p.BGV)}
-	r.unmarshal(k.SK, "owner secret key")
-	r.unmarshal(k.PK, "owner public key")
-	if err := r.done(); err != nil {
+	unmarshalFrom(r, k.SK, "owner secret key")
+	unmarshalFrom(r, k.PK, "owner public key")
+	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	return k, nil

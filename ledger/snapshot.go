@@ -3,6 +3,7 @@ package ledger
 import (
 	"crypto/ed25519"
 	"fmt"
+	"github.com/zkbank/zkbank/internal/wire"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
@@ -34,36 +35,36 @@ func (b *Book) Clone() *Book {
 
 // MarshalBinary encodes an account registry entry.
 func (a *Account) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u8(1)
-	w.fixed(a.ID[:])
-	w.bytes(a.SignPub)
-	w.bytes(a.OwnerPK)
-	w.u8(uint8(a.Kind))
-	w.u32(a.Shard)
-	w.u32(uint32(a.Lane))
-	w.u64(a.Nonce)
-	w.u64(a.LastDebit)
-	w.u64(a.Created)
-	return w.b, nil
+	var w wire.Writer
+	w.U8(1)
+	w.Fixed(a.ID[:])
+	w.Bytes(a.SignPub)
+	w.Bytes(a.OwnerPK)
+	w.U8(uint8(a.Kind))
+	w.U32(a.Shard)
+	w.U32(uint32(a.Lane))
+	w.U64(a.Nonce)
+	w.U64(a.LastDebit)
+	w.U64(a.Created)
+	return w.B, nil
 }
 
 // UnmarshalBinary decodes an account registry entry.
 func (a *Account) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	if v := r.u8(); r.err == nil && v != 1 {
+	r := wire.NewReader(p, ErrMalformed)
+	if v := r.U8(); r.Err == nil && v != 1 {
 		return fmt.Errorf("%w: account version %d", ErrMalformed, v)
 	}
-	copy(a.ID[:], r.fixed(32))
-	a.SignPub = ed25519.PublicKey(append([]byte(nil), r.bytes()...))
-	a.OwnerPK = append([]byte(nil), r.bytes()...)
-	a.Kind = AccountKind(r.u8())
-	a.Shard = r.u32()
-	a.Lane = int(r.u32())
-	a.Nonce = r.u64()
-	a.LastDebit = r.u64()
-	a.Created = r.u64()
-	if err := r.done(); err != nil {
+	copy(a.ID[:], r.Fixed(32))
+	a.SignPub = ed25519.PublicKey(append([]byte(nil), r.Bytes(maxField)...))
+	a.OwnerPK = append([]byte(nil), r.Bytes(maxField)...)
+	a.Kind = AccountKind(r.U8())
+	a.Shard = r.U32()
+	a.Lane = int(r.U32())
+	a.Nonce = r.U64()
+	a.LastDebit = r.U64()
+	a.Created = r.U64()
+	if err := r.Done(); err != nil {
 		return err
 	}
 	if len(a.SignPub) != ed25519.PublicKeySize || AccountIDOf(a.SignPub) != a.ID {

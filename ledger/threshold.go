@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"github.com/zkbank/zkbank/internal/wire"
 	"math"
 	"math/big"
 	"sort"
@@ -58,17 +59,24 @@ func NewCommittee(n, t int) (*Committee, error) {
 }
 
 // forEachSubset calls f with every t-subset of validator indices, ascending.
-func (c *Committee) forEachSubset(f func(idx []int)) {
-	idx := make([]int, c.T)
-	var rec func(start, k int)
-	rec = func(start, k int) {
-		if k == c.T {
+func (c *Committee) forEachSubset(f func(idx []int)) { Subsets(c.N, c.T, f) }
+
+// Subsets calls f with every k-subset of 0..n-1 in lexicographic order. f
+// must not keep the slice.
+func Subsets(n, k int, f func(idx []int)) {
+	if k < 0 || k > n {
+		return
+	}
+	idx := make([]int, k)
+	var rec func(start, d int)
+	rec = func(start, d int) {
+		if d == k {
 			f(idx)
 			return
 		}
-		for i := start; i < c.N; i++ {
-			idx[k] = i
-			rec(i+1, k+1)
+		for i := start; i < n; i++ {
+			idx[d] = i
+			rec(i+1, d+1)
 		}
 	}
 	rec(0, 0)
@@ -165,21 +173,21 @@ type DecShare struct {
 
 // MarshalBinary encodes the share.
 func (s *DecShare) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u32(uint32(s.Validator))
-	if err := w.marshal(&s.Share); err != nil {
+	var w wire.Writer
+	w.U32(uint32(s.Validator))
+	if err := marshalInto(&w, &s.Share); err != nil {
 		return nil, err
 	}
-	return w.b, nil
+	return w.B, nil
 }
 
 // DecodeDecShare decodes a decryption share received from the network,
 // accepting only the exact shape of a LevelDecrypt share.
 func (p *Params) DecodeDecShare(b []byte) (*DecShare, error) {
-	r := rbuf{b: b}
-	s := &DecShare{Validator: int(r.u32())}
-	body := r.bytes()
-	if err := r.done(); err != nil {
+	r := wire.NewReader(b, ErrMalformed)
+	s := &DecShare{Validator: int(r.U32())}
+	body := r.Bytes(maxField)
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShare, err)
 	}
 	if err := p.shapes().dec.check(body); err != nil {
@@ -207,22 +215,22 @@ func (k *KeyShare) secretKey() *rlwe.SecretKey {
 
 // MarshalBinary encodes the key share (for the node's 0600 key file).
 func (k *KeyShare) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u32(uint32(k.Index))
-	w.u32(uint32(k.N))
-	w.u32(uint32(k.T))
-	if err := w.marshal(&k.Share); err != nil {
+	var w wire.Writer
+	w.U32(uint32(k.Index))
+	w.U32(uint32(k.N))
+	w.U32(uint32(k.T))
+	if err := marshalInto(&w, &k.Share); err != nil {
 		return nil, err
 	}
-	return w.b, nil
+	return w.B, nil
 }
 
 // UnmarshalBinary decodes a key share.
 func (k *KeyShare) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	k.Index, k.N, k.T = int(r.u32()), int(r.u32()), int(r.u32())
-	r.unmarshal(&k.Share, "key share")
-	if err := r.done(); err != nil {
+	r := wire.NewReader(p, ErrMalformed)
+	k.Index, k.N, k.T = int(r.U32()), int(r.U32()), int(r.U32())
+	unmarshalFrom(r, &k.Share, "key share")
+	if err := r.Done(); err != nil {
 		return err
 	}
 	if k.N < 1 || k.T < 1 || k.T > k.N || k.Index < 0 || k.Index >= k.N {
@@ -356,21 +364,21 @@ type ReencShare struct {
 
 // MarshalBinary encodes the share.
 func (s *ReencShare) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u32(uint32(s.Validator))
-	if err := w.marshal(&s.Share); err != nil {
+	var w wire.Writer
+	w.U32(uint32(s.Validator))
+	if err := marshalInto(&w, &s.Share); err != nil {
 		return nil, err
 	}
-	return w.b, nil
+	return w.B, nil
 }
 
 // DecodeReencShare decodes a re-encryption share received from the network,
 // accepting only the exact shape of a LevelDecrypt share.
 func (p *Params) DecodeReencShare(b []byte) (*ReencShare, error) {
-	r := rbuf{b: b}
-	s := &ReencShare{Validator: int(r.u32())}
-	body := r.bytes()
-	if err := r.done(); err != nil {
+	r := wire.NewReader(b, ErrMalformed)
+	s := &ReencShare{Validator: int(r.U32())}
+	body := r.Bytes(maxField)
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShare, err)
 	}
 	if err := p.shapes().reenc.check(body); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/zkbank/zkbank/internal/wire"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
@@ -48,15 +49,15 @@ const envelopeVersion = 1
 
 // SigningBytes is the canonical encoding the signature covers.
 func (e *Envelope) SigningBytes() []byte {
-	var w wbuf
-	w.fixed([]byte("zkbank/envelope/v1\x00"))
-	w.bytes([]byte(e.Chain))
-	w.fixed(e.From[:])
-	w.fixed(e.To[:])
-	w.u64(e.Nonce)
-	w.u64(e.Height)
-	w.fixed(e.CTHash[:])
-	return w.b
+	var w wire.Writer
+	w.Fixed([]byte("zkbank/envelope/v1\x00"))
+	w.Bytes([]byte(e.Chain))
+	w.Fixed(e.From[:])
+	w.Fixed(e.To[:])
+	w.U64(e.Nonce)
+	w.U64(e.Height)
+	w.Fixed(e.CTHash[:])
+	return w.B
 }
 
 // ID identifies a transfer (hash of its signed bytes).
@@ -69,32 +70,32 @@ func (e *Envelope) Verify(pub ed25519.PublicKey) bool {
 
 // MarshalBinary encodes the envelope.
 func (e *Envelope) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u8(envelopeVersion)
-	w.bytes([]byte(e.Chain))
-	w.fixed(e.From[:])
-	w.fixed(e.To[:])
-	w.u64(e.Nonce)
-	w.u64(e.Height)
-	w.fixed(e.CTHash[:])
-	w.bytes(e.Sig)
-	return w.b, nil
+	var w wire.Writer
+	w.U8(envelopeVersion)
+	w.Bytes([]byte(e.Chain))
+	w.Fixed(e.From[:])
+	w.Fixed(e.To[:])
+	w.U64(e.Nonce)
+	w.U64(e.Height)
+	w.Fixed(e.CTHash[:])
+	w.Bytes(e.Sig)
+	return w.B, nil
 }
 
 // UnmarshalBinary decodes an envelope.
 func (e *Envelope) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	if v := r.u8(); r.err == nil && v != envelopeVersion {
+	r := wire.NewReader(p, ErrMalformed)
+	if v := r.U8(); r.Err == nil && v != envelopeVersion {
 		return fmt.Errorf("%w: envelope version %d", ErrMalformed, v)
 	}
-	e.Chain = string(r.bytes())
-	copy(e.From[:], r.fixed(32))
-	copy(e.To[:], r.fixed(32))
-	e.Nonce = r.u64()
-	e.Height = r.u64()
-	copy(e.CTHash[:], r.fixed(32))
-	e.Sig = append([]byte(nil), r.bytes()...)
-	if err := r.done(); err != nil {
+	e.Chain = string(r.Bytes(maxField))
+	copy(e.From[:], r.Fixed(32))
+	copy(e.To[:], r.Fixed(32))
+	e.Nonce = r.U64()
+	e.Height = r.U64()
+	copy(e.CTHash[:], r.Fixed(32))
+	e.Sig = append([]byte(nil), r.Bytes(maxField)...)
+	if err := r.Done(); err != nil {
 		return err
 	}
 	if len(e.Chain) > 64 || len(e.Sig) != ed25519.SignatureSize {
@@ -113,15 +114,15 @@ type Submission struct {
 
 // MarshalBinary encodes the submission.
 func (s *Submission) MarshalBinary() ([]byte, error) {
-	var w wbuf
-	w.u8(envelopeVersion)
-	w.u32(uint32(len(s.Envelopes)))
+	var w wire.Writer
+	w.U8(envelopeVersion)
+	w.U32(uint32(len(s.Envelopes)))
 	for i := range s.Envelopes {
 		b, _ := s.Envelopes[i].MarshalBinary()
-		w.bytes(b)
+		w.Bytes(b)
 	}
-	w.bytes(s.Ciphertext)
-	return w.b, nil
+	w.Bytes(s.Ciphertext)
+	return w.B, nil
 }
 
 // MaxEnvelopes bounds a bundle (one shard's lanes).
@@ -129,27 +130,27 @@ const MaxEnvelopes = 256
 
 // UnmarshalBinary decodes a submission (not the ciphertext inside).
 func (s *Submission) UnmarshalBinary(p []byte) error {
-	r := rbuf{b: p}
-	if v := r.u8(); r.err == nil && v != envelopeVersion {
+	r := wire.NewReader(p, ErrMalformed)
+	if v := r.U8(); r.Err == nil && v != envelopeVersion {
 		return fmt.Errorf("%w: submission version %d", ErrMalformed, v)
 	}
-	n := r.u32()
-	if r.err == nil && (n == 0 || n > MaxEnvelopes) {
+	n := r.U32()
+	if r.Err == nil && (n == 0 || n > MaxEnvelopes) {
 		return fmt.Errorf("%w: %d envelopes", ErrMalformed, n)
 	}
 	s.Envelopes = make([]Envelope, 0, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
+	for i := uint32(0); i < n && r.Err == nil; i++ {
 		var e Envelope
-		b := r.bytes()
-		if r.err == nil {
+		b := r.Bytes(maxField)
+		if r.Err == nil {
 			if err := e.UnmarshalBinary(b); err != nil {
 				return err
 			}
 		}
 		s.Envelopes = append(s.Envelopes, e)
 	}
-	s.Ciphertext = r.bytes()
-	return r.done()
+	s.Ciphertext = r.Bytes(maxField)
+	return r.Done()
 }
 
 // DecodeUpload parses and validates an uploaded ciphertext: exact level and

@@ -131,18 +131,11 @@ func (p *Params) DecryptBalance(owner *OwnerKeys, ct *rlwe.Ciphertext, lane int)
 
 // GenesisState encrypts a shard's initial balances (lane -> balance) at the
 // state level and scale. Genesis balances are public; what stays confidential
-// is every change after them.
+// is every change after them. (A Book starts from trivialState instead, which
+// every validator derives identically without exchanging ciphertexts.)
 func (e *Engine) GenesisState(pk *rlwe.PublicKey, balances map[int]uint64) (*rlwe.Ciphertext, error) {
-	vals := make([]uint64, e.p.Slots)
-	for lane, b := range balances {
-		if lane < 0 || lane >= e.p.Lanes || b > MaxAmount {
-			return nil, fmt.Errorf("%w: genesis balance %d at lane %d", ErrMalformed, b, lane)
-		}
-		vals[e.p.Slot(0, 0, lane)] = b
-	}
-	pt := bgv.NewPlaintext(e.p.BGV, LevelState)
-	pt.Scale = e.scale.state
-	if err := e.ecd.Encode(vals, pt); err != nil {
+	pt, err := e.statePlaintext(balances)
+	if err != nil {
 		return nil, err
 	}
 	return rlwe.NewEncryptor(e.p.BGV, pk).EncryptNew(pt)

@@ -92,8 +92,9 @@ type App struct {
 	finalized uint64
 	last      *blockEval // evaluation of the last finalized block (results pending)
 	credits   []int64
-	spec      map[[32]byte]*blockEval // proposals at finalized+1 by value hash
-	faults    *faults                 // fault injection, set only by tests
+	spec      map[[32]byte]*blockEval   // proposals at finalized+1 by value hash
+	decided   map[[32]byte]*decidedLast // decisions of the last block, by the extensions that made them
+	faults    *faults                   // fault injection, set only by tests
 }
 
 // AppConfig wires an App.
@@ -122,7 +123,7 @@ type AppConfig struct {
 func NewApp(c AppConfig) (*App, error) {
 	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, chain: c.Chain, n: c.N, t: c.T, log: c.Logger,
 		mem: c.Mempool, evalr: c.Evaluator, persist: c.Persister, fetch: c.Fetcher, observer: c.Observer, now: c.Now,
-		book: c.Book, finalized: c.Finalized, credits: c.Credits, spec: map[[32]byte]*blockEval{}}
+		book: c.Book, finalized: c.Finalized, credits: c.Credits, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decidedLast{}}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -179,9 +180,40 @@ func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
 	return out, nil
 }
 
+// decidedLast is the last block decided by one set of extensions. Its book is
+// read-only until the proposal carrying those extensions is finalized.
+type decidedLast struct {
+	book    *ledger.Book
+	outs    []ledger.Outcome
+	credits []int64
+}
+
 // decideLast computes the outcomes of the last finalized block from the
 // extensions a proposal for the next height carries, on a clone of the book.
+// The result is shared by every proposal of the height carrying the same
+// extensions (the proposer's own, and re-proposals in later rounds): applying
+// a batch costs hundreds of milliseconds.
 func (a *App) decideLast(exts []ValidatorExt) (*ledger.Book, []ledger.Outcome, []int64, error) {
+	h := sha256.New()
+	for _, x := range exts {
+		binary.Write(h, binary.BigEndian, uint32(x.Validator))
+		binary.Write(h, binary.BigEndian, uint32(len(x.Ext)))
+		h.Write(x.Ext)
+	}
+	var key [32]byte
+	copy(key[:], h.Sum(nil))
+	if d, ok := a.decided[key]; ok {
+		return d.book, d.outs, d.credits, nil
+	}
+	book, outs, credits, err := a.decide(exts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.decided[key] = &decidedLast{book: book, outs: outs, credits: credits}
+	return book, outs, credits, nil
+}
+
+func (a *App) decide(exts []ValidatorExt) (*ledger.Book, []ledger.Outcome, []int64, error) {
 	book := a.book.Clone()
 	credits := append([]int64(nil), a.credits...)
 	if a.last == nil { // nothing finalized yet: the first block decides nothing
@@ -273,27 +305,15 @@ func (a *App) decideLast(exts []ValidatorExt) (*ledger.Book, []ledger.Outcome, [
 // one valid). Deterministic for a given extension set.
 func (a *App) majorityVerdicts(e *ledger.Evaluation, bs, es []*ledger.DecShare) (map[int]ledger.Reason, error) {
 	results := map[string]map[int]ledger.Reason{}
-	idx := make([]int, a.t)
-	var rec func(start, k int)
-	rec = func(start, k int) {
-		if k == a.t {
-			var sb, se []*ledger.DecShare
-			for _, i := range idx {
-				sb, se = append(sb, bs[i]), append(se, es[i])
-			}
-			if v, err := a.dec.DecryptChecks(e, sb, se); err == nil {
-				results[verdictKey(v)] = v
-			}
-			return
+	ledger.Subsets(len(bs), a.t, func(idx []int) {
+		var sb, se []*ledger.DecShare
+		for _, i := range idx {
+			sb, se = append(sb, bs[i]), append(se, es[i])
 		}
-		for i := start; i < len(bs); i++ {
-			idx[k] = i
-			rec(i+1, k+1)
+		if v, err := a.dec.DecryptChecks(e, sb, se); err == nil {
+			results[verdictKey(v)] = v
 		}
-	}
-	if len(bs) >= a.t {
-		rec(0, 0)
-	}
+	})
 	if len(results) == 1 {
 		for _, v := range results {
 			a.log.Warn("a validator sent wrong decryption shares; decided with the consistent subset")
@@ -419,7 +439,7 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 		return nil, err
 	}
 	for _, o := range b.Opens {
-		if len(o.SignPub) != ed25519.PublicKeySize || !ed25519.Verify(o.SignPub, ledger.OpenAccountBytes(a.chain, o.Kind), o.Sig) {
+		if !a.validOpen(o) {
 			return nil, fmt.Errorf("%w: account opening with a bad signature", ErrBlock)
 		}
 	}
@@ -483,8 +503,17 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 		total += len(u.Envs)
 	}
-	b.Opens = a.mem.Opens(MaxBlockOpens)
+	for _, o := range a.mem.Opens(MaxBlockOpens) {
+		if a.validOpen(o) { // openings relayed by peers are not checked on arrival
+			b.Opens = append(b.Opens, o)
+		}
+	}
 	return b.Encode(), nil
+}
+
+// validOpen checks an account opening is signed by the account's key.
+func (a *App) validOpen(o OpenOp) bool {
+	return len(o.SignPub) == ed25519.PublicKeySize && ed25519.Verify(o.SignPub, ledger.OpenAccountBytes(a.chain, o.Kind), o.Sig)
 }
 
 // ValidateProposal checks a proposal can be executed: it decodes, its
@@ -596,6 +625,7 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	prevHeight := a.finalized
 	a.book, a.credits, a.finalized, a.last = ev.book, ev.credits, height, ev
 	a.spec = map[[32]byte]*blockEval{}
+	a.decided = map[[32]byte]*decidedLast{}
 	a.mem.Committed(ev.block)
 	if a.observer != nil {
 		a.observer.Included(height, ev.block)

@@ -2,9 +2,9 @@ package node
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/zkbank/zkbank/internal/wire"
 
 	"github.com/zkbank/zkbank/ledger"
 )
@@ -53,121 +53,60 @@ const (
 	MaxBlockOpens     = 64
 )
 
-type enc struct{ b []byte }
-
-func (e *enc) u8(v uint8)   { e.b = append(e.b, v) }
-func (e *enc) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
-func (e *enc) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *enc) bytes(p []byte) {
-	e.u32(uint32(len(p)))
-	e.b = append(e.b, p...)
-}
-
-type dec struct {
-	b   []byte
-	err error
-}
-
-func (d *dec) take(n int) []byte {
-	if d.err != nil || n < 0 || len(d.b) < n {
-		if d.err == nil {
-			d.err = fmt.Errorf("%w: truncated", ErrBlock)
-		}
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-func (d *dec) u8() uint8 {
-	if p := d.take(1); p != nil {
-		return p[0]
-	}
-	return 0
-}
-func (d *dec) u32() uint32 {
-	if p := d.take(4); p != nil {
-		return binary.BigEndian.Uint32(p)
-	}
-	return 0
-}
-func (d *dec) u64() uint64 {
-	if p := d.take(8); p != nil {
-		return binary.BigEndian.Uint64(p)
-	}
-	return 0
-}
-func (d *dec) bytes(max int) []byte {
-	n := d.u32()
-	if d.err == nil && int(n) > max {
-		d.err = fmt.Errorf("%w: field of %d bytes exceeds %d", ErrBlock, n, max)
-		return nil
-	}
-	return d.take(int(n))
-}
-func (d *dec) count(max int) int {
-	n := d.u32()
-	if d.err == nil && int(n) > max {
-		d.err = fmt.Errorf("%w: %d items exceed %d", ErrBlock, n, max)
-		return 0
-	}
-	return int(n)
-}
-
 // Encode returns the canonical encoding.
 func (b *Block) Encode() []byte {
-	var e enc
-	e.u8(blockVersion)
-	e.u64(b.Height)
-	e.u64(b.TimeMs)
-	e.u32(uint32(len(b.LastExt)))
+	var e wire.Writer
+	e.U8(blockVersion)
+	e.U64(b.Height)
+	e.U64(b.TimeMs)
+	e.U32(uint32(len(b.LastExt)))
 	for _, x := range b.LastExt {
-		e.u32(uint32(x.Validator))
-		e.bytes(x.Ext)
+		e.U32(uint32(x.Validator))
+		e.Bytes(x.Ext)
 	}
-	e.u32(uint32(len(b.Subs)))
+	e.U32(uint32(len(b.Subs)))
 	for _, s := range b.Subs {
-		e.b = append(e.b, s.CTHash[:]...)
-		e.u32(uint32(len(s.Envelopes)))
+		e.B = append(e.B, s.CTHash[:]...)
+		e.U32(uint32(len(s.Envelopes)))
 		for i := range s.Envelopes {
 			eb, _ := s.Envelopes[i].MarshalBinary()
-			e.bytes(eb)
+			e.Bytes(eb)
 		}
 	}
-	e.u32(uint32(len(b.Opens)))
+	e.U32(uint32(len(b.Opens)))
 	for _, o := range b.Opens {
-		e.bytes(o.SignPub)
-		e.u8(uint8(o.Kind))
-		e.bytes(o.Sig)
+		e.Bytes(o.SignPub)
+		e.U8(uint8(o.Kind))
+		e.Bytes(o.Sig)
 	}
-	return e.b
+	return e.B
 }
 
 // DecodeBlock decodes a block value.
 func DecodeBlock(p []byte) (*Block, error) {
-	d := dec{b: p}
-	if v := d.u8(); d.err == nil && v != blockVersion {
+	d := wire.NewReader(p, ErrBlock)
+	if v := d.U8(); d.Err == nil && v != blockVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrBlock, v)
 	}
-	b := &Block{Height: d.u64(), TimeMs: d.u64()}
-	n := d.count(64)
-	for i := 0; i < n && d.err == nil; i++ {
-		b.LastExt = append(b.LastExt, ValidatorExt{Validator: int(d.u32()), Ext: d.bytes(64 << 20)})
+	b := &Block{Height: d.U64(), TimeMs: d.U64()}
+	n := d.Count(64)
+	for i := 0; i < n && d.Err == nil; i++ {
+		b.LastExt = append(b.LastExt, ValidatorExt{Validator: int(d.U32()), Ext: d.Bytes(64 << 20)})
 	}
-	n = d.count(MaxBlockSubs)
+	n = d.Count(MaxBlockSubs)
 	total := 0
-	for i := 0; i < n && d.err == nil; i++ {
+	for i := 0; i < n && d.Err == nil; i++ {
 		var s SubRef
-		copy(s.CTHash[:], d.take(32))
-		m := d.count(ledger.MaxEnvelopes)
+		copy(s.CTHash[:], d.Fixed(32))
+		m := d.Count(ledger.MaxEnvelopes)
 		total += m
 		if total > MaxBlockTransfers {
 			return nil, fmt.Errorf("%w: more than %d transfers", ErrBlock, MaxBlockTransfers)
 		}
-		for j := 0; j < m && d.err == nil; j++ {
+		for j := 0; j < m && d.Err == nil; j++ {
 			var env ledger.Envelope
-			eb := d.bytes(1 << 12)
-			if d.err != nil {
+			eb := d.Bytes(1 << 12)
+			if d.Err != nil {
 				break
 			}
 			if err := env.UnmarshalBinary(eb); err != nil {
@@ -177,15 +116,12 @@ func DecodeBlock(p []byte) (*Block, error) {
 		}
 		b.Subs = append(b.Subs, s)
 	}
-	n = d.count(MaxBlockOpens)
-	for i := 0; i < n && d.err == nil; i++ {
-		b.Opens = append(b.Opens, OpenOp{SignPub: d.bytes(64), Kind: ledger.AccountKind(d.u8()), Sig: d.bytes(128)})
+	n = d.Count(MaxBlockOpens)
+	for i := 0; i < n && d.Err == nil; i++ {
+		b.Opens = append(b.Opens, OpenOp{SignPub: d.Bytes(64), Kind: ledger.AccountKind(d.U8()), Sig: d.Bytes(128)})
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBlock, len(d.b))
+	if err := d.Done(); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -205,37 +141,34 @@ type Ext struct {
 
 // Encode returns the canonical encoding.
 func (x *Ext) Encode() []byte {
-	var e enc
-	e.u8(1)
-	e.u64(x.Height)
-	e.b = append(e.b, x.Block[:]...)
-	e.b = append(e.b, x.Digest[:]...)
-	e.u32(uint32(len(x.Shares)))
+	var e wire.Writer
+	e.U8(1)
+	e.U64(x.Height)
+	e.B = append(e.B, x.Block[:]...)
+	e.B = append(e.B, x.Digest[:]...)
+	e.U32(uint32(len(x.Shares)))
 	for _, s := range x.Shares {
-		e.bytes(s[0])
-		e.bytes(s[1])
+		e.Bytes(s[0])
+		e.Bytes(s[1])
 	}
-	return e.b
+	return e.B
 }
 
 // DecodeExt decodes an extension.
 func DecodeExt(p []byte) (*Ext, error) {
-	d := dec{b: p}
-	if v := d.u8(); d.err == nil && v != 1 {
+	d := wire.NewReader(p, ErrBlock)
+	if v := d.U8(); d.Err == nil && v != 1 {
 		return nil, fmt.Errorf("%w: extension version %d", ErrBlock, v)
 	}
-	x := &Ext{Height: d.u64()}
-	copy(x.Block[:], d.take(32))
-	copy(x.Digest[:], d.take(32))
-	n := d.count(4 * MaxBlockSubs)
-	for i := 0; i < n && d.err == nil; i++ {
-		x.Shares = append(x.Shares, [2][]byte{d.bytes(1 << 20), d.bytes(1 << 20)})
+	x := &Ext{Height: d.U64()}
+	copy(x.Block[:], d.Fixed(32))
+	copy(x.Digest[:], d.Fixed(32))
+	n := d.Count(4 * MaxBlockSubs)
+	for i := 0; i < n && d.Err == nil; i++ {
+		x.Shares = append(x.Shares, [2][]byte{d.Bytes(1 << 20), d.Bytes(1 << 20)})
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: trailing bytes in extension", ErrBlock)
+	if err := d.Done(); err != nil {
+		return nil, err
 	}
 	return x, nil
 }
