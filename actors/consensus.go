@@ -29,6 +29,7 @@ type startConsensus struct {
 type inbound struct{ Bytes []byte }
 type fired struct{ Ev consensus.TimeoutEvent }
 type roundQuery struct{}
+type workAvailable struct{}
 
 // RoundInfo is the consensus actor's current position.
 type RoundInfo struct {
@@ -66,6 +67,13 @@ func (c *consensusActor) Receive(ctx actor.Context) {
 		}
 		if err := c.m.Step(msg.Ev); err != nil {
 			c.log.Debug("timeout step", "err", err)
+		}
+	case *workAvailable:
+		if c.halted != nil {
+			return
+		}
+		if err := c.m.Step(consensus.WorkAvailable{}); err != nil {
+			c.log.Debug("work-available step", "err", err)
 		}
 	case *roundQuery:
 		st := c.m.State()
@@ -138,6 +146,15 @@ func (c *Consensus) Start(height uint64, last *consensus.Commit) {
 
 // Deliver hands a message received from a peer to the machine.
 func (c *Consensus) Deliver(b []byte) { c.sys.Root.Send(c.pid, &inbound{Bytes: b}) }
+
+// Stop stops the consensus actor after the message it is handling, and
+// waits for that (bounded), so nothing writes to the store once it closes.
+func (c *Consensus) Stop() {
+	_ = c.sys.Root.StopFuture(c.pid).Wait()
+}
+
+// WorkAvailable tells a proposer waiting for work that transfers arrived.
+func (c *Consensus) WorkAvailable() { c.sys.Root.Send(c.pid, &workAvailable{}) }
 
 // Round reports the current height and round.
 func (c *Consensus) Round() (RoundInfo, error) {

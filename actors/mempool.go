@@ -1,37 +1,24 @@
 package actors
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
-	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/chain"
 )
 
-// Upload is a decoded submission held by the mempool.
-type Upload struct {
-	Hash     [32]byte
-	Raw      []byte // ciphertext bytes as uploaded
-	CT       *rlwe.Ciphertext
-	Envs     []ledger.Envelope
-	Received time.Time
+type addUpload struct {
+	U *chain.Upload
+	// Referenced uploads were fetched because a proposal named them: kept
+	// apart from submitted ones (see mempoolActor).
+	Referenced bool
 }
-
-// Open is a pending account opening.
-type Open struct {
-	SignPub []byte
-	Kind    ledger.AccountKind
-	Sig     []byte
-}
-
-type addUpload struct{ U *Upload }
-type addOpen struct{ O Open }
+type addOpen struct{ O chain.Open }
 type getUpload struct{ Hash [32]byte }
-type candidates struct {
-	Max    int
-	MinAge time.Duration
-}
+type candidates struct{ Max int }
 type takeOpens struct{ Max int }
 type committed struct {
 	Hashes  [][32]byte
@@ -39,17 +26,42 @@ type committed struct {
 }
 type mempoolSize struct{}
 
-// mempoolActor owns the transfers waiting to be ordered.
+type sizeInfo struct{ Uploads, Opens int }
+
+// mempoolActor owns the transfers waiting to be ordered, and the uploads
+// fetched because a proposal named them. Those are kept apart: they were
+// never admitted here (no plaintext checks), so this node never proposes
+// them, and their number is bounded on its own.
 type mempoolActor struct {
 	max     int
-	uploads map[[32]byte]*Upload
-	opens   map[string]Open
-	now     func() time.Time
+	uploads map[[32]byte]*chain.Upload
+	fetched map[[32]byte]*chain.Upload
+	order   [][32]byte // fetched, oldest first
+	opens   map[string]chain.Open
 }
+
+// maxFetched bounds the uploads kept for proposals: four blocks' worth.
+const maxFetched = 4 * chain.MaxBlockSubs
 
 func (m *mempoolActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *addUpload:
+		if msg.Referenced {
+			if _, ok := m.uploads[msg.U.Hash]; ok {
+				ctx.Respond(false)
+				return
+			}
+			if _, ok := m.fetched[msg.U.Hash]; !ok {
+				m.fetched[msg.U.Hash] = msg.U
+				m.order = append(m.order, msg.U.Hash)
+				for len(m.order) > maxFetched {
+					delete(m.fetched, m.order[0])
+					m.order = m.order[1:]
+				}
+			}
+			ctx.Respond(true)
+			return
+		}
 		_, dup := m.uploads[msg.U.Hash]
 		full := len(m.uploads) >= m.max
 		if !dup && !full {
@@ -60,19 +72,15 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		m.opens[string(msg.O.SignPub)] = msg.O
 		ctx.Respond(true)
 	case *getUpload:
-		u, ok := m.uploads[msg.Hash]
-		if !ok {
-			ctx.Respond((*Upload)(nil))
+		if u, ok := m.uploads[msg.Hash]; ok {
+			ctx.Respond(u)
 			return
 		}
-		ctx.Respond(u)
+		ctx.Respond(m.fetched[msg.Hash])
 	case *candidates:
-		var out []*Upload
-		now := m.now()
+		out := make([]*chain.Upload, 0, len(m.uploads))
 		for _, u := range m.uploads {
-			if now.Sub(u.Received) >= msg.MinAge {
-				out = append(out, u)
-			}
+			out = append(out, u)
 		}
 		sort.Slice(out, func(i, j int) bool {
 			if !out[i].Received.Equal(out[j].Received) {
@@ -85,12 +93,12 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(out)
 	case *takeOpens:
-		var out []Open
 		keys := make([]string, 0, len(m.opens))
 		for k := range m.opens {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		out := []chain.Open{}
 		for _, k := range keys {
 			if len(out) >= msg.Max {
 				break
@@ -101,80 +109,105 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 	case *committed:
 		for _, h := range msg.Hashes {
 			delete(m.uploads, h)
+			delete(m.fetched, h)
 		}
 		for _, p := range msg.OpenPub {
 			delete(m.opens, string(p))
 		}
 	case *mempoolSize:
-		ctx.Respond(len(m.uploads))
+		ctx.Respond(sizeInfo{Uploads: len(m.uploads), Opens: len(m.opens)})
 	}
 }
 
-// Mempool is the client of the mempool actor.
+// Mempool is the client of the mempool actor. It implements chain.Mempool.
 type Mempool struct {
 	sys *actor.ActorSystem
 	pid *actor.PID
 }
 
-// NewMempool spawns the mempool actor holding at most max uploads.
+var _ chain.Mempool = (*Mempool)(nil)
+
+// NewMempool spawns the mempool actor holding at most max uploads (uploads a
+// proposal references are admitted beyond that).
 func NewMempool(sys *actor.ActorSystem, max int) *Mempool {
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &mempoolActor{max: max, uploads: map[[32]byte]*Upload{}, opens: map[string]Open{}, now: time.Now}
+		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}}
 	})
 	return &Mempool{sys: sys, pid: sys.Root.Spawn(props)}
 }
 
+// ErrMempool reports a mempool that did not answer (stopped or overloaded).
+var ErrMempool = errors.New("actors: mempool did not answer")
+
 const mempoolTimeout = 10 * time.Second
 
-// Add inserts an upload; false if it was a duplicate or the pool is full.
-func (m *Mempool) Add(u *Upload) bool {
-	r, err := m.sys.Root.RequestFuture(m.pid, &addUpload{U: u}, mempoolTimeout).Result()
-	return err == nil && r.(bool)
+func ask[T any](m *Mempool, msg any) (T, error) {
+	var zero T
+	r, err := m.sys.Root.RequestFuture(m.pid, msg, mempoolTimeout).Result()
+	if err != nil {
+		return zero, fmt.Errorf("%w: %w", ErrMempool, err)
+	}
+	v, ok := r.(T)
+	if !ok && r != nil {
+		return zero, fmt.Errorf("%w: unexpected reply %T", ErrMempool, r)
+	}
+	return v, nil
+}
+
+// Add inserts an upload a client submitted; false if it was a duplicate or
+// the pool is full.
+func (m *Mempool) Add(u *chain.Upload) (bool, error) {
+	return ask[bool](m, &addUpload{U: u})
+}
+
+// AddReferenced keeps an upload a proposal references (fetched from a peer)
+// where validation finds it; it is never proposed by this node.
+func (m *Mempool) AddReferenced(u *chain.Upload) error {
+	_, err := ask[bool](m, &addUpload{U: u, Referenced: true})
+	return err
 }
 
 // AddOpen queues an account opening.
-func (m *Mempool) AddOpen(o Open) {
-	_, _ = m.sys.Root.RequestFuture(m.pid, &addOpen{O: o}, mempoolTimeout).Result()
+func (m *Mempool) AddOpen(o chain.Open) error {
+	_, err := ask[bool](m, &addOpen{O: o})
+	return err
 }
 
-// Get returns an upload by hash.
-func (m *Mempool) Get(hash [32]byte) (*Upload, bool) {
-	r, err := m.sys.Root.RequestFuture(m.pid, &getUpload{Hash: hash}, mempoolTimeout).Result()
-	if err != nil {
-		return nil, false
-	}
-	u := r.(*Upload)
-	return u, u != nil
+// Get returns an upload by hash, nil if the pool does not hold it.
+func (m *Mempool) Get(hash [32]byte) (*chain.Upload, error) {
+	return ask[*chain.Upload](m, &getUpload{Hash: hash})
 }
 
-// Candidates returns uploads at least minAge old, oldest first.
-func (m *Mempool) Candidates(max int, minAge time.Duration) []*Upload {
-	r, err := m.sys.Root.RequestFuture(m.pid, &candidates{Max: max, MinAge: minAge}, mempoolTimeout).Result()
-	if err != nil {
-		return nil
-	}
-	return r.([]*Upload)
+// Candidates returns submitted uploads, oldest first.
+func (m *Mempool) Candidates(max int) ([]*chain.Upload, error) {
+	return ask[[]*chain.Upload](m, &candidates{Max: max})
 }
 
 // Opens returns pending openings.
-func (m *Mempool) Opens(max int) []Open {
-	r, err := m.sys.Root.RequestFuture(m.pid, &takeOpens{Max: max}, mempoolTimeout).Result()
-	if err != nil {
-		return nil
-	}
-	return r.([]Open)
+func (m *Mempool) Opens(max int) ([]chain.Open, error) {
+	return ask[[]chain.Open](m, &takeOpens{Max: max})
+}
+
+// HasWork reports whether an upload or an opening waits.
+func (m *Mempool) HasWork() (bool, error) {
+	s, err := ask[sizeInfo](m, &mempoolSize{})
+	return s.Uploads+s.Opens > 0, err
 }
 
 // Committed drops what a committed block included.
-func (m *Mempool) Committed(hashes [][32]byte, opens [][]byte) {
-	m.sys.Root.Send(m.pid, &committed{Hashes: hashes, OpenPub: opens})
+func (m *Mempool) Committed(b *chain.Block) {
+	msg := &committed{}
+	for _, s := range b.Subs {
+		msg.Hashes = append(msg.Hashes, s.CTHash)
+	}
+	for _, o := range b.Opens {
+		msg.OpenPub = append(msg.OpenPub, o.SignPub)
+	}
+	m.sys.Root.Send(m.pid, msg)
 }
 
 // Size is the number of uploads waiting.
-func (m *Mempool) Size() int {
-	r, err := m.sys.Root.RequestFuture(m.pid, &mempoolSize{}, mempoolTimeout).Result()
-	if err != nil {
-		return 0
-	}
-	return r.(int)
+func (m *Mempool) Size() (int, error) {
+	s, err := ask[sizeInfo](m, &mempoolSize{})
+	return s.Uploads, err
 }

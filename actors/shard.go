@@ -40,6 +40,16 @@ var crashHook func(shard uint32) bool
 func (s *shardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *evalBatch:
+		// A panic answers the waiting request at once (instead of leaving it
+		// to its timeout, minutes away, with consensus waiting on it), then
+		// goes on to the supervisor, which restarts this actor.
+		defer func() {
+			if r := recover(); r != nil {
+				ctx.Respond(&evalResult{Err: fmt.Errorf("%w: shard %d panicked: %v", ErrShardCrashed, s.shard, r)})
+				s.rec = ledger.RecCache{}
+				panic(r)
+			}
+		}()
 		if crashHook != nil && crashHook(s.shard) {
 			panic("injected shard crash")
 		}
@@ -47,6 +57,9 @@ func (s *shardActor) Receive(ctx actor.Context) {
 		ctx.Respond(&evalResult{Eval: ev, Err: err})
 	}
 }
+
+// ErrShardCrashed reports an evaluation whose shard actor panicked.
+var ErrShardCrashed = errors.New("actors: shard actor crashed")
 
 // Shards is the pool of shard actors: one per account shard, spawned on
 // first use, supervised with restart on panic.
@@ -92,18 +105,22 @@ func (s *Shards) Evaluate(book *ledger.Book, batches []*ledger.Batch, blockHash 
 		futures[i] = s.sys.Root.RequestFuture(s.pid(b.Shard), &evalBatch{Book: book, Batch: b, BlockHash: blockHash, Index: i}, s.timeout)
 	}
 	for i, f := range futures {
-		res, err := f.Result()
-		if err != nil { // crashed or timed out: one retry
-			res, err = s.sys.Root.RequestFuture(s.pid(batches[i].Shard), &evalBatch{Book: book, Batch: batches[i], BlockHash: blockHash, Index: i}, s.timeout).Result()
+		r := result(f)
+		if r.Err != nil && (errors.Is(r.Err, ErrShardCrashed) || errors.Is(r.Err, actor.ErrTimeout)) { // one retry
+			r = result(s.sys.Root.RequestFuture(s.pid(batches[i].Shard), &evalBatch{Book: book, Batch: batches[i], BlockHash: blockHash, Index: i}, s.timeout))
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: shard %d: %w", ErrEvaluation, batches[i].Shard, err)
-		}
-		r := res.(*evalResult)
 		if r.Err != nil {
 			return nil, fmt.Errorf("%w: shard %d: %w", ErrEvaluation, batches[i].Shard, r.Err)
 		}
 		out[i] = r.Eval
 	}
 	return out, nil
+}
+
+func result(f *actor.Future) *evalResult {
+	res, err := f.Result()
+	if err != nil {
+		return &evalResult{Err: err}
+	}
+	return res.(*evalResult)
 }

@@ -1,46 +1,91 @@
 package actors
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/zkbank/zkbank/store"
 )
 
-// storeOp runs against the storage handle inside the store actor.
-type storeOp struct {
-	Fn func(store.Backend) error
+// Maintainable is the part of a store that background upkeep needs.
+type Maintainable interface {
+	TruncateBefore(height uint64) error
+	RunGC(ctx context.Context) (int, error)
 }
 
-// storeActor is the single owner of the node's storage handle: every
-// durable write is serialized through it.
-type storeActor struct{ db store.Backend }
+type finalizedHeight struct{ Height uint64 }
+type gcTick struct{}
+
+// storeActor runs the store's background upkeep: truncating the consensus
+// WAL behind finalized heights and reclaiming value-log space. Reads go
+// straight to the store (it is safe for concurrent use) and the consensus
+// actor writes finalized heights itself; what needs ordering is upkeep, so
+// that a GC pass never overlaps another and truncations apply in height order.
+type storeActor struct {
+	db     Maintainable
+	log    *slog.Logger
+	window uint64 // WAL records this many heights behind the last finalized one are dropped
+	gcEach time.Duration
+	trunc  uint64 // highest truncation done
+}
 
 func (s *storeActor) Receive(ctx actor.Context) {
-	if op, ok := ctx.Message().(*storeOp); ok {
-		ctx.Respond(op.Fn(s.db))
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if s.gcEach > 0 {
+			s.scheduleGC(ctx)
+		}
+	case *finalizedHeight:
+		if m.Height <= s.window || m.Height-s.window <= s.trunc {
+			return
+		}
+		before := m.Height - s.window
+		if err := s.db.TruncateBefore(before); err != nil {
+			s.log.Warn("WAL truncation failed", "before", before, "err", err)
+			return
+		}
+		s.trunc = before
+	case *gcTick:
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n, err := s.db.RunGC(c)
+		cancel()
+		if err != nil {
+			s.log.Warn("value-log GC failed", "err", err)
+		} else if n > 0 {
+			s.log.Info("value-log GC", "files_rewritten", n)
+		}
+		s.scheduleGC(ctx)
 	}
 }
 
-// Store is the client of the store actor.
+func (s *storeActor) scheduleGC(ctx actor.Context) {
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	time.AfterFunc(s.gcEach, func() { sys.Root.Send(self, &gcTick{}) })
+}
+
+// Store is the client of the store upkeep actor.
 type Store struct {
 	sys *actor.ActorSystem
 	pid *actor.PID
 }
 
-// NewStore spawns the store actor over db.
-func NewStore(sys *actor.ActorSystem, db store.Backend) *Store {
-	return &Store{sys: sys, pid: sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &storeActor{db: db} }))}
+// StoreConfig sets the upkeep schedule.
+type StoreConfig struct {
+	// WALWindow: WAL records of heights more than this far behind the last
+	// finalized height are deleted.
+	WALWindow uint64
+	// GCEvery is the period of value-log GC passes (0 disables them).
+	GCEvery time.Duration
 }
 
-// Do runs fn in the store actor and waits for it (durable when it returns nil).
-func (s *Store) Do(fn func(store.Backend) error) error {
-	r, err := s.sys.Root.RequestFuture(s.pid, &storeOp{Fn: fn}, 2*time.Minute).Result()
-	if err != nil {
-		return err
-	}
-	if r == nil {
-		return nil
-	}
-	return r.(error)
+// NewStore spawns the upkeep actor over db.
+func NewStore(sys *actor.ActorSystem, db Maintainable, c StoreConfig, logger *slog.Logger) *Store {
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &storeActor{db: db, log: logger.With("component", "store"), window: c.WALWindow, gcEach: c.GCEvery}
+	})
+	return &Store{sys: sys, pid: sys.Root.Spawn(props)}
 }
+
+// Finalized tells the actor a height is durable: older WAL records can go.
+func (s *Store) Finalized(h uint64) { s.sys.Root.Send(s.pid, &finalizedHeight{Height: h}) }

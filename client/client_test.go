@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -343,5 +344,32 @@ func TestMulti_WaitAccountUntilAThresholdKnowsIt(t *testing.T) {
 	defer cancel()
 	if err := m.WaitAccount(cx, h.ID().String(), 3); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "known to 2 of 3") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A validator serving its own public key instead of the collective one
+// cannot make the wallet encrypt under it: the key most validators send is
+// used, and a tie between keys is an error, never a guess.
+func TestMulti_CollectiveKeyFromOneLyingValidatorIsNotUsed(t *testing.T) {
+	c := newCluster(t)
+	other, err := newCommittee(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus, _ := other.keys.PK.MarshalBinary()
+	c.nodes[0].bogusKey = bogus
+	m, _ := NewMulti(c.gen, WithParams(c.com.p))
+	if _, err := m.Builder(ctx(t)); err != nil {
+		t.Fatalf("two honest validators against one liar: %v", err)
+	}
+	got, err := m.collectiveKey(ctx(t))
+	want, _ := c.com.keys.PK.MarshalBinary()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the liar's key was chosen (err %v)", err)
+	}
+	c.nodes[2].srv.Close()
+	m2, _ := NewMulti(c.gen, WithParams(c.com.p))
+	if _, err := m2.Builder(ctx(t)); err == nil || !strings.Contains(err.Error(), "disagree") {
+		t.Fatalf("one honest and one lying validator: %v, want a disagreement error", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/ledger/ledgertest"
 )
 
 // committee is a real threshold key set, built once per test binary: the
@@ -50,53 +51,11 @@ func testCommittee(t *testing.T) *committee {
 }
 
 func newCommittee(n, th int) (*committee, error) {
-	p := ledger.MustParams(ledger.ZKB128)
-	com, err := ledger.NewCommittee(n, th)
+	lc, err := ledgertest.New(n, th, []byte("client-test"))
 	if err != nil {
 		return nil, err
 	}
-	seed := []byte("client-test")
-	parties := make([]*ledger.Party, n)
-	var r1 []*ledger.Round1
-	var deals []*ledger.ShamirDeal
-	for i := range parties {
-		if parties[i], err = ledger.NewParty(p, com, i, seed); err != nil {
-			return nil, err
-		}
-		m, d, err := parties[i].Round1()
-		if err != nil {
-			return nil, err
-		}
-		r1 = append(r1, m)
-		deals = append(deals, d...)
-	}
-	var r2 []*ledger.Round2
-	for _, pt := range parties {
-		m, err := pt.Round2(r1)
-		if err != nil {
-			return nil, err
-		}
-		r2 = append(r2, m)
-	}
-	keys, err := ledger.AggregatePublic(p, com, seed, r1, r2)
-	if err != nil {
-		return nil, err
-	}
-	c := &committee{p: p, keys: keys}
-	for _, pt := range parties {
-		ks, err := pt.Finish(deals)
-		if err != nil {
-			return nil, err
-		}
-		c.shares = append(c.shares, ks)
-	}
-	if c.eng, err = ledger.NewEngine(p, keys); err != nil {
-		return nil, err
-	}
-	if c.dec, err = ledger.NewDecryptor(p, com); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return &committee{p: lc.Params, keys: lc.Keys, shares: lc.Shares, eng: lc.Engine, dec: lc.Dec}, nil
 }
 
 // holder is a test wallet: it implements Holder.
@@ -135,6 +94,7 @@ type fakeNode struct {
 	nonces         map[ledger.AccountID]uint64
 	notReady       bool
 	fail500        bool
+	bogusKey       []byte // served instead of the collective key (a byzantine validator)
 	subs           []*ledger.Submission
 	fates          map[string][]api.TransferStatus // id -> statuses served in turn (last repeats)
 	submitted      int
@@ -174,6 +134,9 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 503, api.Error{Error: "key ceremony in progress", Code: "not_ready"})
 	case path == api.PathPublicKey:
 		b, _ := f.com.keys.PK.MarshalBinary()
+		if f.bogusKey != nil {
+			b = f.bogusKey
+		}
 		w.Header().Set("Content-Type", api.ContentBinary)
 		w.Write(b)
 	case strings.HasPrefix(path, api.PathAccount) && r.Method == http.MethodGet:

@@ -38,6 +38,7 @@ type Balance struct {
 type Multi struct {
 	g     *genesis.Genesis
 	p     *ledger.Params
+	com   *ledger.Committee
 	dec   *ledger.Decryptor
 	nodes []*Client
 
@@ -71,7 +72,7 @@ func NewMulti(g *genesis.Genesis, opts ...Option) (*Multi, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Multi{g: g, p: p, dec: dec, poll: 150 * time.Millisecond}
+	m := &Multi{g: g, p: p, com: com, dec: dec, poll: 150 * time.Millisecond}
 	for _, v := range g.Validators {
 		m.nodes = append(m.nodes, New(v.API, opts...))
 	}
@@ -97,8 +98,10 @@ func (m *Multi) Chain() string { return m.g.ChainID }
 // Params is the chain's instantiated parameter set.
 func (m *Multi) Params() *ledger.Params { return m.p }
 
-// Threshold is how many validators must answer a balance query.
-func (m *Multi) Threshold() int { return m.g.Threshold }
+// Threshold is how many validators must answer a balance query in agreement:
+// the decryption threshold t plus the f byzantine validators that could be
+// among them (ledger.Committee.Agreement).
+func (m *Multi) Threshold() int { return m.com.Agreement() }
 
 // Nodes are the per-validator clients, in validator index order.
 func (m *Multi) Nodes() []*Client { return m.nodes }
@@ -206,7 +209,7 @@ func (m *Multi) commonHeight(ctx context.Context, minHeight uint64) (uint64, err
 			heights = append(heights, r.h)
 		}
 	}
-	t := m.g.Threshold
+	t := m.Threshold()
 	if len(heights) < t {
 		if len(heights)+countRetryable(errs) >= t {
 			return 0, fmt.Errorf("%w: %d of %d validators ready, need %d: %v", errRetry, len(heights), len(m.nodes), t, errs)
@@ -272,7 +275,7 @@ func (m *Multi) gather(ctx context.Context, req api.BalanceRequest) ([]reply, []
 // combine decrypts at the highest height at which at least a threshold of
 // replies were computed.
 func (m *Multi) combine(owner *ledger.OwnerKeys, replies []reply, errs []error, minHeight uint64) (Balance, error) {
-	t := m.g.Threshold
+	t := m.Threshold()
 	unknown := 0
 	for _, err := range errs {
 		if errors.Is(err, ErrUnknownAccount) {
@@ -431,13 +434,9 @@ func (m *Multi) Builder(ctx context.Context) (*ledger.Builder, error) {
 	if b != nil {
 		return b, nil
 	}
-	var raw []byte
-	err := m.any(ctx, func(c *Client) (err error) {
-		raw, err = c.CollectiveKey(ctx)
-		return err
-	})
+	raw, err := m.collectiveKey(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("collective key: %w", err)
+		return nil, err
 	}
 	pk, err := m.p.DecodeCollectiveKey(raw)
 	if err != nil {
@@ -448,6 +447,57 @@ func (m *Multi) Builder(ctx context.Context) (*ledger.Builder, error) {
 	m.builder = b
 	m.mu.Unlock()
 	return b, nil
+}
+
+// collectiveKey asks every validator for the collective public key and
+// returns the key most of them sent, if at least f+1 sent it byte for byte
+// and no other key was sent as often: with at most f byzantine validators,
+// one of those f+1 is honest, so a byzantine validator cannot make the wallet
+// encrypt amounts and balances under a key of its own. Answers that disagree are an error
+// naming how many validators sent each key.
+func (m *Multi) collectiveKey(ctx context.Context) ([]byte, error) {
+	need := m.com.F() + 1
+	type answer struct {
+		raw []byte
+		err error
+	}
+	answers := make([]answer, len(m.nodes))
+	var wg sync.WaitGroup
+	for i, c := range m.nodes {
+		wg.Add(1)
+		go func(i int, c *Client) {
+			defer wg.Done()
+			raw, err := c.CollectiveKey(ctx)
+			answers[i] = answer{raw, err}
+		}(i, c)
+	}
+	wg.Wait()
+	votes := map[string]int{}
+	var errs nodeErrors
+	for _, a := range answers {
+		if a.err != nil {
+			errs = append(errs, a.err)
+			continue
+		}
+		votes[string(a.raw)]++
+	}
+	best, bestN, tie := "", 0, false
+	for raw, n := range votes {
+		switch {
+		case n > bestN:
+			best, bestN, tie = raw, n, false
+		case n == bestN:
+			tie = true
+		}
+	}
+	switch {
+	case bestN >= need && !tie:
+		return []byte(best), nil
+	case len(votes) > 1:
+		return nil, fmt.Errorf("collective key: validators disagree (%d different keys, the most common sent by %d, need %d identical and no tie): a validator is faulty", len(votes), bestN, need)
+	default:
+		return nil, fmt.Errorf("collective key: fewer than %d validators answered: %w", need, errs)
+	}
 }
 
 // Submit uploads a submission to one node, rotating the first choice across

@@ -24,3 +24,15 @@ type Application interface {
 	// after a restart the node starts at the next height. An error halts the machine.
 	Finalize(height uint64, value []byte, cert *CommitCertificate) error
 }
+
+// WorkSignaler is optionally implemented by an Application that can say
+// whether it has something to propose (the CometBFT create_empty_blocks /
+// TxsAvailable pattern). With Timeouts.WaitForWork set, the proposer of round
+// 0 asks HasWork before BuildProposal; if it is false, the machine waits until
+// the node steps WorkAvailable{} or WaitForWork passes (TimeoutWaitWork), then
+// calls BuildProposal once, whatever it returns. HasWork must be cheap and
+// must not call back into the Machine; it is not asked at later rounds, where
+// the height is already late.
+type WorkSignaler interface {
+	HasWork(height uint64) bool
+}

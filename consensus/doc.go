@@ -7,9 +7,10 @@
 // certificates, weighted proposer selection, the wire encoding of its messages
 // and the write-ahead records that make a restart safe.
 //
-// It does not own I/O. Inputs are decoded messages and timeout events; outputs
-// (Ready) are records to make durable, messages to send, timeouts to schedule
-// and values committed. There are no goroutines, clocks, randomness or files
+// It does not own I/O. Inputs are decoded messages, timeout events and the
+// local node's WorkAvailable; outputs (Ready) are records to make durable,
+// messages to send, timeouts to schedule and values committed. What it
+// observes goes to a Metrics the node supplies (no metrics library here). There are no goroutines, clocks, randomness or files
 // here: the node's consensus actor drives the Machine, a simulator drives it in
 // tests.
 //

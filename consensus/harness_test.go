@@ -96,6 +96,9 @@ type harness struct {
 	timers  []TimeoutRequest
 	commits []*Commit
 	cfg     Config
+	// wrap, if set, wraps the application the machine gets (for optional
+	// interfaces such as WorkSignaler).
+	wrap func(Application) Application
 }
 
 func testKeys(n int) ([]ed25519.PrivateKey, *ValidatorSet) {
@@ -123,7 +126,11 @@ func newHarness(t *testing.T, n, self int) *harness {
 
 func (h *harness) start(height uint64, last *Commit, restored []WALRecord) {
 	h.t.Helper()
-	m, err := NewMachine(h.cfg, selfExtApp{h.app, h.self}, NewEd25519Signer(h.keys[h.self]), restored)
+	var app Application = selfExtApp{h.app, h.self}
+	if h.wrap != nil {
+		app = h.wrap(app)
+	}
+	m, err := NewMachine(h.cfg, app, NewEd25519Signer(h.keys[h.self]), restored)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -61,14 +61,17 @@ func (m *Machine) restore(recs []WALRecord) {
 		m.validRound, m.validID, m.validValue = m.lockedRound, m.lockedID, m.lockedValue
 	}
 
-	m.startRound(round) // re-sends our proposal of that round if we signed one
+	// startRound re-sends our proposal of that round if we signed one. A
+	// round-0 proposer that signed none may wait for work again; it then
+	// proposes when the wait ends, as it would have at once without waiting.
+	m.startRound(round)
 	switch {
 	case m.hs.ownVotes[voteKey{round, Precommit}] != nil:
-		m.step = StepPrecommit
+		m.enterStep(StepPrecommit)
 		m.send(Broadcast, m.hs.ownVotes[voteKey{round, Precommit}])
 		m.schedule(TimeoutPrecommit, round)
 	case m.hs.ownVotes[voteKey{round, Prevote}] != nil:
-		m.step = StepPrevote
+		m.enterStep(StepPrevote)
 		m.send(Broadcast, m.hs.ownVotes[voteKey{round, Prevote}])
 		m.schedule(TimeoutPrevote, round)
 	}

@@ -45,6 +45,18 @@ func SignProposal(chainID string, s Signer, p *Proposal) {
 	p.Signature = s.Sign(ProposalSignBytes(chainID, p))
 }
 
+// VerifyVote reports whether v is signed by its validator's key in vals (with
+// ed25519). The application uses it for precommits a block carries.
+func VerifyVote(chainID string, vals *ValidatorSet, v *Vote) bool {
+	return verifyVote(Ed25519Verifier{}, chainID, vals, v)
+}
+
+// VerifyProposal reports whether p is signed by its proposer's key in vals.
+// A node checks it before doing work for a proposal (fetching what it names).
+func VerifyProposal(chainID string, vals *ValidatorSet, p *Proposal) bool {
+	return verifyProposal(Ed25519Verifier{}, chainID, vals, p)
+}
+
 func verifyVote(ver Verifier, chainID string, vals *ValidatorSet, v *Vote) bool {
 	return vals.Has(v.Validator) && ver.Verify(vals.vals[v.Validator].PubKey, VoteSignBytes(chainID, v), v.Signature)
 }

@@ -21,6 +21,10 @@ type Machine struct {
 	height uint64
 	round  Round
 	step   Step
+	// waitWork: we are the proposer of round 0 and put off BuildProposal
+	// until WorkAvailable or TimeoutWaitWork (Timeouts.WaitForWork). Not
+	// persisted: after a restart the proposer simply waits again.
+	waitWork bool
 
 	lockedRound Round
 	lockedID    BlockID
@@ -118,10 +122,12 @@ func (m *Machine) Start(height uint64, last *Commit) error {
 }
 
 // Step feeds one input: a *Proposal, *Vote or *Commit received from the
-// network, or a TimeoutEvent that fired. An error wrapping ErrMalformed,
-// ErrInvalidSignature, ErrUnknownValidator, ErrNotProposer or
-// ErrInvalidCommit means the input was rejected (blame the peer); ErrApplication
-// means an application call failed and the machine went on safely; ErrHalted is final.
+// network, a TimeoutEvent that fired, or WorkAvailable from the local node
+// (ignored, without output, unless the proposer is waiting for work). An
+// error wrapping ErrMalformed, ErrInvalidSignature, ErrUnknownValidator,
+// ErrNotProposer or ErrInvalidCommit means the input was rejected (blame the
+// peer; Metrics.MessageRejected is told); ErrApplication means an application
+// call failed and the machine went on safely; ErrHalted is final.
 func (m *Machine) Step(in Input) error {
 	if m.halted != nil {
 		return m.halted
@@ -139,20 +145,34 @@ func (m *Machine) Step(in Input) error {
 		err = m.onCommit(x)
 	case TimeoutEvent:
 		m.onTimeout(x)
+	case WorkAvailable:
+		if !m.waitWork {
+			return nil
+		}
+		m.endWaitWork()
 	default:
 		err = fmt.Errorf("%w: input %T", ErrMalformed, in)
 	}
+	m.reportRejected(err)
 	m.run()
 	return m.takeErrs(err)
 }
 
-// StepBytes decodes a message received from the network and steps it.
+// StepBytes decodes a message received from the network and steps it. Only
+// Messages decode: WorkAvailable and TimeoutEvent never come from the wire.
 func (m *Machine) StepBytes(b []byte) error {
 	msg, err := DecodeMessage(b)
 	if err != nil {
+		m.reportRejected(err)
 		return err
 	}
 	return m.Step(msg)
+}
+
+func (m *Machine) reportRejected(err error) {
+	if reason := rejectReason(err); reason != "" {
+		m.cfg.Metrics.MessageRejected(reason)
+	}
 }
 
 func (m *Machine) takeErrs(err error) error {
@@ -218,16 +238,51 @@ func (m *Machine) enterHeight(h uint64) {
 
 // startRound is StartRound (lines 11-21).
 func (m *Machine) startRound(r Round) {
-	m.round, m.step = r, StepPropose
+	m.round, m.waitWork = r, false
+	m.enterStep(StepPropose)
 	if m.self >= 0 && m.cfg.Proposer.Proposer(m.height, r) == m.self {
+		if m.shouldWaitForWork() {
+			m.waitWork = true
+			m.schedule(TimeoutWaitWork, r)
+			return
+		}
 		m.propose()
 		return
 	}
 	m.schedule(TimeoutPropose, r) // line 21
 }
 
+// enterStep moves to step s of the current round.
+func (m *Machine) enterStep(s Step) {
+	m.step = s
+	m.cfg.Metrics.StepEntered(m.height, m.round, s)
+}
+
+// shouldWaitForWork reports whether the proposer should put off getValue()
+// (line 16) until the application has work: only in round 0, only for a new
+// value (never when re-sending a signed proposal or re-proposing validValue),
+// and only if the application says it has nothing yet.
+func (m *Machine) shouldWaitForWork() bool {
+	if m.round != 0 || m.cfg.Timeouts.WaitForWork <= 0 || m.validValue != nil || m.hs.ownProposal[m.round] != nil {
+		return false
+	}
+	ws, ok := m.app.(WorkSignaler)
+	return ok && !ws.HasWork(m.height)
+}
+
+// endWaitWork proposes after waiting for work (WorkAvailable or
+// TimeoutWaitWork), at most once per wait.
+func (m *Machine) endWaitWork() {
+	if !m.waitWork {
+		return
+	}
+	m.waitWork = false
+	m.propose()
+}
+
 // propose is lines 14-17: re-propose validValue with validRound, or a new value.
 func (m *Machine) propose() {
+	m.waitWork = false
 	if p := m.hs.ownProposal[m.round]; p != nil { // signed before a restart: never sign another
 		m.send(Broadcast, p)
 		return
@@ -327,7 +382,7 @@ func (m *Machine) tryCurrentRound() bool {
 				} else {
 					m.castVote(Prevote, NilBlockID)
 				}
-				m.step = StepPrevote
+				m.enterStep(StepPrevote)
 				return true
 			case p.ValidRound < m.round && m.hasPOL(p.ValidRound, id): // lines 28-33
 				if m.valid(id) && (m.lockedRound <= p.ValidRound || m.lockedID == id) {
@@ -335,7 +390,7 @@ func (m *Machine) tryCurrentRound() bool {
 				} else {
 					m.castVote(Prevote, NilBlockID)
 				}
-				m.step = StepPrevote
+				m.enterStep(StepPrevote)
 				return true
 			}
 		}
@@ -357,7 +412,7 @@ func (m *Machine) tryCurrentRound() bool {
 				if v := m.castVote(Precommit, id); v == nil || v.BlockID == id {
 					m.lockedValue, m.lockedID, m.lockedRound = p.Value, id, m.round
 				}
-				m.step = StepPrecommit
+				m.enterStep(StepPrecommit)
 			}
 			m.validValue, m.validID, m.validRound = p.Value, id, m.round
 			return true
@@ -365,7 +420,7 @@ func (m *Machine) tryCurrentRound() bool {
 	}
 	if m.step == StepPrevote && m.vals.IsQuorum(rs.prevotes.power[NilBlockID]) { // lines 44-46
 		m.castVote(Precommit, NilBlockID)
-		m.step = StepPrecommit
+		m.enterStep(StepPrecommit)
 		return true
 	}
 	if !rs.precommitWaitDone && m.vals.IsQuorum(rs.precommits.any) { // lines 47-48
@@ -389,8 +444,9 @@ func (m *Machine) valid(id BlockID) bool {
 	}
 	if e.validity == 0 {
 		e.validity = 1
-		if m.app.ValidateProposal(m.height, e.value) != nil {
+		if err := m.app.ValidateProposal(m.height, e.value); err != nil {
 			e.validity = -1
+			m.cfg.Metrics.ValueRejected(m.height, err)
 		}
 	}
 	return e.validity > 0
@@ -402,6 +458,7 @@ func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate) {
 		m.halted = fmt.Errorf("%w: Finalize at height %d: %w", ErrHalted, m.height, err)
 		return
 	}
+	m.cfg.Metrics.HeightCommitted(m.height, r, m.cfg.Proposer.Proposer(m.height, r))
 	c := &Commit{Cert: cert, Value: value}
 	m.out.Committed = append(m.out.Committed, c)
 	m.last = c
@@ -544,6 +601,9 @@ func (m *Machine) onVote(v *Vote) error {
 	if !m.admitRound(v.Validator, v.Round) {
 		return nil
 	}
+	if v.Round < m.round {
+		m.cfg.Metrics.LateVote(v.Validator, v.Type)
+	}
 	m.addVote(m.roundState(v.Round), v, false)
 	m.helpRound(v.Validator, v.Round)
 	return nil
@@ -592,7 +652,7 @@ func (m *Machine) onCommit(c *Commit) error {
 	cert := &CommitCertificate{Height: c.Cert.Height, Round: c.Cert.Round, BlockID: c.Cert.BlockID}
 	var power int64
 	for _, s := range c.Cert.Sigs {
-		if m.app.VerifyExtension(m.height, s.Validator, c.Value, s.Extension) == nil {
+		if m.verifyExtension(m.height, s.Validator, c.Value, s.Extension) {
 			cert.Sigs = append(cert.Sigs, s)
 			power += m.vals.Power(s.Validator)
 		}
@@ -629,7 +689,7 @@ func (m *Machine) addLatePrecommit(v *Vote) {
 	if !verifyVote(m.cfg.Verifier, m.cfg.ChainID, m.vals, v) {
 		return
 	}
-	if m.app.VerifyExtension(v.Height, v.Validator, m.last.Value, v.Extension) != nil {
+	if !m.verifyExtension(v.Height, v.Validator, m.last.Value, v.Extension) {
 		return
 	}
 	cert := *m.last.Cert
@@ -638,6 +698,7 @@ func (m *Machine) addLatePrecommit(v *Vote) {
 	cert.Sigs = append(cert.Sigs, CommitSig{Validator: v.Validator, Extension: v.Extension, Signature: v.Signature})
 	cert.Sigs = append(cert.Sigs, sigs[at:]...)
 	m.last = &Commit{Cert: &cert, Value: m.last.Value}
+	m.cfg.Metrics.LateVote(v.Validator, Precommit)
 }
 
 // onLagging answers a validator still working on an earlier height: the
@@ -671,12 +732,14 @@ func (m *Machine) onTimeout(t TimeoutEvent) {
 		return // stale
 	}
 	switch {
+	case t.Kind == TimeoutWaitWork:
+		m.endWaitWork()
 	case t.Kind == TimeoutPropose && m.step == StepPropose: // lines 57-60
 		m.castVote(Prevote, NilBlockID)
-		m.step = StepPrevote
+		m.enterStep(StepPrevote)
 	case t.Kind == TimeoutPrevote && m.step == StepPrevote: // lines 61-64
 		m.castVote(Precommit, NilBlockID)
-		m.step = StepPrecommit
+		m.enterStep(StepPrecommit)
 	case t.Kind == TimeoutPrecommit && m.round < MaxRound: // lines 65-67
 		m.startRound(m.round + 1)
 	}
@@ -760,7 +823,7 @@ func (m *Machine) addExtraVote(rs *roundState, v *Vote) {
 		if e == nil {
 			return
 		}
-		if v.Type == Precommit && m.app.VerifyExtension(m.height, v.Validator, e.value, v.Extension) != nil {
+		if v.Type == Precommit && !m.verifyExtension(m.height, v.Validator, e.value, v.Extension) {
 			return
 		}
 	}
@@ -771,12 +834,22 @@ func (m *Machine) addExtraVote(rs *roundState, v *Vote) {
 
 func (m *Machine) checkExtension(vs *voteSet, i int, value []byte) {
 	v := vs.votes[i]
-	if m.app.VerifyExtension(m.height, i, value, v.Extension) != nil {
+	if !m.verifyExtension(m.height, i, value, v.Extension) {
 		vs.status[i] = voteRejected
 		return
 	}
 	vs.status[i] = voteCounted
 	vs.power[v.BlockID] += m.vals.Power(i)
+}
+
+// verifyExtension asks the application about validator i's extension on its
+// precommit for value at height, and reports a rejection.
+func (m *Machine) verifyExtension(height uint64, i int, value, ext []byte) bool {
+	err := m.app.VerifyExtension(height, i, value, ext)
+	if err != nil {
+		m.cfg.Metrics.ExtensionRejected(height, i, err)
+	}
+	return err == nil
 }
 
 // learnValue records value bytes and verifies the extensions that waited for them.
@@ -908,6 +981,7 @@ func (m *Machine) addEvidence(e Evidence) {
 		return
 	}
 	m.hs.evidence[k] = true
+	m.cfg.Metrics.Equivocation(e.Validator)
 	m.evidence = append(m.evidence, e)
 	m.out.Evidence = append(m.out.Evidence, e)
 }

@@ -157,11 +157,14 @@ type TimeoutKind uint8
 // Timer kinds. Rebroadcast is not in the paper: it stands in for the gossip
 // layer's promise that messages of correct processes are eventually delivered
 // (re-sending own votes and the proof-of-lock after losses and partitions).
+// WaitWork is not in the paper either: it ends the wait of a round-0
+// proposer for work (Timeouts.WaitForWork).
 const (
 	TimeoutPropose TimeoutKind = iota + 1
 	TimeoutPrevote
 	TimeoutPrecommit
 	TimeoutRebroadcast
+	TimeoutWaitWork
 )
 
 func (k TimeoutKind) String() string {
@@ -174,6 +177,8 @@ func (k TimeoutKind) String() string {
 		return "timeoutPrecommit"
 	case TimeoutRebroadcast:
 		return "rebroadcast"
+	case TimeoutWaitWork:
+		return "waitForWork"
 	}
 	return fmt.Sprintf("timeout(%d)", uint8(k))
 }
@@ -191,7 +196,15 @@ type TimeoutRequest struct {
 	Duration time.Duration
 }
 
-// Input is what Step accepts: *Proposal, *Vote, *Commit or TimeoutEvent.
+// WorkAvailable tells the machine that the application now has work to
+// propose (WorkSignaler). The local node steps it, typically when its mempool
+// goes from empty to non-empty; it is not a Message, never travels between
+// validators and has no wire encoding. It only matters while the proposer of
+// round 0 waits for work (Timeouts.WaitForWork); at any other time Step
+// ignores it without output.
+type WorkAvailable struct{}
+
+// Input is what Step accepts: *Proposal, *Vote, *Commit, TimeoutEvent or WorkAvailable.
 type Input interface{ isInput() }
 
 // Message is an Input that travels between validators.
@@ -200,10 +213,11 @@ type Message interface {
 	isMessage()
 }
 
-func (*Proposal) isInput()    {}
-func (*Vote) isInput()        {}
-func (*Commit) isInput()      {}
-func (TimeoutEvent) isInput() {}
-func (*Proposal) isMessage()  {}
-func (*Vote) isMessage()      {}
-func (*Commit) isMessage()    {}
+func (*Proposal) isInput()     {}
+func (*Vote) isInput()         {}
+func (*Commit) isInput()       {}
+func (TimeoutEvent) isInput()  {}
+func (WorkAvailable) isInput() {}
+func (*Proposal) isMessage()   {}
+func (*Vote) isMessage()       {}
+func (*Commit) isMessage()     {}

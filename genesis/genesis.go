@@ -47,8 +47,20 @@ type Timeouts struct {
 	Prevote   string `json:"prevote"`
 	Precommit string `json:"precommit"`
 	Delta     string `json:"delta"` // added per round
-	Commit    string `json:"commit"`
+	// Commit is how long the proposer of a new height, having nothing to
+	// propose, waits for transfers before proposing an empty block (it
+	// proposes at once when one arrives). It paces an idle chain, as
+	// CometBFT's timeout_commit does, and must stay below Propose.
+	Commit string `json:"commit"`
 }
+
+// DefaultThreshold is the decryption threshold for n validators: f+1 with
+// f = floor((n-1)/3). No f colluding validators can decrypt, and decisions
+// need t+f = 2f+1 validators whose shares agree, which the honest ones are
+// even with f validators down or lying (docs/PROTOCOL.md, "Robust
+// decryption"). A higher threshold (up to n-f) protects against more
+// colluders but needs more honest validators online to decide anything.
+func DefaultThreshold(n int) int { return (n-1)/3 + 1 }
 
 // Genesis is the whole file.
 type Genesis struct {
@@ -101,8 +113,17 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	n := len(g.Validators)
-	if n == 0 || g.Threshold < 1 || g.Threshold > n {
-		return fmt.Errorf("%w: threshold %d of %d validators", ErrInvalid, g.Threshold, n)
+	if f := (n - 1) / 3; n == 0 || g.Threshold < f+1 || g.Threshold > n-f {
+		return fmt.Errorf("%w: threshold %d of %d validators (must be %d to %d: at least f+1 so f colluding validators cannot decrypt, at most N-f so that t+f validators exist to agree on a decryption; above N-2f = %d a decision needs more than the honest validators; %d is the default)",
+			ErrInvalid, g.Threshold, n, f+1, n-f, n-2*f, DefaultThreshold(n))
+	}
+	set, _ := ledger.ParamSetByName(g.ParamSet)
+	if p, err := ledger.NewParams(set); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	} else if com, err := ledger.NewCommittee(n, g.Threshold); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	} else if _, err := ledger.NewDecryptor(p, com); err != nil {
+		return fmt.Errorf("%w: %d validators do not fit the parameter set's noise budget: %w", ErrInvalid, n, err)
 	}
 	for i, v := range g.Validators {
 		if v.Index != i {
@@ -113,6 +134,11 @@ func (g *Genesis) Validate() error {
 		}
 		if v.PeerID == "" || v.API == "" || v.Power <= 0 {
 			return fmt.Errorf("%w: validator %d needs peer_id, api and a positive power", ErrInvalid, i)
+		}
+		// Consensus counts power, decryption counts validators (t and f):
+		// they agree only if every validator has the same power.
+		if v.Power != g.Validators[0].Power {
+			return fmt.Errorf("%w: validator %d has power %d, validator 0 has %d: all validators must have equal power (a quorum of power must hold t+f validators' shares)", ErrInvalid, i, v.Power, g.Validators[0].Power)
 		}
 	}
 	var supply uint64
@@ -191,6 +217,11 @@ func (t Timeouts) Durations() (propose, prevote, precommit, delta, commit time.D
 	if delta, err = parse(t.Delta, 500*time.Millisecond); err != nil {
 		return
 	}
-	commit, err = parse(t.Commit, 200*time.Millisecond)
+	if commit, err = parse(t.Commit, 500*time.Millisecond); err != nil {
+		return
+	}
+	if commit >= propose {
+		err = fmt.Errorf("%w: timeout commit %v must be below propose %v (the other validators would give up on the proposer)", ErrInvalid, commit, propose)
+	}
 	return
 }

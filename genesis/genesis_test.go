@@ -55,3 +55,38 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatal("missing file loaded")
 	}
 }
+
+// The threshold must lie in [f+1, N-f]; powers must be equal; the committee
+// must fit the parameter set's noise budget.
+func TestValidateThresholdPowerAndCommitteeSize(t *testing.T) {
+	withVals := func(n int, th int, powers ...int64) *Genesis {
+		g := validGenesis(t)
+		g.Validators = nil
+		for i := 0; i < n; i++ {
+			p := int64(1)
+			if i < len(powers) {
+				p = powers[i]
+			}
+			v := validGenesis(t).Validators[0]
+			v.Index, v.Power = i, p
+			g.Validators = append(g.Validators, v)
+		}
+		g.Threshold = th
+		return g
+	}
+	for _, c := range []struct {
+		n, t int
+		ok   bool
+	}{{4, 1, false}, {4, 2, true}, {4, 3, true}, {4, 4, false}, {7, 2, false}, {7, 3, true}, {7, 5, true}, {7, 6, false}} {
+		err := withVals(c.n, c.t).Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%d-of-%d: %v", c.t, c.n, err)
+		}
+	}
+	if err := withVals(4, 2, 5, 1, 1, 1).Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unequal powers: %v", err)
+	}
+	if err := withVals(16, DefaultThreshold(16)).Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("16 validators (beyond the noise budget): %v", err)
+	}
+}

@@ -26,6 +26,12 @@ import (
 // resulting Shamir shares then allow any T of them to decrypt. No process ever
 // holds the collective secret key. Common random polynomials come from a
 // public seed (the chain id), so every party derives the same ones.
+//
+// Finish trusts the deals: one wrong deal silently leaves some t-subsets
+// unable to decrypt. Nodes run the verified ceremony instead
+// (ceremony_verify.go): signed deals (SignDeals, AcceptDeal before Round2),
+// then Check, Evaluate, Reveal and VerifiedKeyShare, which detect a wrong
+// deal before any key share is kept and name the dealer.
 
 // ErrCeremony reports a protocol violation during key generation.
 var ErrCeremony = errors.New("ledger: key ceremony")
@@ -75,6 +81,12 @@ type Party struct {
 	ephSk *rlwe.SecretKey
 	rkg   mhe.RelinearizationKeyGenProtocol
 	r1    *Round1
+
+	// Verified ceremony (ceremony_verify.go).
+	deals  map[int]*SignedDeal // accepted deals by dealer; nil: unverified path
+	round2 bool
+	check  *CeremonyCheck
+	share  *KeyShare // formed by Check, handed out by VerifiedKeyShare
 }
 
 // NewParty starts the ceremony for validator index of a committee. seed is
@@ -174,6 +186,12 @@ func (pt *Party) Round2(all []*Round1) (*Round2, error) {
 	if pt.r1 == nil {
 		return nil, fmt.Errorf("%w: round 2 before round 1", ErrCeremony)
 	}
+	// In the verified ceremony every deal must be fixed before this party's
+	// Round2 goes out: the check challenge hashes Round2, so no dealer can
+	// know it while its deals can still change.
+	if pt.deals != nil && len(pt.deals) < pt.com.N {
+		return nil, fmt.Errorf("%w: round 2 with %d of %d deals accepted", ErrCeremony, len(pt.deals), pt.com.N)
+	}
 	r1s, err := checkComplete(pt.com.N, all, func(m *Round1) int { return m.From })
 	if err != nil {
 		return nil, err
@@ -184,6 +202,7 @@ func (pt *Party) Round2(all []*Round1) (*Round2, error) {
 	}
 	_, _, r2 := pt.rkg.AllocateShare(pt.p.evkParams())
 	pt.rkg.GenShareRoundTwo(pt.ephSk, pt.sk, agg, &r2)
+	pt.round2 = true
 	return &Round2{From: pt.index, RKG: r2}, nil
 }
 
@@ -314,7 +333,8 @@ func AggregatePublic(p *Params, com *Committee, seed []byte, all1 []*Round1, all
 }
 
 // Finish aggregates the deals addressed to this party into its KeyShare and
-// erases the additive secret.
+// erases the additive secret. It does not verify the deals: see the verified
+// ceremony (Party.Check) for what nodes run.
 func (pt *Party) Finish(deals []*ShamirDeal) (*KeyShare, error) {
 	if pt.r1 == nil {
 		return nil, fmt.Errorf("%w: finish before round 1", ErrCeremony)

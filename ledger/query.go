@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/zkbank/zkbank/internal/wire"
+	"sort"
+	"strconv"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
@@ -91,15 +93,17 @@ func (p *Params) DecodeBalanceReply(b []byte) (*BalanceReply, error) {
 	return out, nil
 }
 
-// CombineBalance turns t replies into the owner's balance, decrypted locally
-// with the owner's secret key. Replies whose ciphertext differs from the
-// majority's are discarded (a validator cannot make the owner read another
-// ciphertext than the one the others computed).
+// CombineBalance turns validators' replies into the owner's balance,
+// decrypted locally with the owner's secret key. Replies are grouped by the
+// ciphertext they re-encrypt (a validator cannot make the owner read another
+// ciphertext than the one the others computed), and within a group the
+// balance is decided as checks are (robust.go): T+F validators whose shares
+// decrypt to the same balance in every t-subset, so no f validators, sending
+// shares crafted after seeing the others, can change what the owner reads.
 func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (uint64, uint64, error) {
 	groups := map[[32]byte][]*BalanceReply{}
-	var best [32]byte
 	for _, r := range replies {
-		if r == nil || r.CT == nil || r.Share == nil {
+		if r == nil || r.CT == nil || r.Share == nil || r.Share.Validator != r.Validator {
 			continue
 		}
 		b, err := r.CT.MarshalBinary()
@@ -115,27 +119,56 @@ func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (u
 		h.Write(x[:])
 		copy(key[:], h.Sum(nil))
 		groups[key] = append(groups[key], r)
-		if len(groups[key]) > len(groups[best]) {
-			best = key
+	}
+	keys := make([][32]byte, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if len(groups[keys[i]]) != len(groups[keys[j]]) {
+			return len(groups[keys[i]]) > len(groups[keys[j]])
 		}
+		return string(keys[i][:]) < string(keys[j][:])
+	})
+	need := d.com.Agreement()
+	var last error = fmt.Errorf("%w: no balance replies", ErrShare)
+	for _, k := range keys {
+		g := groups[k]
+		if len(g) < need {
+			last = fmt.Errorf("%w: %d consistent balance replies, need %d (nodes at different heights? retry)", ErrShare, len(g), need)
+			break
+		}
+		byValidator := map[int]*BalanceReply{}
+		ids := []int{}
+		for _, r := range g {
+			if _, dup := byValidator[r.Validator]; !dup && r.Validator >= 0 && r.Validator < d.com.N {
+				byValidator[r.Validator] = r
+				ids = append(ids, r.Validator)
+			}
+		}
+		ag, err := agree(ids, d.com.T, need, func(sub []int) (string, bool) {
+			shares := make([]*ReencShare, len(sub))
+			for i, v := range sub {
+				shares[i] = byValidator[v].Share
+			}
+			ct, err := d.CombineReenc(g[0].CT, shares)
+			if err != nil {
+				return "", false
+			}
+			v, err := d.p.DecryptBalance(owner, ct, g[0].Lane)
+			if err != nil {
+				return "", false
+			}
+			return strconv.FormatUint(v, 10), true
+		})
+		if err != nil {
+			last = err
+			continue
+		}
+		v, _ := strconv.ParseUint(ag.key, 10, 64)
+		return v, g[0].Height, nil
 	}
-	g := groups[best]
-	if len(g) < d.com.T {
-		return 0, 0, fmt.Errorf("%w: %d consistent balance replies, need %d (nodes at different heights? retry)", ErrShare, len(g), d.com.T)
-	}
-	shares := make([]*ReencShare, 0, len(g))
-	for _, r := range g {
-		shares = append(shares, r.Share)
-	}
-	ct, err := d.CombineReenc(g[0].CT, shares)
-	if err != nil {
-		return 0, 0, err
-	}
-	v, err := d.p.DecryptBalance(owner, ct, g[0].Lane)
-	if err != nil {
-		return 0, 0, err
-	}
-	return v, g[0].Height, nil
+	return 0, 0, last
 }
 
 // MarshalBinary encodes owner keys for a wallet file (secret: store 0600).

@@ -138,12 +138,13 @@ func (c *Committee) coefficientL1() float64 {
 const checkNoiseBound = 1 << 12
 
 // smudging returns the noise-flooding distribution: sigma >= 2^lambda *
-// sqrt(t) * bound. A combination with integer coefficients D*lambda_i has
-// ||D*lambda||_2 >= D/sqrt(t) (Cauchy-Schwarz, sum lambda_i = 1), so the
-// flooding in the combined result is at least 2^lambda times the D-scaled
-// ciphertext noise it hides.
+// sqrt(N) * bound. A combination of k shares with integer coefficients
+// D*lambda_i (sum lambda_i = 1) has ||D*lambda||_2 >= D/sqrt(k)
+// (Cauchy-Schwarz), so the flooding in the combined result is at least
+// 2^lambda times the D-scaled ciphertext noise it hides. All N shares are
+// public (they ride on precommits), so k is N, not t.
 func (c *Committee) smudging(p *Params) (ring.DiscreteGaussian, error) {
-	sigma := math.Ldexp(math.Sqrt(float64(c.T))*checkNoiseBound, p.Set.SmudgingLogLambda)
+	sigma := math.Ldexp(math.Sqrt(float64(c.N))*checkNoiseBound, p.Set.SmudgingLogLambda)
 	bound := 6 * sigma
 	minPrime := math.Inf(1)
 	for _, q := range p.BGV.Q()[:LevelDecrypt+1] {
@@ -239,14 +240,15 @@ func (k *KeyShare) UnmarshalBinary(p []byte) error {
 	return nil
 }
 
-// Decryptor produces and combines threshold decryption shares.
+// Decryptor produces and combines threshold decryption shares. It is safe
+// for concurrent use.
 type Decryptor struct {
 	p     *Params
 	com   *Committee
-	cks   mhe.KeySwitchProtocol
-	zero  *rlwe.SecretKey
+	cks   mhe.KeySwitchProtocol // not used for shares (see smudge.go); kept for tests that build a Decryptor literal
 	sigma ring.DiscreteGaussian
-	pcks  sync.Pool // of *mhe.PublicKeySwitchProtocol: building one allocates buffers and a sampler
+	sm    *smudger
+	keys  sync.Map // *KeyShare -> smudgeKey
 }
 
 // NewDecryptor prepares share generation/combination for a committee.
@@ -259,19 +261,29 @@ func NewDecryptor(p *Params, com *Committee) (*Decryptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: key-switch protocol: %w", err)
 	}
-	return &Decryptor{p: p, com: com, cks: cks, zero: rlwe.NewSecretKey(p.BGV), sigma: sm}, nil
+	return &Decryptor{p: p, com: com, cks: cks, sigma: sm, sm: newSmudger(p, sm)}, nil
 }
 
 // Share computes this validator's smudged decryption share of ct. Callers must
 // only share ciphertexts they computed themselves (see docs/PROTOCOL.md: a
 // validator that decrypts what it is handed is a decryption oracle).
+//
+// The share is a deterministic function of the key share, the level and c1
+// (smudge.go): sharing the same ciphertext twice, after a restart or on
+// another Decryptor, returns the same bytes and releases no new noise sample.
 func (d *Decryptor) Share(ks *KeyShare, ct *rlwe.Ciphertext) (*DecShare, error) {
 	if ct.Level() != LevelDecrypt {
 		return nil, fmt.Errorf("%w: ciphertext at level %d, want %d", ErrShare, ct.Level(), LevelDecrypt)
 	}
-	sh := d.cks.AllocateShare(ct.Level())
-	d.cks.GenShare(ks.secretKey(), d.zero, ct, &sh)
-	return &DecShare{Validator: ks.Index, Share: sh}, nil
+	key, err := d.smudgeKeyFor(ks)
+	if err != nil {
+		return nil, err
+	}
+	v, err := d.cksShare(&key, ks, ct, ct.Level())
+	if err != nil {
+		return nil, err
+	}
+	return &DecShare{Validator: ks.Index, Share: mhe.KeySwitchShare{Value: v}}, nil
 }
 
 // sortedDistinct validates share origins and returns them in index order.
@@ -391,22 +403,23 @@ func (p *Params) DecodeReencShare(b []byte) (*ReencShare, error) {
 }
 
 // ReencShare computes this validator's share re-encrypting ct to ownerPK.
+// Like Share it is deterministic (smudge.go): the flooding noise depends on
+// the key share, the level and c1 only, so asking for the same ciphertext
+// under many owner keys yields one noise sample; the encryption-of-zero mask
+// additionally depends on ownerPK.
 func (d *Decryptor) ReencShare(ks *KeyShare, ct *rlwe.Ciphertext, ownerPK *rlwe.PublicKey) (*ReencShare, error) {
 	if ct.Level() != LevelDecrypt {
 		return nil, fmt.Errorf("%w: ciphertext at level %d, want %d", ErrShare, ct.Level(), LevelDecrypt)
 	}
-	pcks, _ := d.pcks.Get().(*mhe.PublicKeySwitchProtocol)
-	if pcks == nil {
-		p, err := mhe.NewPublicKeySwitchProtocol(d.p.BGV, d.sigma)
-		if err != nil {
-			return nil, err
-		}
-		pcks = &p
+	key, err := d.smudgeKeyFor(ks)
+	if err != nil {
+		return nil, err
 	}
-	defer d.pcks.Put(pcks)
-	sh := pcks.AllocateShare(ct.Level())
-	pcks.GenShare(ks.secretKey(), ownerPK, ct, &sh)
-	return &ReencShare{Validator: ks.Index, Share: sh}, nil
+	el, err := d.pcksShare(&key, ks, ct, ownerPK, ct.Level())
+	if err != nil {
+		return nil, err
+	}
+	return &ReencShare{Validator: ks.Index, Share: mhe.PublicKeySwitchShare{Element: *el}}, nil
 }
 
 // CombineReenc combines t re-encryption shares of ct into a ciphertext under

@@ -38,7 +38,7 @@ func BenchmarkClusterBundledCapacity(b *testing.B) {
 	const perShard, rounds = 256, 12
 	accounts := perShard * shards
 	c := &cluster{t: b, dir: b.TempDir(), p: ledger.MustParams(ledger.ZKB128), users: map[string]*user{}}
-	g := &genesis.Genesis{ChainID: "zkbank-capacity", ParamSet: ledger.ZKB128.Name, Threshold: 3,
+	g := &genesis.Genesis{ChainID: "zkbank-capacity", ParamSet: ledger.ZKB128.Name, Threshold: genesis.DefaultThreshold(4),
 		Timeouts: genesis.Timeouts{Propose: "1500ms", Prevote: "500ms", Precommit: "500ms", Delta: "500ms"}, Created: time.Now().UTC()}
 	for i := 0; i < 4; i++ {
 		home := filepath.Join(c.dir, fmt.Sprintf("v%d", i))

@@ -61,7 +61,7 @@ func newCluster(t *testing.T, n int, balances map[string]uint64, fault ...func(i
 			faultsMu.Unlock()
 		}
 	}
-	g := &genesis.Genesis{ChainID: "zkbank-test", ParamSet: ledger.ZKB128.Name, Threshold: n - (n-1)/3,
+	g := &genesis.Genesis{ChainID: "zkbank-test", ParamSet: ledger.ZKB128.Name, Threshold: genesis.DefaultThreshold(n),
 		Timeouts: genesis.Timeouts{Propose: "800ms", Prevote: "300ms", Precommit: "300ms", Delta: "300ms"}, Created: time.Now().UTC()}
 	for i := 0; i < n; i++ {
 		home := filepath.Join(c.dir, fmt.Sprintf("v%d", i))
@@ -150,6 +150,31 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 		time.Sleep(200 * time.Millisecond)
 	}
 	c.t.Fatalf("timed out waiting for %s", what)
+}
+
+// metric sums the samples of a Prometheus series (name with optional
+// labels, as it appears in the exposition) at node i; 0 if absent.
+func (c *cluster) metric(i int, series string) float64 {
+	c.t.Helper()
+	resp, err := http.Get(c.apis[i] + api.PathMetrics)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if name == series || (!strings.Contains(series, "{") && strings.HasPrefix(name, series+"{")) {
+			var v float64
+			fmt.Sscan(val, &v)
+			sum += v
+		}
+	}
+	return sum
 }
 
 func (c *cluster) status(i int) api.Status {
@@ -276,11 +301,35 @@ func TestCluster_FourValidatorsCommitRejectAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-validator cluster in -short mode")
 	}
-	c := newCluster(t, 4, map[string]uint64{"alice": 10_000, "bob": 500, "carol": 0})
+	c := newCluster(t, 4, map[string]uint64{"alice": 10_000, "bob": 500, "carol": 0}, func(i int) *faults {
+		if i == 2 {
+			return &faults{noRelay: true}
+		}
+		return nil
+	})
 	c.waitReady(0, 1, 2, 3)
 	b := c.collectiveKey()
 
-	bal, h := c.balance("alice", 0, 1, 2, 3)
+	// An upload only validator 2 holds is fetched by the others when 2
+	// proposes it, before the proposal reaches their consensus machine.
+	bal, h := c.balance("bob", 0, 1, 2, 3)
+	if st := c.send(b, "bob", "carol", 0, bal, h, nil, 2); st.Status != api.StatusCommitted {
+		t.Fatalf("transfer known to one validator: %+v", st)
+	}
+	fetched := 0.0
+	for i := 0; i < 4; i++ {
+		fetched += c.metric(i, `zkbank_upload_fetches_total{result="fetched"}`)
+	}
+	if fetched < 3 {
+		t.Fatalf("%v uploads fetched by the other validators, want 3", fetched)
+	}
+	for _, name := range []string{"zkbank_consensus_step_duration_seconds_count", "zkbank_consensus_rounds_total", "zkbank_peers_best_height", "go_goroutines", "process_resident_memory_bytes"} {
+		if c.metric(0, name) <= 0 {
+			t.Fatalf("metric %s missing or zero", name)
+		}
+	}
+
+	bal, h = c.balance("alice", 0, 1, 2, 3)
 	if bal != 10_000 {
 		t.Fatalf("alice genesis balance %d", bal)
 	}
@@ -380,6 +429,12 @@ func TestCluster_ByzantineSharesNeitherForgeNorHalt(t *testing.T) {
 	if ab+bb+cb != 10_500 || cb != committed {
 		t.Fatalf("balances %d+%d+%d (carol should have %d)", ab, bb, cb, committed)
 	}
+	// The wrong shares were named by the honest validators.
+	for _, i := range []int{0, 1, 2} {
+		if c.metric(i, `zkbank_validator_faults_total{validator="3"}`) < 1 {
+			t.Fatalf("node %d did not identify validator 3", i)
+		}
+	}
 }
 
 // A validator cut off from the others for a while rejoins and converges.
@@ -409,5 +464,47 @@ func TestCluster_PartitionedValidatorRejoins(t *testing.T) {
 	c.waitFor("it answers balance queries consistently", time.Minute, func() bool {
 		v, _ := c.balance("bob", 1, 2, 3)
 		return v == 250
+	})
+}
+
+// A byzantine proposer (validator 1) alters an extension it carries, as a
+// proposer forging a verdict would: every honest validator refuses its
+// blocks (they do not verify), the chain moves on with other proposers, an
+// overdraft is still rejected and an honest transfer commits.
+func TestCluster_ByzantineProposerForgingCarriedExtensions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-validator cluster in -short mode")
+	}
+	c := newCluster(t, 4, map[string]uint64{"alice": 1_000, "bob": 100, "carol": 0}, func(i int) *faults {
+		if i == 1 {
+			return &faults{forgeCarried: true}
+		}
+		return nil
+	})
+	c.waitReady(0, 1, 2, 3)
+	b := c.collectiveKey()
+	bal, h := c.balance("bob", 0, 2, 3)
+	a := c.account("bob")
+	vals := make([]uint64, c.p.Slots)
+	c.p.EncodeLanes(vals, a.Lane, 500, (bal-500)&ledger.MaxAmount)
+	if st := c.send(b, "bob", "carol", 500, bal, h, vals, 0); st.Status == api.StatusCommitted {
+		t.Fatalf("overdraft committed with a byzantine proposer: %+v", st)
+	}
+	bal, h = c.balance("alice", 0, 2, 3)
+	if st := c.send(b, "alice", "carol", 10, bal, h, nil, 2); st.Status != api.StatusCommitted {
+		t.Fatalf("honest transfer with a byzantine proposer: %+v", st)
+	}
+	// Every honest validator refused the forged blocks (prevote nil).
+	c.waitFor("the forging proposer's blocks refused by every honest validator", 2*time.Minute, func() bool {
+		for _, i := range []int{0, 2, 3} {
+			if c.metric(i, "zkbank_consensus_rejected_values_total") < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	c.waitFor("carol's credit applied everywhere", time.Minute, func() bool {
+		v, _ := c.balance("carol", 0, 2, 3)
+		return v == 10
 	})
 }

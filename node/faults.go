@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/chain"
 )
 
 // faults is fault injection for tests of byzantine and partitioned
@@ -13,6 +13,8 @@ import (
 type faults struct {
 	corruptShares bool        // send well-formed but wrong decryption shares
 	partitioned   atomic.Bool // drop every consensus message in and out
+	noRelay       bool        // keep client uploads to itself (peers must fetch them)
+	forgeCarried  bool        // as proposer, alter one carried extension (a forged verdict)
 }
 
 var (
@@ -26,9 +28,24 @@ func faultsFor(home string) *faults {
 	return faultsByHome[home]
 }
 
-// corrupt turns shares into wrong ones: one coefficient is altered, so the
-// share is still well-formed and correctly attributed but decrypts wrongly.
-func corrupt(bs, es *ledger.DecShare) {
-	bs.Share.Value.Coeffs[0][0] ^= 0x5a5a
-	es.Share.Value.Coeffs[0][0] ^= 0x5a5a
+// chain is the part of the faults the chain application injects.
+func (f *faults) chain() chain.Faults {
+	if f == nil {
+		return chain.Faults{}
+	}
+	c := chain.Faults{CorruptShares: f.corruptShares}
+	if f.forgeCarried {
+		c.TamperProposal = func(b *chain.Block) {
+			if len(b.LastCommit) > 0 {
+				x := &b.LastCommit[0]
+				x.Ext = append([]byte(nil), x.Ext...)
+				x.Ext[len(x.Ext)-1] ^= 1 // a share byte: well formed, not what was signed
+			}
+		}
+	}
+	return c
 }
+
+func (f *faults) isPartitioned() bool { return f != nil && f.partitioned.Load() }
+
+func (f *faults) relays() bool { return f == nil || !f.noRelay }

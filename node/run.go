@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,14 +20,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/zkbank/zkbank/actors"
-	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/consensus"
 	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
 	"github.com/zkbank/zkbank/p2p"
 	"github.com/zkbank/zkbank/store"
+	"github.com/zkbank/zkbank/store/badgerstore"
 )
 
 var (
@@ -40,7 +41,9 @@ var (
 var routeLibp2pLogs sync.Once
 
 // Node is one validator process: a libp2p host, an actor system, a store
-// and the client API.
+// and the client API. Once running, its state is read through one published
+// view (updated once per finalized height by the chain application); the
+// application itself belongs to the consensus actor.
 type Node struct {
 	name  string
 	self  int
@@ -54,24 +57,23 @@ type Node struct {
 	log   *slog.Logger
 	peers []peer.ID
 
+	db      store.Backend // safe for concurrent use: readers use it directly
+	vset    *consensus.ValidatorSet
 	sys     *actor.ActorSystem
-	st      *actors.Store
+	upkeep  *actors.Store
 	mem     *actors.Mempool
 	net     *actors.Net
 	cons    *actors.Consensus
 	tracker *tracker
 	met     *Metrics
 
-	app       atomic.Pointer[App]
-	book      atomic.Pointer[ledger.Book]
-	finalized atomic.Uint64
-	engines   chan *ledger.Engine
-	started   time.Time
-	faults    *faults
-	host      *p2p.Host               // set before the API serves
-	credits   atomic.Pointer[[]int64] // work credits as of the last finalized height
-	recMu     sync.Mutex
-	recCache  map[recKey]recEntry
+	view    atomic.Pointer[chain.View] // nil until the node is ready
+	engines chan *ledger.Engine
+	started time.Time
+	faults  *faults
+	host    *p2p.Host // set before the API serves
+	recMu   sync.Mutex
+	recs    map[recKey]recEntry
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -128,14 +130,16 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now()}
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.met = newMetrics(reg)
 	n.tracker = newTracker(n.met)
 
-	db, err := store.Open(h.Data(), store.Options{Logger: log})
+	db, err := badgerstore.Open(h.Data(), badgerstore.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	n.db = db
 
 	var boot []string
 	for i, v := range gen.Validators {
@@ -154,7 +158,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		Protocols: map[protocol.ID]p2p.ProtocolLimits{
 			protoCeremony:  {MaxFrameBytes: 96 << 20, Timeout: 5 * time.Minute},
 			protoConsensus: {MaxFrameBytes: 96 << 20, Timeout: 2 * time.Minute},
-			protoSync:      {MaxFrameBytes: 96 << 20, Timeout: 2 * time.Minute},
+			protoSync:      {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute}, // uploads by hash
 			protoTx:        {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute},
 		},
 	})
@@ -188,8 +192,14 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 
 	if _, err := os.Stat(h.KeyShare()); errors.Is(err, os.ErrNotExist) {
 		log.Info("no key share yet: running the genesis key ceremony", "validators", com.N, "threshold", com.T)
+		// Deals are signed with the consensus key, so a bad deal is evidence
+		// against its dealer that anyone holding the genesis can check.
+		signWith, err := withConsensusKeys(ck, gen)
+		if err != nil {
+			return err
+		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-		keys, ks, err := runCeremony(cctx, host, p, com, self, peers, []byte(gen.ChainID), log)
+		keys, ks, err := runCeremony(cctx, host, p, com, self, peers, []byte(gen.ChainID), log, signWith)
 		cancel()
 		if err != nil {
 			return err
@@ -225,24 +235,19 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 
 	n.sys = actors.NewSystem(log)
 	defer n.sys.Shutdown()
-	n.st = actors.NewStore(n.sys, db)
+	n.upkeep = actors.NewStore(n.sys, db, actors.StoreConfig{WALWindow: 1, GCEvery: 10 * time.Minute}, log)
 	n.mem = actors.NewMempool(n.sys, 4096)
 	n.net = actors.NewNet(n.sys, host, log)
-	shards := actors.NewShards(n.sys, eng, 5*time.Minute)
+	shards := actors.NewShards(n.sys, eng, shardTimeout)
 
-	rs, err := restore(n.st, p, eng, gen.ChainID, gbook)
+	rs, err := chain.Restore(db, p, eng, gen.ChainID, gbook)
 	if err != nil {
 		return fmt.Errorf("restoring from %s: %w", h.Data(), err)
 	}
-	app, err := NewApp(AppConfig{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
-		N: com.N, T: com.T, Logger: log, Mempool: memAdapter{n.mem}, Evaluator: timedEvaluator{shards, n.met},
-		Persister: &persister{st: n.st, p: p}, Fetcher: n, Observer: (*publishing)(n),
-		Book: rs.book, Finalized: rs.finalized, LastBlock: rs.lastBlock, Credits: rs.credits})
+	wal, err := restoreWAL(db)
 	if err != nil {
-		return err
+		return fmt.Errorf("restoring the consensus WAL from %s: %w", h.Data(), err)
 	}
-	n.faults = faultsFor(dir)
-	app.faults = n.faults
 	vals := make([]consensus.Validator, len(gen.Validators))
 	for i, v := range gen.Validators {
 		pub, _ := v.PublicKey()
@@ -252,38 +257,43 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	pr, pv, pc, delta, _, err := gen.Timeouts.Durations()
+	n.vset = vset
+	n.faults = faultsFor(dir)
+	app, err := chain.New(chain.Config{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
+		N: com.N, T: com.T, Validators: vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
+		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook})
+	if err != nil {
+		return err
+	}
+	pr, pv, pc, delta, wait, err := gen.Timeouts.Durations()
 	if err != nil {
 		return err
 	}
 	machine, err := consensus.NewMachine(consensus.Config{
-		ChainID: gen.ChainID, Validators: vset, Proposer: CreditSelector{credits: app.Credits},
-		Timeouts: consensus.Timeouts{Propose: pr, ProposeDelta: delta, Prevote: pv, PrevoteDelta: delta, Precommit: pc, PrecommitDelta: delta, Rebroadcast: 2 * time.Second},
-	}, app, consensus.NewEd25519Signer(ck), rs.wal)
+		ChainID: gen.ChainID, Validators: vset, Proposer: app.Selector(), Metrics: newConsensusMetrics(reg),
+		Timeouts: consensus.Timeouts{Propose: pr, ProposeDelta: delta, Prevote: pv, PrevoteDelta: delta, Precommit: pc, PrecommitDelta: delta,
+			Rebroadcast: 2 * time.Second, WaitForWork: wait},
+	}, app, consensus.NewEd25519Signer(ck), wal)
 	if err != nil {
 		return err
 	}
 	n.cons = actors.NewConsensus(n.sys, machine, actors.ConsensusHooks{
 		Persist:   n.persistWAL,
 		Send:      n.sendConsensus,
-		Committed: func(c *consensus.Commit) { n.committed(app, c) },
+		Committed: func(c *consensus.Commit) { n.upkeep.Finalized(c.Height()) },
 		Serve:     n.serveCommit,
 	}, log)
+	defer n.cons.Stop() // before the store closes: the consensus actor writes to it
 
+	// From Start on, the consensus actor owns app: take its view first.
+	v := app.View()
+	n.view.Store(v)
 	for _, hd := range []struct {
 		proto protocol.ID
 		fn    p2p.Handler
 	}{
-		{protoConsensus, func(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
-			if n.faults == nil || !n.faults.partitioned.Load() {
-				n.cons.Deliver(b)
-			}
-			return nil, nil
-		}},
-		{protoTx, func(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
-			_, err := n.admit(b, false)
-			return nil, err
-		}},
+		{protoConsensus, n.handleConsensus},
+		{protoTx, n.handleTx},
 		{protoOpen, n.handleOpen},
 		{protoSync, n.handleSync},
 	} {
@@ -291,13 +301,11 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			return err
 		}
 	}
-	// From Start on, the consensus actor owns app: read what we need first.
-	finalized, applied := app.Finalized(), app.Book().Height()
-	n.book.Store(app.Book())
-	n.finalized.Store(finalized)
-	n.app.Store(app)
-	n.cons.Start(finalized+1, rs.last)
-	log.Info("node ready", "height", finalized, "applied", applied)
+	if err := n.followHeads(ctx); err != nil {
+		return fmt.Errorf("heads gossip: %w", err)
+	}
+	n.cons.Start(v.Height+1, rs.Last)
+	log.Info("node ready", "height", v.Height, "applied", v.Book.Height())
 
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -307,10 +315,16 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			log.Info("node stopping")
 			return nil
 		case <-t.C:
-			n.met.Mempool.Set(float64(n.mem.Size()))
+			if size, err := n.mem.Size(); err == nil {
+				n.met.Mempool.Set(float64(size))
+			}
 		}
 	}
 }
+
+// shardTimeout bounds one batch evaluation on a shard actor (a crash is
+// reported at once; this only catches an evaluation that hangs).
+const shardTimeout = 2 * time.Minute
 
 func mustSet(name string) ledger.ParamSet {
 	s, err := ledger.ParamSetByName(name)
@@ -318,6 +332,23 @@ func mustSet(name string) ledger.ParamSet {
 		return ledger.ParamSet{Name: name}
 	}
 	return s
+}
+
+// restoreWAL reads the consensus records a restarted machine replays.
+func restoreWAL(db store.WAL) ([]consensus.WALRecord, error) {
+	recs, err := db.Records()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]consensus.WALRecord, 0, len(recs))
+	for _, b := range recs {
+		w, err := consensus.DecodeWALRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 type timedEvaluator struct {
@@ -334,299 +365,29 @@ func (t timedEvaluator) Evaluate(book *ledger.Book, batches []*ledger.Batch, blo
 	return out, err
 }
 
-// memAdapter exposes the mempool actor as the App's Mempool.
-type memAdapter struct{ m *actors.Mempool }
-
-func (a memAdapter) Candidates(max int, minAge time.Duration) []*Upload {
-	return a.m.Candidates(max, minAge)
-}
-func (a memAdapter) Get(h [32]byte) (*Upload, bool) { return a.m.Get(h) }
-func (a memAdapter) Opens(max int) []OpenOp {
-	var out []OpenOp
-	for _, o := range a.m.Opens(max) {
-		out = append(out, OpenOp{SignPub: o.SignPub, Kind: o.Kind, Sig: o.Sig})
-	}
-	return out
-}
-func (a memAdapter) Committed(b *Block) {
-	var hs [][32]byte
-	for _, s := range b.Subs {
-		hs = append(hs, s.CTHash)
-	}
-	var ops [][]byte
-	for _, o := range b.Opens {
-		ops = append(ops, o.SignPub)
-	}
-	a.m.Committed(hs, ops)
-}
-
+// persistWAL runs on the consensus actor: nothing is sent before it returns.
 func (n *Node) persistWAL(recs []consensus.WALRecord) error {
-	return n.st.Do(func(db store.Backend) error {
-		for _, r := range recs {
-			if err := db.Append(r.Height(), consensus.EncodeWALRecord(r)); err != nil {
-				return err
-			}
+	for _, r := range recs {
+		if err := n.db.Append(r.Height(), consensus.EncodeWALRecord(r)); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
-func (n *Node) sendConsensus(to int, msg []byte) {
-	if n.faults != nil && n.faults.partitioned.Load() {
-		return
-	}
-	if to == consensus.Broadcast {
-		for i, id := range n.peers {
-			if i != n.self {
-				n.net.Send(id, protoConsensus, msg)
-			}
-		}
-		return
-	}
-	if to >= 0 && to < len(n.peers) && to != n.self {
-		n.net.Send(n.peers[to], protoConsensus, msg)
-	}
-}
+// publisher is the chain application's observer: it publishes each
+// finalized height's view for API readers, then tells the tracker (which
+// wakes waiters), so a client woken by a decision always sees the state it
+// was told about.
+type publisher Node
 
-// publishing is the App's observer: it publishes the new book and height to
-// API readers before telling waiters, so a client woken by a decision (an
-// account opened, a transfer decided) always sees the state it was told about.
-type publishing Node
-
-func (p *publishing) publish(h uint64) {
+func (p *publisher) Finalized(v *chain.View) {
 	n := (*Node)(p)
-	if app := n.app.Load(); app != nil {
-		n.book.Store(app.Book())
-		cr := app.Credits()
-		n.credits.Store(&cr)
+	n.view.Store(v)
+	n.tracker.Finalized(v)
+	for _, f := range v.Faulty {
+		n.log.Warn("validator sent a wrong extension; outvoted and denied credit", "validator", f, "height", v.Decided)
+		n.met.ValidatorFaults.WithLabelValues(strconv.Itoa(f)).Inc()
 	}
-	n.finalized.Store(h)
-}
-
-func (p *publishing) Included(h uint64, b *Block) { p.publish(h); p.tracker.Included(h, b) }
-func (p *publishing) Decided(h uint64, outs []ledger.Outcome) {
-	p.publish(h + 1)
-	p.tracker.Decided(h, outs)
-}
-func (p *publishing) Opened(h uint64, accts []*ledger.Account) {
-	p.publish(h)
-	p.tracker.Opened(h, accts)
-}
-
-func (n *Node) committed(app *App, c *consensus.Commit) {
-	n.book.Store(app.Book())
-	n.finalized.Store(c.Height())
-	if h := c.Height(); h > ledger.DefaultWindow+2 {
-		_ = n.st.Do(func(db store.Backend) error { return db.TruncateBefore(h - 1) })
-	}
-}
-
-// serveCommit answers a lagging validator with a run of consecutive
-// decisions from the store: the machine flags a lagging peer at most once per
-// rebroadcast period, so one decision per flag would never catch up with a
-// live chain. The ordered stream delivers them in order.
-func (n *Node) serveCommit(req consensus.CommitRequest) {
-	last := n.finalized.Load()
-	n.log.Debug("serving a lagging validator", "validator", req.Validator, "from", req.Height, "to", min(last, req.Height+serveRun-1))
-	for h := req.Height; h <= last && h < req.Height+serveRun; h++ {
-		var value, cert []byte
-		err := n.st.Do(func(db store.Backend) error {
-			var e error
-			if value, e = db.Block(h); e != nil {
-				return e
-			}
-			cert, e = db.Cert(h)
-			return e
-		})
-		if err != nil {
-			n.log.Debug("cannot serve lagging validator", "validator", req.Validator, "height", h, "err", err)
-			return
-		}
-		msg, err := consensus.DecodeMessage(cert)
-		if err != nil {
-			n.log.Warn("stored certificate does not decode", "height", h, "err", err)
-			return
-		}
-		cm, ok := msg.(*consensus.Commit)
-		if !ok {
-			return
-		}
-		cm.Value = value
-		n.sendConsensus(req.Validator, consensus.EncodeMessage(cm))
-	}
-}
-
-// serveRun is how many consecutive decisions one catch-up answer carries.
-const serveRun = 32
-
-// admit decodes and pre-checks an upload, adds it to the mempool and, for
-// uploads from clients, relays it to the other validators.
-func (n *Node) admit(body []byte, relay bool) ([]string, error) {
-	var sub ledger.Submission
-	if err := sub.UnmarshalBinary(body); err != nil {
-		n.met.Submissions.WithLabelValues("malformed").Inc()
-		return nil, &ledger.RejectError{Reason: ledger.RejectMalformed}
-	}
-	hash := sha256.Sum256(sub.Ciphertext)
-	ids := make([]string, len(sub.Envelopes))
-	book := n.book.Load()
-	for i := range sub.Envelopes {
-		e := &sub.Envelopes[i]
-		if e.CTHash != hash {
-			return nil, fmt.Errorf("%w: envelope %d does not sign this ciphertext", &ledger.RejectError{Reason: ledger.RejectMalformed}, i)
-		}
-		if book != nil {
-			switch r := book.Check(e); r {
-			case ledger.Accepted, ledger.RejectFutureHeight:
-			default:
-				n.met.Submissions.WithLabelValues(r.Code()).Inc()
-				return nil, &ledger.RejectError{Reason: r}
-			}
-		}
-		id := e.ID()
-		ids[i] = hex.EncodeToString(id[:])
-	}
-	ct, err := n.p.DecodeUpload(sub.Ciphertext)
-	if err != nil {
-		n.met.Submissions.WithLabelValues("malformed").Inc()
-		return nil, err
-	}
-	u := &Upload{Hash: hash, Raw: sub.Ciphertext, CT: ct, Envs: sub.Envelopes, Received: time.Now()}
-	if n.mem.Add(u) {
-		n.tracker.submittedNow(sub.Envelopes)
-		n.met.Submissions.WithLabelValues("accepted").Inc()
-		if relay {
-			for i, id := range n.peers {
-				if i != n.self {
-					n.net.Send(id, protoTx, body)
-				}
-			}
-		}
-	}
-	return ids, nil
-}
-
-func (n *Node) relayOpen(o actors.Open) {
-	b := append([]byte{byte(o.Kind)}, o.SignPub...)
-	b = append(b, o.Sig...)
-	for i, id := range n.peers {
-		if i != n.self {
-			n.net.Send(id, protoOpen, b)
-		}
-	}
-}
-
-func (n *Node) handleOpen(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
-	if len(b) != 1+32+64 {
-		return nil, errors.New("bad open message")
-	}
-	n.mem.AddOpen(actors.Open{Kind: ledger.AccountKind(b[0]), SignPub: append([]byte(nil), b[1:33]...), Sig: append([]byte(nil), b[33:]...)})
-	return nil, nil
-}
-
-// handleSync serves an upload's bytes by ciphertext hash.
-func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
-	if len(b) != 32 {
-		return nil, errors.New("bad sync request")
-	}
-	var h [32]byte
-	copy(h[:], b)
-	if u, ok := n.mem.Get(h); ok {
-		return u.Raw, nil
-	}
-	var raw []byte
-	err := n.st.Do(func(db store.Backend) error {
-		var e error
-		raw, e = db.GetMeta(uploadKey(h))
-		return e
-	})
-	if err != nil {
-		return nil, fmt.Errorf("upload %x not held here", h[:8])
-	}
-	return raw, nil
-}
-
-// Fetch implements Fetcher: the store first, then each peer.
-func (n *Node) Fetch(ctx context.Context, h [32]byte) ([]byte, error) {
-	var raw []byte
-	if err := n.st.Do(func(db store.Backend) error {
-		var e error
-		raw, e = db.GetMeta(uploadKey(h))
-		return e
-	}); err == nil {
-		return raw, nil
-	}
-	var last error
-	for i, id := range n.peers {
-		if i == n.self {
-			continue
-		}
-		b, err := n.net.Host.Request(ctx, id, protoSync, h[:])
-		if err == nil {
-			return b, nil
-		}
-		last = err
-	}
-	return nil, fmt.Errorf("no peer has upload %x: %w", h[:8], last)
-}
-
-func (n *Node) queryEngine() *ledger.Engine    { return <-n.engines }
-func (n *Node) releaseEngine(e *ledger.Engine) { n.engines <- e }
-
-// Status reports the node's view for the API.
-func (n *Node) Status() api.Status {
-	st := api.Status{Chain: n.gen.ChainID, Node: n.name, ValidatorIndex: n.self, Validators: n.com.N, Threshold: n.com.T,
-		Height: n.finalized.Load()}
-	st.Peers = len(n.host.Peers())
-	app := n.app.Load()
-	if app == nil {
-		return st
-	}
-	st.Ready = true
-	if b := n.book.Load(); b != nil {
-		st.AppliedHeight = b.Height()
-	}
-	if r, err := n.cons.Round(); err == nil {
-		st.Round = uint32(r.Round)
-	}
-	c, rj, tps, fin := n.tracker.rates()
-	st.CommittedTransfers, st.RejectedTransfers, st.TransfersPerSecond = c, rj, tps
-	st.LastFinalityMillis = float64(fin) / float64(time.Millisecond)
-	st.Mempool = n.mem.Size()
-	if cr := n.credits.Load(); cr != nil {
-		st.WorkCredits = append([]int64(nil), (*cr)...)
-	}
-	return st
-}
-
-// recomposed returns the recomposed state of a shard at a height, computed
-// once and shared by every balance query of that height.
-func (n *Node) recomposed(eng *ledger.Engine, shard uint32, h uint64, st *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
-	key := recKey{shard, h}
-	n.recMu.Lock()
-	if e, ok := n.recCache[key]; ok && e.state == st {
-		n.recMu.Unlock()
-		return e.sum, nil
-	}
-	n.recMu.Unlock()
-	sum, err := eng.Recompose(st)
-	if err != nil {
-		return nil, err
-	}
-	n.recMu.Lock()
-	defer n.recMu.Unlock()
-	if n.recCache == nil || len(n.recCache) >= 32 {
-		n.recCache = map[recKey]recEntry{}
-	}
-	n.recCache[key] = recEntry{state: st, sum: sum}
-	return sum, nil
-}
-
-type recKey struct {
-	shard uint32
-	h     uint64
-}
-
-type recEntry struct {
-	state, sum *rlwe.Ciphertext
+	n.announce(v)
 }

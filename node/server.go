@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -16,10 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/zkbank/zkbank/actors"
 	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/ledger"
-	"github.com/zkbank/zkbank/store"
 )
 
 // maxUpload bounds a POST /v1/transfers body (a bundle is one ciphertext).
@@ -62,7 +60,7 @@ func writeErr(w http.ResponseWriter, code int, errCode, msg string) {
 }
 
 func (s *server) ready(w http.ResponseWriter) bool {
-	if s.n.app.Load() == nil {
+	if s.n.view.Load() == nil {
 		writeErr(w, http.StatusServiceUnavailable, "not_ready", "node is not ready yet (key ceremony or startup in progress)")
 		return false
 	}
@@ -103,7 +101,7 @@ func (s *server) account(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
 		return
 	}
-	book := s.n.book.Load()
+	book := s.n.view.Load().Book
 	a, ok := book.Account(id)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())
@@ -130,22 +128,26 @@ func (s *server) open(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "kind must be deposit or card")
 		return
 	}
-	if err1 != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, ledger.OpenAccountBytes(s.n.gen.ChainID, kind), sig) {
+	op := chain.Open{SignPub: pub, Kind: kind, Sig: sig}
+	if err1 != nil || err2 != nil || !op.Valid(s.n.gen.ChainID) {
 		writeErr(w, http.StatusBadRequest, "bad_signature", "signature does not verify")
 		return
 	}
 	id := ledger.AccountIDOf(pub)
-	if a, ok := s.n.book.Load().Account(id); ok {
-		writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, s.n.book.Load().Height())})
-		return
+	if book := s.n.view.Load().Book; book != nil {
+		if a, ok := book.Account(id); ok {
+			writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, book.Height())})
+			return
+		}
 	}
 	ch := s.n.tracker.waitOpen(id)
-	op := actors.Open{SignPub: pub, Kind: kind, Sig: sig}
-	s.n.mem.AddOpen(op)
-	s.n.relayOpen(op)
+	if err := s.n.addOpen(op, true); err != nil {
+		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
 	select {
 	case a := <-ch:
-		writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, s.n.book.Load().Height())})
+		writeJSON(w, http.StatusOK, api.OpenResponse{Account: toAPI(a, s.n.view.Load().Book.Height())})
 	case <-time.After(60 * time.Second):
 		writeErr(w, http.StatusGatewayTimeout, "timeout", "account opening not committed within 60 s")
 	case <-r.Context().Done():
@@ -188,18 +190,11 @@ func (s *server) transfer(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "transfer id must be 64 hex digits")
 		return
 	}
-	var rec []byte
-	err = s.n.st.Do(func(db store.Backend) error {
-		var e error
-		rec, e = db.Status(raw)
-		return e
-	})
+	sr, err := chain.StoredStatus(s.n.db, [32]byte(raw))
 	if err != nil {
 		writeJSON(w, http.StatusOK, api.TransferStatus{ID: id, Status: api.StatusUnknown})
 		return
 	}
-	var sr StatusRecord
-	_ = json.Unmarshal(rec, &sr)
 	writeJSON(w, http.StatusOK, api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To})
 }
 
@@ -209,22 +204,17 @@ func (s *server) block(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "height must be a number")
 		return
 	}
-	var value []byte
-	err = s.n.st.Do(func(db store.Backend) error {
-		var e error
-		value, e = db.Block(h)
-		return e
-	})
+	value, err := s.n.db.Block(h)
 	if err != nil {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no block at height %d", h))
 		return
 	}
-	b, err := DecodeBlock(value)
+	b, err := chain.DecodeBlock(value)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "corrupt", err.Error())
 		return
 	}
-	hash := Hash(value)
+	hash := chain.Hash(value)
 	out := api.Block{Height: h, Hash: hex.EncodeToString(hash[:]), Time: time.UnixMilli(int64(b.TimeMs)).UTC().Format(time.RFC3339Nano)}
 	for _, sub := range b.Subs {
 		for i := range sub.Envelopes {
@@ -265,7 +255,7 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "sign_pub, signature (hex) and owner_pk (base64) are required")
 		return
 	}
-	book := s.n.book.Load()
+	book := s.n.view.Load().Book
 	acct, ok := book.Account(id)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())

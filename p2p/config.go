@@ -91,7 +91,7 @@ type Config struct {
 	// default DefaultStreamTimeout.
 	StreamTimeout time.Duration
 	// Protocols overrides the cap and timeout of particular protocols, e.g.
-	// /zkbank/ceremony/1 with a 64 MiB cap. Both ends must agree.
+	// /zkbank/ceremony/2 with a 64 MiB cap. Both ends must agree.
 	Protocols map[protocol.ID]ProtocolLimits
 	// MaxGossipBytes caps a gossip message, published or received; default
 	// DefaultMaxGossipBytes, at most 256 KiB.

@@ -1,20 +1,17 @@
-// Package store is the validator node's persistence layer: a byte-oriented
-// key-value schema over Badger v4, plus an in-memory twin for tests.
+// Package store is the validator node's persistence contract: the Backend
+// interface (write-ahead log, blocks and certificates, shard states by
+// height, node metadata, transfer statuses, atomic per-height Commit), its
+// sentinel errors, and Memory, an in-memory Backend for other packages'
+// tests.
 //
-// It owns the on-disk layout of six kinds of record — consensus write-ahead
-// records, committed blocks and their commit certificates by height, encrypted
-// shard states by height, node metadata, transfer status records and the
-// account index — and the durability rules that tie them together: a WAL
-// record is synced before Append returns, and Commit applies a height's block,
-// states, statuses and the new last-applied height in one synced Badger
-// transaction, so a crash never leaves a height half applied.
+// The durable implementation, over Badger v4, is package store/badgerstore;
+// it returns this package's sentinel errors, so callers branch with
+// errors.Is(err, store.ErrNotFound) whichever Backend they hold. The contract
+// both implementations pass is package store/storetest.
 //
-// Values are opaque []byte. Every stored value carries a CRC-32C over its key
-// and payload, so a torn or garbage value is reported as ErrCorrupt instead of
-// being handed to a decoder.
-//
-// store must never import the ledger, consensus, actors or p2p packages (or
-// Lattigo, protoactor or libp2p): they depend on it through the narrow
-// interfaces below, never the other way round. See docs/STORAGE.md for the
-// key layout, durability rules, crash semantics and what is not defended.
+// Values are opaque []byte. store imports no other package of this module and
+// no storage engine (no Badger): a package that only needs the interfaces and
+// Memory (the chain application and its tests) can import it without pulling
+// in Badger. .ci/layering enforces that. See docs/STORAGE.md for the key
+// layout, durability rules, crash semantics and what is not defended.
 package store

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
-// Sentinel errors. Every error the package returns wraps one of these or an
-// underlying I/O error, so callers branch with errors.Is.
+// Sentinel errors. Every error a Backend returns wraps one of these or an
+// underlying I/O error, so callers branch with errors.Is, whichever
+// implementation they hold.
 var (
 	// ErrNotFound: no value is stored under the requested key.
 	ErrNotFound = errors.New("store: not found")
@@ -16,14 +18,30 @@ var (
 	// ErrOutOfOrder: a Commit height is not last-applied+1, or a WAL record's
 	// height is below that of the previous record.
 	ErrOutOfOrder = errors.New("store: out of order")
-	// ErrTooLarge: a Commit does not fit in one Badger transaction (too many
-	// small records for the memtable size; large values do not count).
+	// ErrTooLarge: a Commit does not fit in one transaction of the backend
+	// (Badger: too many small records for the memtable size; large values
+	// do not count).
 	ErrTooLarge = errors.New("store: batch too large for one transaction")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
-	// ErrInvalid: an argument is malformed (empty id or key).
+	// ErrInvalid: an argument is malformed (empty id or key, or one longer
+	// than MaxIDLen).
 	ErrInvalid = errors.New("store: invalid argument")
 )
+
+// MaxIDLen is the longest transfer id or metadata key a Backend accepts. It
+// keeps keys well inside Badger's 64 KiB key limit.
+const MaxIDLen = 1024
+
+// CheckID returns nil if id is a valid transfer id or metadata key (1 to
+// MaxIDLen bytes), and otherwise an error wrapping ErrInvalid. Every Backend
+// validates ids with it, so they accept and refuse the same ones.
+func CheckID(id []byte) error {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return fmt.Errorf("%w: id of %d bytes (want 1..%d)", ErrInvalid, len(id), MaxIDLen)
+	}
+	return nil
+}
 
 // WAL is the consensus write-ahead log. Records are opaque; the height lets
 // the log be truncated once a height is committed.
@@ -38,18 +56,17 @@ type WAL interface {
 	TruncateBefore(height uint64) error
 }
 
-// BlockStore keeps committed blocks and their commit certificates by height.
+// BlockStore reads committed blocks and their commit certificates by height.
+// They are written by Commit.
 type BlockStore interface {
-	// SaveBlock stores a block and its certificate, synced before return.
-	SaveBlock(height uint64, block, cert []byte) error
 	Block(height uint64) ([]byte, error)
 	Cert(height uint64) ([]byte, error)
-	// LastHeight is the highest height with a stored block, 0 if none.
-	LastHeight() (uint64, error)
 }
 
 // StateStore keeps each shard's encrypted state by height.
 type StateStore interface {
+	// PutState stores one shard's state outside a Commit (the node re-files
+	// the state kept across a Prune); it is synced before it returns.
 	PutState(height uint64, shard uint32, data []byte) error
 	State(height uint64, shard uint32) ([]byte, error)
 	// Prune deletes the states of every height below keepFrom. It is
@@ -57,23 +74,17 @@ type StateStore interface {
 	Prune(keepFrom uint64) error
 }
 
-// Meta keeps small node metadata (chain id, genesis hash, work credits).
-// The last-applied height is not in this namespace: see Committer.
+// Meta reads small node metadata (work credits, account registry, uploads).
+// It is written and deleted by Commit (Batch.Meta, Batch.DeleteMeta). The
+// last-applied height is not in this namespace: see Committer.
 type Meta interface {
 	GetMeta(key string) ([]byte, error)
-	PutMeta(key string, value []byte) error
 }
 
-// Status keeps transfer status records: transfer id -> opaque record.
+// Status reads transfer status records (transfer id -> opaque record),
+// written by Commit (Batch.Statuses).
 type Status interface {
-	PutStatus(id, rec []byte) error
 	Status(id []byte) ([]byte, error)
-}
-
-// Accounts keeps the account index: account id -> opaque record.
-type Accounts interface {
-	PutAccount(id, rec []byte) error
-	Account(id []byte) ([]byte, error)
 }
 
 // Committer applies a whole height at once.
@@ -86,18 +97,17 @@ type Committer interface {
 	LastApplied() (uint64, error)
 }
 
-// Backend is everything a node needs from its store. *Store (Badger) and
-// *Memory both implement it.
+// Backend is everything a node needs from its store. *badgerstore.Store
+// (package store/badgerstore) and *Memory both implement it.
 type Backend interface {
 	WAL
 	BlockStore
 	StateStore
 	Meta
 	Status
-	Accounts
 	Committer
-	// RunGC reclaims value-log space freed by Prune and overwrites; it
-	// returns how many value-log files were rewritten.
+	// RunGC reclaims space freed by Prune and overwrites (Badger: value-log
+	// files); it returns how many files were rewritten.
 	RunGC(ctx context.Context) (int, error)
 	Close() error
 }
@@ -108,10 +118,10 @@ type Batch struct {
 	Cert     []byte
 	States   []ShardState
 	Statuses []Record // Key is the transfer id.
-	Accounts []Record // Key is the account id.
 	Meta     []Record // Key is the metadata key.
 	// DeleteMeta removes metadata keys in the same transaction (e.g. uploads
-	// no longer needed once the height that decided them is durable).
+	// no longer needed once the height that decided them is durable). A key
+	// both in Meta and in DeleteMeta ends up deleted.
 	DeleteMeta [][]byte
 }
 
@@ -127,7 +137,4 @@ type Record struct {
 	Value []byte
 }
 
-var (
-	_ Backend = (*Store)(nil)
-	_ Backend = (*Memory)(nil)
-)
+var _ Backend = (*Memory)(nil)

@@ -63,11 +63,6 @@ func (l Layout) Resumable() bool {
 	return err == nil
 }
 
-// Threshold is the decryption threshold for n validators: N - floor((N-1)/3),
-// so any quorum that can commit can also decrypt, and f = floor((N-1)/3)
-// faulty validators can neither decrypt nor block decryption.
-func Threshold(n int) int { return n - (n-1)/3 }
-
 var demoNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter"}
 
 // DemoName is the i-th demo account's name.
@@ -94,7 +89,7 @@ func BuildGenesis(chain string, vals []InitInfo, accounts []genesis.Account, cre
 	g := &genesis.Genesis{
 		ChainID:   chain,
 		ParamSet:  ledger.ZKB128.Name,
-		Threshold: Threshold(len(vals)),
+		Threshold: genesis.DefaultThreshold(len(vals)),
 		Accounts:  accounts,
 		Created:   created.UTC().Truncate(time.Second),
 	}

@@ -153,7 +153,7 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 	node0 := fmt.Sprintf("http://127.0.0.1:%d", base+4)
 
 	tn := startTestnet(t, bin, args...)
-	mustContain(t, "summary", tn.out.String(), "4 validators, 3-of-4 threshold key", "alice", "1000.00", "available 500.00 of 500.00 credit")
+	mustContain(t, "summary", tn.out.String(), "4 validators, 2-of-4 threshold key", "alice", "1000.00", "available 500.00 of 500.00 credit")
 
 	// A transfer between two demo wallets, then both balances decrypted.
 	code, out, _ := cli(t, bin, "wallet", "send", "--wallet", w("alice"), "--to", w("bob"), "--amount", "12.34")

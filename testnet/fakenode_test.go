@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,6 +28,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("ZKBANK_FAKE_NODE") == "1" {
 		os.Exit(fakeZkbank(os.Args[1:]))
+	}
+	if os.Getenv("ZKBANK_FAKE_TESTNET") == "1" {
+		os.Exit(fakeTestnet(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -57,8 +61,20 @@ func fakeZkbank(args []string) int {
 	}
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	home := fs.String("home", "", "")
+	parentFD := fs.Int(ParentFDFlag, -1, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	ctx := context.Background()
+	if *parentFD >= 0 {
+		var cancel context.CancelFunc
+		var err error
+		ctx, cancel, err = WithParent(ctx, *parentFD, slog.New(slog.NewTextHandler(os.Stdout, nil)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake node:", err)
+			return 2
+		}
+		defer cancel()
 	}
 	if _, err := os.Stat(filepath.Join(*home, "genesis.json")); err != nil {
 		fmt.Fprintln(os.Stderr, "fake node: no genesis.json in home")
@@ -92,10 +108,42 @@ func fakeZkbank(args []string) int {
 	} else {
 		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	}
-	<-sig
+	select {
+	case <-sig:
+	case <-ctx.Done():
+	}
 	fmt.Println("fake node: stopping")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	srv.Shutdown(ctx)
+	srv.Shutdown(sctx)
+	return 0
+}
+
+// fakeTestnet is `zkbank testnet` as main.go runs it, with fake validators:
+// the process whose death the validators must not survive.
+func fakeTestnet(args []string) int {
+	fs := flag.NewFlagSet("testnet", flag.ContinueOnError)
+	dir := fs.String("dir", "", "")
+	validators := fs.Int("validators", 2, "")
+	p2pPort := fs.Int("p2p-port", 0, "")
+	apiPort := fs.Int("api-port", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	os.Setenv("ZKBANK_FAKE_NODE", "1") // for the validators this process starts
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake testnet:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = Run(ctx, RunConfig{Dir: *dir, Validators: *validators, Accounts: 2, Exe: exe, Demo: false,
+		Ports: Ports{P2P: *p2pPort, API: *apiPort}, ReadyTimeout: time.Minute, StopGrace: 3 * time.Second,
+		StatusEvery: 100 * time.Millisecond, Out: os.Stdout, Err: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake testnet:", err)
+		return 1
+	}
 	return 0
 }

@@ -46,15 +46,24 @@ func (p *Proc) Exited() (bool, error) {
 type Cluster struct {
 	Layout Layout
 	Procs  []*Proc
+
+	lifeline *os.File      // write end of the validators' lifeline pipe, held until Stop
+	thread   *lockedThread // the thread that forks the validators, kept until Stop
 }
 
 // Start launches `exe node --home DIR` for every validator of g, logging to
-// DIR/node.log (appended, so a resumed chain keeps its history).
+// DIR/node.log (appended, so a resumed chain keeps its history). The
+// validators stop by themselves if this process dies without calling Stop.
 func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
 	if err := checkPorts(g); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Layout: l}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("lifeline pipe: %w", err)
+	}
+	defer r.Close() // each validator holds its own copy of the read end
+	c := &Cluster{Layout: l, lifeline: w, thread: startLockedThread()}
 	for i, v := range g.Validators {
 		logf, err := os.OpenFile(l.Log(i), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
@@ -62,10 +71,10 @@ func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
 			return nil, err
 		}
 		fmt.Fprintf(logf, "\n=== zkbank testnet: starting %s at %s ===\n", v.Name, time.Now().Format(time.RFC3339))
-		cmd := exec.Command(exe, "node", "--home", l.Home(i))
-		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd := exec.Command(exe, "node", "--home", l.Home(i), "--"+ParentFDFlag, strconv.Itoa(lifelineFD))
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = r, logf, logf
 		cmd.SysProcAttr = sysProcAttr()
-		err = cmd.Start()
+		err = c.thread.do(cmd.Start)
 		logf.Close() // the child holds its own descriptor
 		if err != nil {
 			c.Stop(0)
@@ -254,6 +263,12 @@ func (c *Cluster) Stop(grace time.Duration) []string {
 			killed = append(killed, p.Name)
 		}
 		os.Remove(c.Layout.PIDFile(p.Index))
+	}
+	// Every validator has exited: neither mechanism is needed any more.
+	if c.lifeline != nil {
+		c.lifeline.Close()
+		c.thread.close()
+		c.lifeline, c.thread = nil, nil
 	}
 	return killed
 }

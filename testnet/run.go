@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -91,6 +93,13 @@ func Prepare(ctx context.Context, cfg RunConfig, say func(string)) (*genesis.Gen
 // ends, when it stops the validators. A clean stop returns nil.
 func Run(ctx context.Context, cfg RunConfig) error {
 	cfg.defaults()
+	// With SIGPIPE notified, a write to a closed stdout or stderr (`zkbank
+	// testnet | tee` after tee died) fails with EPIPE instead of killing this
+	// process before it stops the validators; Notify rather than Ignore, so
+	// the validators do not inherit an ignored SIGPIPE.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	l := Layout{Dir: cfg.Dir}
 	g, resumed, err := Prepare(ctx, cfg, func(s string) { fmt.Fprintln(cfg.Err, s) })
 	if err != nil {

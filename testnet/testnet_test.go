@@ -18,10 +18,10 @@ import (
 	"github.com/zkbank/zkbank/wallet"
 )
 
-func TestThresholdIsNMinusF(t *testing.T) {
-	for n, want := range map[int]int{1: 1, 2: 2, 3: 3, 4: 3, 5: 4, 6: 5, 7: 5, 10: 7, 16: 11} {
-		if got := Threshold(n); got != want {
-			t.Errorf("Threshold(%d) = %d, want %d", n, got, want)
+func TestDefaultThresholdIsFPlusOne(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2, 7: 3, 10: 4, 16: 6} {
+		if got := genesis.DefaultThreshold(n); got != want {
+			t.Errorf("DefaultThreshold(%d) = %d, want %d", n, got, want)
 		}
 	}
 }
@@ -41,7 +41,7 @@ func TestBuildGenesis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Threshold != 3 || len(g.Validators) != 4 || g.ParamSet != "zkb128" || g.ChainID != "zkbank-testnet-x" {
+	if g.Threshold != 2 || len(g.Validators) != 4 || g.ParamSet != "zkb128" || g.ChainID != "zkbank-testnet-x" {
 		t.Fatalf("%+v", g)
 	}
 	for i, v := range g.Validators {
@@ -149,7 +149,7 @@ func TestRun_CreatesStartsStopsAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Validators) != 2 || g.Threshold != 2 || len(g.Accounts) != 2+2+demoLoaders {
+	if len(g.Validators) != 2 || g.Threshold != genesis.DefaultThreshold(2) || len(g.Accounts) != 2+2+demoLoaders {
 		t.Fatalf("genesis: %d validators, threshold %d, %d accounts", len(g.Validators), g.Threshold, len(g.Accounts))
 	}
 	var supply uint64

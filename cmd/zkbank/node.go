@@ -10,11 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/zkbank/zkbank/node"
+	"github.com/zkbank/zkbank/testnet"
 )
 
 // newNodeCmd is `zkbank node`: run a validator, or `node init` its home.
 func newNodeCmd() *cobra.Command {
 	var home, logLevel, logFormat string
+	parentFD := -1
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a validator (one libp2p host, one actor system, one Badger store)",
@@ -36,12 +38,23 @@ themselves; every later start resumes from data/.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if parentFD >= 0 {
+				var cancel context.CancelFunc
+				ctx, cancel, err = testnet.WithParent(ctx, parentFD, logger)
+				if err != nil {
+					return err
+				}
+				defer cancel()
+			}
 			return node.Run(ctx, home, logger)
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", ".", "validator home directory")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	// Hidden: `zkbank testnet` passes it so its validators never outlive it.
+	cmd.Flags().IntVar(&parentFD, testnet.ParentFDFlag, -1, "stop cleanly when this inherited descriptor (0: stdin) reaches EOF")
+	cmd.Flags().MarkHidden(testnet.ParentFDFlag)
 
 	var p2pAddrs, bootstrap []string
 	var api string

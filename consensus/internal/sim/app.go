@@ -21,6 +21,7 @@ type App struct {
 	extSize int
 	blocks  []*consensus.Commit // durable: survives a crash
 	nonce   uint64              // in memory only
+	work    bool                // work waiting to be proposed (Scenario.WaitForWork)
 	hashes  map[string][32]byte
 	onFinal func(h uint64, value []byte, cert *consensus.CommitCertificate) error
 }
@@ -58,6 +59,10 @@ func extension(h uint64, i int, vh [32]byte, size int) []byte {
 	}
 	return out
 }
+
+// HasWork makes App a consensus.WorkSignaler; it only matters when the
+// scenario sets WaitForWork.
+func (a *App) HasWork(uint64) bool { return a.work }
 
 func (a *App) BuildProposal(h uint64, last *consensus.CommitCertificate) ([]byte, error) {
 	a.nonce++
@@ -148,6 +153,7 @@ func (a *App) Finalize(h uint64, value []byte, cert *consensus.CommitCertificate
 		}
 	}
 	a.blocks = append(a.blocks, &consensus.Commit{Cert: cert, Value: value})
+	a.work = false // the block took it
 	return nil
 }
 

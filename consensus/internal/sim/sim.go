@@ -27,13 +27,18 @@ type Scenario struct {
 	// heights within Deadline of logical time (liveness).
 	MoreHeights int
 	Deadline    time.Duration
+	// WaitForWork, if set, is the validators' Timeouts.WaitForWork: their
+	// application then has work only sometimes (it arrives at random times
+	// at every validator, which steps WorkAvailable, and a block consumes it),
+	// so round-0 proposers wait for work or propose empty values.
+	WaitForWork time.Duration
 }
 
 // Scenarios run by the default tests.
 var Scenarios = []Scenario{
 	{Name: "lossy", Loss: 0.10, Dup: 0.10, MinDelay: time.Millisecond, MaxDelay: 40 * time.Millisecond, HealAt: 500 * time.Millisecond, MoreHeights: 2, Deadline: time.Minute},
 	{Name: "partition", Loss: 0.05, Dup: 0.05, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond, Partitions: true, HealAt: 1200 * time.Millisecond, MoreHeights: 2, Deadline: 2 * time.Minute},
-	{Name: "crash", Loss: 0.05, Dup: 0.05, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond, Crashes: true, HealAt: time.Second, MoreHeights: 2, Deadline: 2 * time.Minute},
+	{Name: "crash", Loss: 0.05, Dup: 0.05, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond, Crashes: true, HealAt: time.Second, MoreHeights: 2, Deadline: 2 * time.Minute, WaitForWork: 100 * time.Millisecond},
 	{Name: "byzantine", Loss: 0.05, Dup: 0.05, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond, Byzantine: true, HealAt: 600 * time.Millisecond, MoreHeights: 2, Deadline: 2 * time.Minute},
 	{Name: "chaos", Loss: 0.10, Dup: 0.10, MinDelay: time.Millisecond, MaxDelay: 40 * time.Millisecond, Partitions: true, Crashes: true, Byzantine: true, HealAt: 1200 * time.Millisecond, MoreHeights: 2, Deadline: 3 * time.Minute},
 }
@@ -197,7 +202,9 @@ func newSim(sc Scenario, opt Options) *Sim {
 }
 
 func (s *Sim) config() consensus.Config {
-	return consensus.Config{ChainID: chainID, Validators: s.vals, Timeouts: simTimeouts, Verifier: s.verifier}
+	t := simTimeouts
+	t.WaitForWork = s.sc.WaitForWork
+	return consensus.Config{ChainID: chainID, Validators: s.vals, Timeouts: t, Verifier: s.verifier}
 }
 
 func (s *Sim) tracef(format string, args ...any) {
@@ -220,6 +227,9 @@ func (s *Sim) run() error {
 	if s.opt.Heights == 0 {
 		s.scheduleFaults()
 		s.push(&event{at: s.sc.HealAt, kind: evHeal})
+		if s.sc.WaitForWork > 0 {
+			s.pushWork()
+		}
 	}
 	for _, nd := range s.nodes {
 		if nd.byz != nil {
@@ -464,10 +474,28 @@ func (s *Sim) handle(e *event) {
 		}
 		s.target = s.maxHonestHeight() + uint64(s.sc.MoreHeights)
 		s.tracef("heal: target height %d", s.target)
+	case evWork:
+		s.tracef("work available")
+		for _, x := range s.nodes {
+			x.app.work = true
+			if !x.up {
+				continue
+			}
+			if err := x.m.Step(consensus.WorkAvailable{}); err != nil && !errors.Is(err, consensus.ErrApplication) {
+				s.fail("v%d WorkAvailable: %v", x.id, err)
+			}
+			s.flush(x)
+		}
+		s.pushWork()
 	case evByzTick:
 		nd.byz.tick()
 		s.push(&event{at: s.now + time.Duration(10+s.rng.IntN(60))*time.Millisecond, kind: evByzTick, node: nd.id})
 	}
+}
+
+// pushWork schedules the next arrival of work.
+func (s *Sim) pushWork() {
+	s.push(&event{at: s.now + time.Duration(20+s.rng.IntN(400))*time.Millisecond, kind: evWork})
 }
 
 func (s *Sim) maxHonestHeight() uint64 {
@@ -545,6 +573,7 @@ const (
 	evPartition
 	evHeal
 	evByzTick
+	evWork
 )
 
 type event struct {

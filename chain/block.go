@@ -1,34 +1,47 @@
-package node
+package chain
 
 import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/zkbank/zkbank/internal/wire"
 
+	"github.com/zkbank/zkbank/consensus"
+	"github.com/zkbank/zkbank/internal/wire"
 	"github.com/zkbank/zkbank/ledger"
 )
 
 // ErrBlock reports a block value that does not decode or is inconsistent.
-var ErrBlock = errors.New("node: bad block")
+var ErrBlock = errors.New("chain: bad block")
 
 // Block is the value consensus orders at each height. It carries no
 // ciphertexts: transfers are referenced by the hash of their upload, which
-// validators hold from the mempool (or fetch from a peer). The precommit
-// extensions of the previous height, chosen by the proposer, fix which
-// decryption shares decide the previous height's transfers.
+// validators hold from the mempool (or fetch from a peer). The signed
+// precommits of the previous height, with their extensions, fix which
+// decryption shares decide the previous height's transfers; the proposer
+// chooses which to carry but cannot forge or alter one.
 type Block struct {
-	Height  uint64
-	TimeMs  uint64 // proposer's wall clock, informational only
-	LastExt []ValidatorExt
-	Subs    []SubRef
-	Opens   []OpenOp
+	Height     uint64
+	TimeMs     uint64 // proposer's wall clock, informational only
+	LastCommit []Precommit
+	Subs       []SubRef
+	Opens      []Open
 }
 
-// ValidatorExt is one validator's precommit extension.
-type ValidatorExt struct {
+// Precommit is a validator's signed precommit for the previous block: the
+// round it was cast in, its extension (digest and decryption shares) and its
+// signature over both (consensus.VoteSignBytes). Strictly increasing by
+// validator within a block.
+type Precommit struct {
 	Validator int
+	Round     consensus.Round
 	Ext       []byte
+	Signature []byte
+}
+
+// Vote is the precommit as consensus signed it, for block id at height.
+func (p Precommit) Vote(height uint64, id consensus.BlockID) *consensus.Vote {
+	return &consensus.Vote{Type: consensus.Precommit, Height: height, Round: p.Round, BlockID: id,
+		Validator: p.Validator, Extension: p.Ext, Signature: p.Signature}
 }
 
 // SubRef references one upload: the ciphertext hash and its envelopes.
@@ -37,14 +50,9 @@ type SubRef struct {
 	Envelopes []ledger.Envelope
 }
 
-// OpenOp opens an account (signed by the account's key).
-type OpenOp struct {
-	SignPub []byte
-	Kind    ledger.AccountKind
-	Sig     []byte
-}
-
-const blockVersion = 1
+// blockVersion 2 carries signed precommits (version 1 carried bare
+// extensions a proposer could forge).
+const blockVersion = 2
 
 // Limits on what one block may carry.
 const (
@@ -59,10 +67,12 @@ func (b *Block) Encode() []byte {
 	e.U8(blockVersion)
 	e.U64(b.Height)
 	e.U64(b.TimeMs)
-	e.U32(uint32(len(b.LastExt)))
-	for _, x := range b.LastExt {
+	e.U32(uint32(len(b.LastCommit)))
+	for _, x := range b.LastCommit {
 		e.U32(uint32(x.Validator))
+		e.U32(uint32(x.Round))
 		e.Bytes(x.Ext)
+		e.Bytes(x.Signature)
 	}
 	e.U32(uint32(len(b.Subs)))
 	for _, s := range b.Subs {
@@ -86,12 +96,12 @@ func (b *Block) Encode() []byte {
 func DecodeBlock(p []byte) (*Block, error) {
 	d := wire.NewReader(p, ErrBlock)
 	if v := d.U8(); d.Err == nil && v != blockVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrBlock, v)
+		return nil, fmt.Errorf("%w: version %d, this node reads %d (a data directory written by an older zkbank must be reset)", ErrBlock, v, blockVersion)
 	}
 	b := &Block{Height: d.U64(), TimeMs: d.U64()}
 	n := d.Count(64)
 	for i := 0; i < n && d.Err == nil; i++ {
-		b.LastExt = append(b.LastExt, ValidatorExt{Validator: int(d.U32()), Ext: d.Bytes(64 << 20)})
+		b.LastCommit = append(b.LastCommit, Precommit{Validator: int(d.U32()), Round: consensus.Round(int32(d.U32())), Ext: d.Bytes(64 << 20), Signature: d.Bytes(128)})
 	}
 	n = d.Count(MaxBlockSubs)
 	total := 0
@@ -118,7 +128,7 @@ func DecodeBlock(p []byte) (*Block, error) {
 	}
 	n = d.Count(MaxBlockOpens)
 	for i := 0; i < n && d.Err == nil; i++ {
-		b.Opens = append(b.Opens, OpenOp{SignPub: d.Bytes(64), Kind: ledger.AccountKind(d.U8()), Sig: d.Bytes(128)})
+		b.Opens = append(b.Opens, Open{SignPub: d.Bytes(64), Kind: ledger.AccountKind(d.U8()), Sig: d.Bytes(128)})
 	}
 	if err := d.Done(); err != nil {
 		return nil, err

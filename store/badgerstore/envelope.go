@@ -1,9 +1,11 @@
-package store
+package badgerstore
 
 import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 // Every stored value is an envelope: version(1) crc32c(4) payload. The CRC
@@ -35,15 +37,15 @@ func seal(key, payload []byte) []byte {
 // aliases raw.
 func unseal(key, raw []byte) ([]byte, error) {
 	if len(raw) < envelopeHeader {
-		return nil, fmt.Errorf("%w: %d-byte value shorter than its header", ErrCorrupt, len(raw))
+		return nil, fmt.Errorf("%w: %d-byte value shorter than its header", store.ErrCorrupt, len(raw))
 	}
 	if raw[0] != envelopeVersion {
-		return nil, fmt.Errorf("%w: unknown envelope version %d", ErrCorrupt, raw[0])
+		return nil, fmt.Errorf("%w: unknown envelope version %d", store.ErrCorrupt, raw[0])
 	}
 	payload := raw[envelopeHeader:]
 	want := binary.BigEndian.Uint32(raw[1:])
 	if got := envelopeCRC(key, raw[0], payload); got != want {
-		return nil, fmt.Errorf("%w: checksum %08x, stored %08x", ErrCorrupt, got, want)
+		return nil, fmt.Errorf("%w: checksum %08x, stored %08x", store.ErrCorrupt, got, want)
 	}
 	return payload, nil
 }

@@ -5,41 +5,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zkbank/zkbank/api"
+	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/ledger"
 )
 
-// Metrics are the node's Prometheus collectors, registered on the node's own
-// registry (never the global one: several nodes may share a process).
-type Metrics struct {
-	Height      prometheus.Gauge
-	Committed   prometheus.Counter
-	Rejected    *prometheus.CounterVec
-	BlockTime   prometheus.Histogram
-	Evaluation  prometheus.Histogram
-	Finality    prometheus.Histogram
-	Mempool     prometheus.Gauge
-	Submissions *prometheus.CounterVec
-}
-
-func newMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Height:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_height", Help: "Last finalized height."}),
-		Committed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "zkbank_transfers_committed_total", Help: "Transfers decided valid and applied."}),
-		Rejected:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_transfers_rejected_total", Help: "Transfers decided invalid, by reason."}, []string{"reason"}),
-		BlockTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_block_interval_seconds", Help: "Time between consecutive finalized heights (round durations).", Buckets: prometheus.ExponentialBuckets(0.05, 2, 10)}),
-		Evaluation:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_evaluation_seconds", Help: "Homomorphic evaluation of one block.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 10)}),
-		Finality:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_finality_seconds", Help: "Submission (to this node) to decided result.", Buckets: prometheus.ExponentialBuckets(0.1, 1.6, 12)}),
-		Mempool:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_mempool_uploads", Help: "Uploads waiting to be ordered."}),
-		Submissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_submissions_total", Help: "Uploads received, by outcome of admission."}, []string{"result"}),
-	}
-	reg.MustRegister(m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions)
-	return m
-}
-
 // tracker remembers transfer statuses and per-account history for the API,
-// and feeds metrics. It is the App's Observer.
+// and feeds metrics. It is fed by the node's publisher, once per finalized height.
 type tracker struct {
 	mu         sync.Mutex
 	met        *Metrics
@@ -52,7 +24,7 @@ type tracker struct {
 	lastFinal  time.Duration
 	lastHeight time.Time
 	window     []decision // recent decisions for transfers/s
-	opened     map[string]chan *ledger.Account
+	waiters    map[string]chan *ledger.Account
 }
 
 type decision struct {
@@ -61,7 +33,7 @@ type decision struct {
 }
 
 func newTracker(m *Metrics) *tracker {
-	return &tracker{met: m, status: map[string]*api.TransferStatus{}, submitted: map[string]time.Time{}, history: map[string][]string{}, opened: map[string]chan *ledger.Account{}}
+	return &tracker{met: m, status: map[string]*api.TransferStatus{}, submitted: map[string]time.Time{}, history: map[string][]string{}, waiters: map[string]chan *ledger.Account{}}
 }
 
 const maxHistory = 200
@@ -107,8 +79,22 @@ func (t *tracker) remember(acct, id string) {
 	t.history[acct] = h
 }
 
-// Included marks a block's transfers as ordered.
-func (t *tracker) Included(h uint64, b *Block) {
+// Finalized records what one finalized height changed: the block's
+// transfers are ordered, the previous height's are decided, accounts opened.
+func (t *tracker) Finalized(v *chain.View) {
+	if v.Block != nil {
+		t.included(v.Height, v.Block)
+	}
+	if v.Decided > 0 {
+		t.decided(v.Decided, v.Outcomes)
+	}
+	if len(v.Opened) > 0 {
+		t.opened(v.Opened)
+	}
+}
+
+// included marks a block's transfers as ordered.
+func (t *tracker) included(h uint64, b *chain.Block) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
@@ -133,8 +119,8 @@ func (t *tracker) Included(h uint64, b *Block) {
 	}
 }
 
-// Decided records the outcomes of height h.
-func (t *tracker) Decided(h uint64, outs []ledger.Outcome) {
+// decided records the outcomes of height h.
+func (t *tracker) decided(h uint64, outs []ledger.Outcome) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
@@ -173,15 +159,15 @@ func (t *tracker) Decided(h uint64, outs []ledger.Outcome) {
 	t.window = t.window[cut:]
 }
 
-// Opened wakes API callers waiting for an account opening.
-func (t *tracker) Opened(h uint64, accts []*ledger.Account) {
+// opened wakes API callers waiting for an account opening.
+func (t *tracker) opened(accts []*ledger.Account) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, a := range accts {
 		k := a.ID.String()
-		if ch, ok := t.opened[k]; ok {
+		if ch, ok := t.waiters[k]; ok {
 			ch <- a
-			delete(t.opened, k)
+			delete(t.waiters, k)
 		}
 	}
 }
@@ -190,7 +176,7 @@ func (t *tracker) waitOpen(id ledger.AccountID) chan *ledger.Account {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ch := make(chan *ledger.Account, 1)
-	t.opened[id.String()] = ch
+	t.waiters[id.String()] = ch
 	return ch
 }
 

@@ -1,13 +1,15 @@
-package store
+package badgerstore
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/zkbank/zkbank/store"
+	"github.com/zkbank/zkbank/store/storetest"
 )
 
 // testLogger sends Badger's warnings and errors to the test log; its info
@@ -37,19 +39,18 @@ func openBadger(t testing.TB, dir string, o Options) *Store {
 	return s
 }
 
-// backends are the implementations every contract test runs against.
-var backends = []struct {
-	name string
-	open func(t testing.TB) Backend
-}{
-	{"badger", func(t testing.TB) Backend { return openBadger(t, t.TempDir(), Options{}) }},
-	{"memory", func(testing.TB) Backend { return NewMemory() }},
+// The contract tests of store/storetest, against Badger; package store
+// runs the same ones against Memory.
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Backend { return openBadger(t, t.TempDir(), Options{}) })
 }
 
-func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
-	for _, bk := range backends {
-		t.Run(bk.name, func(t *testing.T) { f(t, bk.open(t)) })
-	}
+// batchFor and checkApplied are the contract's test batch of a height.
+func batchFor(h uint64) store.Batch { return storetest.BatchFor(h) }
+
+func checkApplied(t testing.TB, b store.Backend, h uint64) {
+	t.Helper()
+	storetest.CheckApplied(t, b, h)
 }
 
 // fill returns n pseudo-random bytes determined by seed, so a reader can
@@ -77,32 +78,9 @@ func TestFillDependsOnEverySeed(t *testing.T) {
 	}
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustGet(t testing.TB, want []byte) func([]byte, error) {
-	t.Helper()
-	return func(got []byte, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("got %d bytes %.16x..., want %d bytes %.16x...", len(got), got, len(want), want)
-		}
-	}
-}
-
-func wantErr(t testing.TB, target error) func([]byte, error) {
-	t.Helper()
-	return func(got []byte, err error) {
-		t.Helper()
-		if !errors.Is(err, target) {
-			t.Fatalf("got (%d bytes, %v), want %v", len(got), err, target)
-		}
-	}
-}
+// The read and error checks are the contract suite's.
+var (
+	must    = storetest.Must
+	mustGet = storetest.MustGet
+	wantErr = storetest.WantErr
+)

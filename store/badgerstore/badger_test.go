@@ -1,4 +1,4 @@
-package store
+package badgerstore
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 const mib = 1 << 20
@@ -34,7 +36,7 @@ func TestLargeValuesGoToTheValueLog(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir, Options{})
 	block, cert, state := fill(mib, 1), fill(mib, 2), fill(768<<10, 3)
-	must(t, s.Commit(1, Batch{Block: block, Cert: cert, States: []ShardState{{7, state}}}))
+	must(t, s.Commit(1, store.Batch{Block: block, Cert: cert, States: []store.ShardState{{Shard: 7, Data: state}}}))
 	mustGet(t, block)(s.Block(1))
 	mustGet(t, cert)(s.Cert(1))
 	mustGet(t, state)(s.State(1, 7))
@@ -71,22 +73,25 @@ func TestReopenKeepsEverything(t *testing.T) {
 		must(t, s.Append(h, []byte{byte(h)}))
 		must(t, s.Commit(h, batchFor(h)))
 	}
+	four := batchFor(4)
+	four.Meta = append(four.Meta, store.Record{Key: []byte("genesis"), Value: []byte("hash")})
+	must(t, s.Commit(4, four))
 	big := fill(mib, 9)
 	must(t, s.PutState(3, 9, big))
-	must(t, s.PutMeta("genesis", []byte("hash")))
 	must(t, s.Close())
 
 	s = openBadger(t, dir, Options{})
-	for h := uint64(1); h <= 3; h++ {
+	for h := uint64(1); h <= 4; h++ {
 		checkApplied(t, s, h)
 	}
 	mustGet(t, big)(s.State(3, 9))
 	mustGet(t, []byte("hash"))(s.GetMeta("genesis"))
-	if h, err := s.LastApplied(); err != nil || h != 3 {
+	mustGet(t, []byte{4})(s.GetMeta("credits"))
+	if h, err := s.LastApplied(); err != nil || h != 4 {
 		t.Fatalf("LastApplied after reopen = %d, %v", h, err)
 	}
 	// The WAL resumes after its last record and still refuses to go back.
-	if err := s.Append(2, []byte("old")); !errors.Is(err, ErrOutOfOrder) {
+	if err := s.Append(2, []byte("old")); !errors.Is(err, store.ErrOutOfOrder) {
 		t.Fatalf("Append(2) after reopen = %v, want ErrOutOfOrder", err)
 	}
 	must(t, s.Append(3, []byte("after")))
@@ -95,7 +100,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if len(recs) != 4 || string(recs[3]) != "after" {
 		t.Fatalf("Records after reopen = %q", recs)
 	}
-	must(t, s.Commit(4, batchFor(4)))
+	must(t, s.Commit(5, batchFor(5)))
 }
 
 // A reader must never see a height as applied without all of its records,
@@ -129,7 +134,7 @@ func TestCommitIsAtomicForConcurrentReaders(t *testing.T) {
 	go func() { // visible => applied
 		defer wg.Done()
 		for h := uint64(1); h <= heights && !done.Load(); {
-			if _, err := s.State(h, 1); errors.Is(err, ErrNotFound) {
+			if _, err := s.State(h, 1); errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
 				errs <- err
@@ -144,7 +149,7 @@ func TestCommitIsAtomicForConcurrentReaders(t *testing.T) {
 	}()
 	for h := uint64(1); h <= heights; h++ {
 		b := batchFor(h)
-		b.States = append(b.States, ShardState{2, fill(64<<10, h)})
+		b.States = append(b.States, store.ShardState{Shard: 2, Data: fill(64<<10, h)})
 		must(t, s.Commit(h, b))
 	}
 	done.Store(true)
@@ -159,12 +164,12 @@ func TestCommitTooLargeIsErrTooLargeAndWritesNothing(t *testing.T) {
 	s := openBadger(t, t.TempDir(), Options{MemTableSize: 1 * mib})
 	b := batchFor(1)
 	for i := range 5000 {
-		b.Statuses = append(b.Statuses, Record{[]byte("transfer-" + strings.Repeat("x", 20) + string(rune(i))), []byte("applied at 1")})
+		b.Statuses = append(b.Statuses, store.Record{Key: []byte("transfer-" + strings.Repeat("x", 20) + string(rune(i))), Value: []byte("applied at 1")})
 	}
-	if err := s.Commit(1, b); !errors.Is(err, ErrTooLarge) {
+	if err := s.Commit(1, b); !errors.Is(err, store.ErrTooLarge) {
 		t.Fatalf("Commit of 5000 statuses with 1 MiB memtables = %v, want ErrTooLarge", err)
 	}
-	wantErr(t, ErrNotFound)(s.Block(1))
+	wantErr(t, store.ErrNotFound)(s.Block(1))
 	if h, _ := s.LastApplied(); h != 0 {
 		t.Fatalf("LastApplied = %d after a failed commit", h)
 	}
@@ -190,32 +195,32 @@ func TestGarbageValuesAreErrCorrupt(t *testing.T) {
 	torn := bytes.Clone(sealed)
 	torn[len(torn)/2] ^= 0x01
 	rawPut(t, s, stateKey(2, 0), torn)
-	wantErr(t, ErrCorrupt)(s.State(2, 0))
+	wantErr(t, store.ErrCorrupt)(s.State(2, 0))
 
 	rawPut(t, s, stateKey(2, 1), sealed[:3]) // shorter than the header
-	wantErr(t, ErrCorrupt)(s.State(2, 1))
+	wantErr(t, store.ErrCorrupt)(s.State(2, 1))
 
 	rawPut(t, s, stateKey(2, 2), sealed) // valid envelope, wrong key
-	wantErr(t, ErrCorrupt)(s.State(2, 2))
+	wantErr(t, store.ErrCorrupt)(s.State(2, 2))
 
 	v2 := bytes.Clone(sealed)
 	v2[0] = 2 // a format this build does not know
 	rawPut(t, s, stateKey(2, 3), v2)
-	wantErr(t, ErrCorrupt)(s.State(2, 3))
+	wantErr(t, store.ErrCorrupt)(s.State(2, 3))
 
 	rawPut(t, s, blockKey(1), []byte("garbage garbage garbage"))
-	wantErr(t, ErrCorrupt)(s.Block(1))
+	wantErr(t, store.ErrCorrupt)(s.Block(1))
 
 	rawPut(t, s, walKey(5, 1), []byte("garbage garbage"))
-	if _, err := s.Records(); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.Records(); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("Records over a garbage record = %v, want ErrCorrupt", err)
 	}
 
 	rawPut(t, s, keyLastApplied, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9})
-	if _, err := s.LastApplied(); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.LastApplied(); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("LastApplied over garbage = %v, want ErrCorrupt", err)
 	}
-	if err := s.Commit(2, batchFor(2)); !errors.Is(err, ErrCorrupt) {
+	if err := s.Commit(2, batchFor(2)); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("Commit over a garbage last-applied = %v, want ErrCorrupt", err)
 	}
 }
@@ -259,7 +264,7 @@ func TestBitFlipOnDiskIsErrCorrupt(t *testing.T) {
 		must(t, s.Close())
 		t.Logf("flipped a bit in %s", flipInValueLog(t, dir, state))
 		s = openBadger(t, dir, Options{ValueLogFileSize: 2 * mib})
-		wantErr(t, ErrCorrupt)(s.State(1, 0))
+		wantErr(t, store.ErrCorrupt)(s.State(1, 0))
 		mustGet(t, fill(mib, 4))(s.State(4, 0))
 	})
 	t.Run("newest value-log file", func(t *testing.T) {
@@ -274,8 +279,8 @@ func TestBitFlipOnDiskIsErrCorrupt(t *testing.T) {
 		must(t, s.Close())
 		flipInValueLog(t, dir, state)
 		s = openBadger(t, dir, Options{Logger: slog.New(slog.DiscardHandler)})
-		wantErr(t, ErrCorrupt)(s.State(1, 0))
-		wantErr(t, ErrCorrupt)(s.State(2, 0))
+		wantErr(t, store.ErrCorrupt)(s.State(1, 0))
+		wantErr(t, store.ErrCorrupt)(s.State(2, 0))
 	})
 }
 
@@ -304,9 +309,9 @@ func TestPruneThenGCReclaimsValueLog(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir, Options{ValueLogFileSize: 2 * mib})
 	for h := uint64(1); h <= 24; h++ {
-		must(t, s.Commit(h, Batch{
+		must(t, s.Commit(h, store.Batch{
 			Block:  []byte{byte(h)},
-			States: []ShardState{{0, fill(256<<10, h, 0)}, {1, fill(256<<10, h, 1)}},
+			States: []store.ShardState{{Shard: 0, Data: fill(256<<10, h, 0)}, {Shard: 1, Data: fill(256<<10, h, 1)}},
 		}))
 	}
 	before, files := vlogBytes(t, dir)
@@ -424,7 +429,7 @@ func TestIdleHeapIsSmall(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	heap, closeFn := heapAfterOpen(t, t.TempDir(), Options{Logger: quiet}, func(s *Store) {
 		for h := uint64(1); h <= 4; h++ {
-			must(t, s.Commit(h, Batch{Block: fill(mib, h), States: []ShardState{{0, fill(768<<10, h)}}}))
+			must(t, s.Commit(h, store.Batch{Block: fill(mib, h), States: []store.ShardState{{Shard: 0, Data: fill(768<<10, h)}}}))
 		}
 	})
 	defer closeFn()

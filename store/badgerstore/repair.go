@@ -1,6 +1,6 @@
 //go:build !windows && !plan9 && !js && !wasip1 && !aix
 
-package store
+package badgerstore
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package store
+package badgerstore
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 // Options tunes the Badger store. The zero value is the validator default.
@@ -19,7 +21,7 @@ type Options struct {
 	Logger *slog.Logger
 	// MemTableSize is one memtable's size; default 8 MiB. Its arena (1.3x)
 	// is most of an idle store's heap, and 15% of it bounds the small
-	// records (statuses, accounts, meta) one Commit can carry: about 10,000
+	// records (statuses, meta) one Commit can carry: about 10,000
 	// 100-byte records at 8 MiB. Large values do not count against it.
 	MemTableSize int64
 	// ValueThreshold: values of at least this many bytes, 5-byte envelope
@@ -81,7 +83,7 @@ func (o Options) badger(dir string) badger.Options {
 		WithDetectConflicts(false)
 }
 
-// Store is the Badger-backed Backend. It is safe for concurrent use.
+// Store is the Badger-backed store.Backend. It is safe for concurrent use.
 type Store struct {
 	db  *badger.DB
 	log *slog.Logger
@@ -100,7 +102,10 @@ type Store struct {
 	walSeq    uint64 // sequence number of the newest WAL record
 }
 
-// Open opens or creates the store in dir.
+// Open opens or creates the store in dir. Before Badger opens dir it deletes
+// the empty log files a crash during log rotation leaves (see
+// removeEmptyLogs); it refuses a directory holding data but no format stamp,
+// or a newer format.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("component", "store")
@@ -123,7 +128,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the store; later calls return ErrClosed. Close is idempotent.
+// Close closes the store; later calls return store.ErrClosed. Close is idempotent.
 func (s *Store) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -141,7 +146,7 @@ func (s *Store) enter() error {
 	s.life.RLock()
 	if s.closed {
 		s.life.RUnlock()
-		return ErrClosed
+		return store.ErrClosed
 	}
 	return nil
 }
@@ -153,7 +158,7 @@ func (s *Store) leave() { s.life.RUnlock() }
 func (s *Store) checkFormat() error {
 	v, err := s.get(keyFormat)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		empty := true
 		if err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{})
@@ -165,7 +170,7 @@ func (s *Store) checkFormat() error {
 			return err
 		}
 		if !empty {
-			return fmt.Errorf("%w: directory holds data but no format stamp", ErrCorrupt)
+			return fmt.Errorf("%w: directory holds data but no format stamp", store.ErrCorrupt)
 		}
 		return s.update(func(txn *badger.Txn) error {
 			return set(txn, keyFormat, encodeHeight(formatVersion))
@@ -190,11 +195,13 @@ func (s *Store) loadWALTail() error {
 	}
 	h, seq, ok := parseWALKey(k)
 	if !ok {
-		return fmt.Errorf("%w: WAL key %x", ErrCorrupt, k)
+		return fmt.Errorf("%w: WAL key %x", store.ErrCorrupt, k)
 	}
 	s.walHeight, s.walSeq = h, seq
 	return nil
 }
+
+var _ store.Backend = (*Store)(nil)
 
 // --- low-level helpers --------------------------------------------------
 
@@ -208,9 +215,9 @@ func mapErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, badger.ErrTxnTooBig):
-		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+		return fmt.Errorf("%w: %w", store.ErrTooLarge, err)
 	case errors.Is(err, badger.ErrDBClosed):
-		return fmt.Errorf("%w: %w", ErrClosed, err)
+		return fmt.Errorf("%w: %w", store.ErrClosed, err)
 	}
 	return err
 }
@@ -241,7 +248,7 @@ func (s *Store) get(key []byte) ([]byte, error) {
 func getRaw(txn *badger.Txn, key []byte) ([]byte, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -287,9 +294,9 @@ func (s *Store) keysBelow(prefix byte, h uint64) ([][]byte, error) {
 
 // --- Committer ----------------------------------------------------------
 
-// Commit implements Committer in one Badger transaction; SyncWrites makes
+// Commit implements store.Committer in one Badger transaction; SyncWrites makes
 // it durable before it returns.
-func (s *Store) Commit(height uint64, b Batch) error {
+func (s *Store) Commit(height uint64, b store.Batch) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -305,7 +312,7 @@ func (s *Store) Commit(height uint64, b Batch) error {
 			return err
 		}
 		if height != last+1 {
-			return fmt.Errorf("%w: commit of height %d after %d", ErrOutOfOrder, height, last)
+			return fmt.Errorf("%w: commit of height %d after %d", store.ErrOutOfOrder, height, last)
 		}
 		if err := set(txn, blockKey(height), b.Block); err != nil {
 			return err
@@ -320,8 +327,8 @@ func (s *Store) Commit(height uint64, b Batch) error {
 		}
 		for _, group := range []struct {
 			ns   byte
-			recs []Record
-		}{{nsStatus, b.Statuses}, {nsAccount, b.Accounts}, {nsMeta, b.Meta}} {
+			recs []store.Record
+		}{{nsStatus, b.Statuses}, {nsMeta, b.Meta}} {
 			for _, r := range group.recs {
 				k, err := idKey(group.ns, r.Key)
 				if err != nil {
@@ -353,7 +360,7 @@ func (s *Store) Commit(height uint64, b Batch) error {
 
 func lastApplied(txn *badger.Txn) (uint64, error) {
 	raw, err := getRaw(txn, keyLastApplied)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -366,7 +373,7 @@ func lastApplied(txn *badger.Txn) (uint64, error) {
 	return decodeHeight(v)
 }
 
-// LastApplied implements Committer.
+// LastApplied implements store.Committer.
 func (s *Store) LastApplied() (uint64, error) {
 	if err := s.enter(); err != nil {
 		return 0, err
@@ -386,7 +393,7 @@ func (s *Store) LastApplied() (uint64, error) {
 
 // --- WAL ----------------------------------------------------------------
 
-// Append implements WAL; the record is synced before Append returns.
+// Append implements store.WAL; the record is synced before Append returns.
 func (s *Store) Append(height uint64, rec []byte) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -397,7 +404,7 @@ func (s *Store) Append(height uint64, rec []byte) error {
 	s.walMu.Lock()
 	defer s.walMu.Unlock()
 	if height < s.walHeight {
-		return fmt.Errorf("store: wal append: %w: height %d after %d", ErrOutOfOrder, height, s.walHeight)
+		return fmt.Errorf("store: wal append: %w: height %d after %d", store.ErrOutOfOrder, height, s.walHeight)
 	}
 	seq := s.walSeq + 1
 	if err := s.update(func(txn *badger.Txn) error {
@@ -409,7 +416,7 @@ func (s *Store) Append(height uint64, rec []byte) error {
 	return nil
 }
 
-// Records implements WAL.
+// Records implements store.WAL.
 func (s *Store) Records() ([][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -440,7 +447,7 @@ func (s *Store) Records() ([][]byte, error) {
 	return recs, nil
 }
 
-// TruncateBefore implements WAL.
+// TruncateBefore implements store.WAL.
 func (s *Store) TruncateBefore(height uint64) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -483,52 +490,14 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 
 // --- BlockStore ---------------------------------------------------------
 
-// SaveBlock implements BlockStore; block and cert are written in one synced
-// transaction. It does not move the last-applied height: Commit does.
-func (s *Store) SaveBlock(height uint64, block, cert []byte) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	s.writes.RLock()
-	defer s.writes.RUnlock()
-	err := s.update(func(txn *badger.Txn) error {
-		if err := set(txn, blockKey(height), block); err != nil {
-			return err
-		}
-		return set(txn, certKey(height), cert)
-	})
-	if err != nil {
-		return fmt.Errorf("store: save block %d: %w", height, err)
-	}
-	return nil
-}
-
-// Block implements BlockStore.
+// Block implements store.BlockStore.
 func (s *Store) Block(height uint64) ([]byte, error) {
 	return s.read(blockKey(height), "block %d", height)
 }
 
-// Cert implements BlockStore.
+// Cert implements store.BlockStore.
 func (s *Store) Cert(height uint64) ([]byte, error) {
 	return s.read(certKey(height), "cert %d", height)
-}
-
-// LastHeight implements BlockStore.
-func (s *Store) LastHeight() (uint64, error) {
-	if err := s.enter(); err != nil {
-		return 0, err
-	}
-	defer s.leave()
-	k, err := s.lastKey([]byte{nsBlock})
-	if err != nil {
-		return 0, fmt.Errorf("store: last height: %w", mapErr(err))
-	}
-	if k == nil {
-		return 0, nil
-	}
-	h, _ := parseHeightKey(k)
-	return h, nil
 }
 
 // read is get with the lifecycle check and an error naming what was read.
@@ -560,17 +529,17 @@ func (s *Store) write(key, value []byte, what string, args ...any) error {
 
 // --- StateStore ---------------------------------------------------------
 
-// PutState implements StateStore.
+// PutState implements store.StateStore.
 func (s *Store) PutState(height uint64, shard uint32, data []byte) error {
 	return s.write(stateKey(height, shard), data, "state h=%d shard=%d", height, shard)
 }
 
-// State implements StateStore.
+// State implements store.StateStore.
 func (s *Store) State(height uint64, shard uint32) ([]byte, error) {
 	return s.read(stateKey(height, shard), "state h=%d shard=%d", height, shard)
 }
 
-// Prune implements StateStore with Badger's DropPrefix, one prefix per
+// Prune implements store.StateStore with Badger's DropPrefix, one prefix per
 // height. Plain deletes would not do: discard statistics, which drive value-
 // log GC, are only collected by compaction, and tiny keys fill a memtable
 // so slowly that deleted states would hold their value-log space for days.
@@ -605,9 +574,9 @@ func (s *Store) Prune(keepFrom uint64) error {
 	return nil
 }
 
-// --- Meta, Status, Accounts ---------------------------------------------
+// --- Meta, Status -----------------------------------------------------
 
-// GetMeta implements Meta.
+// GetMeta implements store.Meta.
 func (s *Store) GetMeta(key string) ([]byte, error) {
 	k, err := metaKey(key)
 	if err != nil {
@@ -616,49 +585,13 @@ func (s *Store) GetMeta(key string) ([]byte, error) {
 	return s.read(k, "meta %q", key)
 }
 
-// PutMeta implements Meta.
-func (s *Store) PutMeta(key string, value []byte) error {
-	k, err := metaKey(key)
-	if err != nil {
-		return fmt.Errorf("store: meta %q: %w", key, err)
-	}
-	return s.write(k, value, "meta %q", key)
-}
-
-// PutStatus implements Status.
-func (s *Store) PutStatus(id, rec []byte) error {
-	k, err := idKey(nsStatus, id)
-	if err != nil {
-		return fmt.Errorf("store: status %x: %w", id, err)
-	}
-	return s.write(k, rec, "status %x", id)
-}
-
-// Status implements Status.
+// Status implements store.Status.
 func (s *Store) Status(id []byte) ([]byte, error) {
 	k, err := idKey(nsStatus, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: status %x: %w", id, err)
 	}
 	return s.read(k, "status %x", id)
-}
-
-// PutAccount implements Accounts.
-func (s *Store) PutAccount(id, rec []byte) error {
-	k, err := idKey(nsAccount, id)
-	if err != nil {
-		return fmt.Errorf("store: account %x: %w", id, err)
-	}
-	return s.write(k, rec, "account %x", id)
-}
-
-// Account implements Accounts.
-func (s *Store) Account(id []byte) ([]byte, error) {
-	k, err := idKey(nsAccount, id)
-	if err != nil {
-		return nil, fmt.Errorf("store: account %x: %w", id, err)
-	}
-	return s.read(k, "account %x", id)
 }
 
 // --- GC -----------------------------------------------------------------

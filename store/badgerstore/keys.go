@@ -1,25 +1,25 @@
-package store
+package badgerstore
 
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 // Key layout: a one-byte namespace, then big-endian integers so that Badger's
 // byte order is height order. See docs/STORAGE.md.
 const (
-	nsSystem  byte = '!' // '!' name -> store-internal values (format, last applied)
-	nsWAL     byte = 'w' // 'w' height(8) seq(8) -> WAL record
-	nsBlock   byte = 'b' // 'b' height(8) -> block
-	nsCert    byte = 'c' // 'c' height(8) -> commit certificate
-	nsState   byte = 's' // 's' height(8) shard(4) -> shard state
-	nsMeta    byte = 'm' // 'm' key -> node metadata
-	nsStatus  byte = 'x' // 'x' transfer id -> status record
-	nsAccount byte = 'a' // 'a' account id -> account index record
+	nsSystem byte = '!' // '!' name -> store-internal values (format, last applied)
+	nsWAL    byte = 'w' // 'w' height(8) seq(8) -> WAL record
+	nsBlock  byte = 'b' // 'b' height(8) -> block
+	nsCert   byte = 'c' // 'c' height(8) -> commit certificate
+	nsState  byte = 's' // 's' height(8) shard(4) -> shard state
+	nsMeta   byte = 'm' // 'm' key -> node metadata
+	nsStatus byte = 'x' // 'x' transfer id -> status record
+	// 'a' held the account index, which nothing used and was removed; the
+	// byte stays reserved so an old directory never reads as something else.
 )
-
-// maxIDLen keeps ids and meta keys well inside Badger's 64 KiB key limit.
-const maxIDLen = 1024
 
 var (
 	keyFormat      = []byte{nsSystem, 'f', 'o', 'r', 'm', 'a', 't'}
@@ -68,9 +68,11 @@ func parseHeightKey(k []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(k[1:9]), true
 }
 
+// idKey is the key of a transfer id or metadata key in namespace ns; ids are
+// checked by store.CheckID, as Memory checks them.
 func idKey(ns byte, id []byte) ([]byte, error) {
-	if len(id) == 0 || len(id) > maxIDLen {
-		return nil, fmt.Errorf("%w: id of %d bytes (want 1..%d)", ErrInvalid, len(id), maxIDLen)
+	if err := store.CheckID(id); err != nil {
+		return nil, err
 	}
 	k := make([]byte, 1+len(id))
 	k[0] = ns
@@ -84,7 +86,7 @@ func encodeHeight(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h
 
 func decodeHeight(b []byte) (uint64, error) {
 	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: height of %d bytes", ErrCorrupt, len(b))
+		return 0, fmt.Errorf("%w: height of %d bytes", store.ErrCorrupt, len(b))
 	}
 	return binary.BigEndian.Uint64(b), nil
 }

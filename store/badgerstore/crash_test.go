@@ -1,4 +1,4 @@
-package store
+package badgerstore
 
 import (
 	"bufio"
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 // The crash test re-executes this test binary as a child that commits
@@ -30,18 +32,23 @@ const (
 	crashVlogSize = 8 << 20
 )
 
-func crashBatch(h uint64) Batch {
-	return Batch{
+func crashBatch(h uint64) store.Batch {
+	return store.Batch{
 		Block:    fill(1<<20, h, 1),
 		Cert:     fill(512<<10, h, 2),
-		States:   []ShardState{{0, fill(768<<10, h, 3)}, {1, fill(768<<10, h, 4)}},
-		Statuses: []Record{{crashTransferID(h, 0), []byte(fmt.Sprint("applied@", h))}, {crashTransferID(h, 1), []byte("rejected:overdraft")}},
-		Accounts: []Record{{[]byte(fmt.Sprint("acct-", h)), []byte{byte(h), 1}}},
-		Meta:     []Record{{[]byte("last-credit"), binary.BigEndian.AppendUint64(nil, h)}},
+		States:   []store.ShardState{{Shard: 0, Data: fill(768<<10, h, 3)}, {Shard: 1, Data: fill(768<<10, h, 4)}},
+		Statuses: []store.Record{{Key: crashTransferID(h, 0), Value: []byte(fmt.Sprint("applied@", h))}, {Key: crashTransferID(h, 1), Value: []byte("rejected:overdraft")}},
+		Meta: []store.Record{
+			{Key: []byte("last-credit"), Value: binary.BigEndian.AppendUint64(nil, h)},
+			{Key: crashMetaKey(h), Value: []byte{byte(h), 1}},
+		},
 	}
 }
 
 func crashTransferID(h uint64, i int) []byte { return []byte(fmt.Sprintf("transfer-%d-%d", h, i)) }
+
+// crashMetaKey is a metadata key only height h writes.
+func crashMetaKey(h uint64) []byte { return []byte(fmt.Sprintf("upload-%d", h)) }
 
 // crashWALRecord starts with its height so the parent can tell records apart.
 func crashWALRecord(h uint64) []byte {
@@ -200,12 +207,12 @@ func verifyAfterCrash(t *testing.T, dir string, walAcked, commitAcked uint64) ui
 		for _, r := range want.Statuses {
 			mustGet(t, r.Value)(s.Status(r.Key))
 		}
-		for _, r := range want.Accounts {
-			mustGet(t, r.Value)(s.Account(r.Key))
+		for _, r := range want.Meta[1:] { // [0] is overwritten by every height
+			mustGet(t, r.Value)(s.GetMeta(string(r.Key)))
 		}
 		for _, st := range want.States {
 			got, err := s.State(h, st.Shard)
-			if h+crashWindow > last || !errors.Is(err, ErrNotFound) {
+			if h+crashWindow > last || !errors.Is(err, store.ErrNotFound) {
 				// Inside the kept window a state must be there; below it,
 				// a half-done Prune may leave it, but never corrupt.
 				mustGet(t, st.Data)(got, err)
@@ -217,14 +224,17 @@ func verifyAfterCrash(t *testing.T, dir string, walAcked, commitAcked uint64) ui
 	}
 	for h := last + 1; h <= last+2; h++ {
 		want := crashBatch(h)
-		wantErr(t, ErrNotFound)(s.Block(h))
-		wantErr(t, ErrNotFound)(s.Cert(h))
-		wantErr(t, ErrNotFound)(s.State(h, 0))
-		wantErr(t, ErrNotFound)(s.Status(want.Statuses[0].Key))
-		wantErr(t, ErrNotFound)(s.Account(want.Accounts[0].Key))
+		wantErr(t, store.ErrNotFound)(s.Block(h))
+		wantErr(t, store.ErrNotFound)(s.Cert(h))
+		wantErr(t, store.ErrNotFound)(s.State(h, 0))
+		wantErr(t, store.ErrNotFound)(s.Status(want.Statuses[0].Key))
+		wantErr(t, store.ErrNotFound)(s.GetMeta(string(crashMetaKey(h))))
 	}
-	if lh, err := s.LastHeight(); err != nil || lh != last {
-		t.Fatalf("LastHeight = %d, %v; want last applied %d", lh, err, last)
+	// No block above last applied, at any height.
+	k, err := s.lastKey([]byte{nsBlock})
+	must(t, err)
+	if lh, _ := parseHeightKey(k); lh != last {
+		t.Fatalf("greatest block height %d; want last applied %d", lh, last)
 	}
 
 	recs, err := s.Records()

@@ -1,10 +1,12 @@
-package store
+package badgerstore
 
 import (
 	"log/slog"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/zkbank/zkbank/store"
 )
 
 // Benchmarks of the Badger store on its default options: every write is
@@ -20,9 +22,9 @@ func benchStore(b *testing.B) *Store {
 // in one transaction and synced.
 func BenchmarkCommit8x1MiB(b *testing.B) {
 	s := benchStore(b)
-	batch := Batch{Block: fill(mib, 1), Cert: fill(mib, 2)}
+	batch := store.Batch{Block: fill(mib, 1), Cert: fill(mib, 2)}
 	for shard := range uint32(6) {
-		batch.States = append(batch.States, ShardState{shard, fill(mib, 3, uint64(shard))})
+		batch.States = append(batch.States, store.ShardState{Shard: shard, Data: fill(mib, 3, uint64(shard))})
 	}
 	b.SetBytes(8 * mib)
 	b.ReportAllocs()
@@ -72,7 +74,7 @@ func BenchmarkIdleHeap(b *testing.B) {
 		for b.Loop() {
 			heap, closeFn := heapAfterOpen(b, b.TempDir(), Options{Logger: slog.New(slog.DiscardHandler)}, func(s *Store) {
 				for h := uint64(1); h <= 4; h++ {
-					must(b, s.Commit(h, Batch{Block: fill(mib, h), States: []ShardState{{0, fill(768<<10, h)}}}))
+					must(b, s.Commit(h, store.Batch{Block: fill(mib, h), States: []store.ShardState{{Shard: 0, Data: fill(768<<10, h)}}}))
 				}
 			})
 			closeFn()

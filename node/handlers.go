@@ -1,0 +1,275 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/zkbank/zkbank/chain"
+	"github.com/zkbank/zkbank/consensus"
+	"github.com/zkbank/zkbank/ledger"
+)
+
+// What a validator says to its peers, and what it answers. Every handler
+// runs on the p2p layer's goroutines; none touches the chain application,
+// which belongs to the consensus actor.
+
+// fetchTimeout bounds fetching one missing upload from peers.
+const fetchTimeout = 10 * time.Second
+
+// handleConsensus delivers a consensus message to the machine. A proposal or
+// a decision names uploads by hash; any this node lacks are fetched first, so
+// that validating the block inside the consensus step never waits on the
+// network (a fetch that fails leaves the upload missing, and the block is
+// then refused as invalid).
+func (n *Node) handleConsensus(ctx context.Context, from peer.ID, b []byte) ([]byte, error) {
+	if n.faults.isPartitioned() {
+		return nil, nil
+	}
+	n.prefetch(ctx, from, b)
+	n.cons.Deliver(b)
+	return nil, nil
+}
+
+// prefetch fetches the uploads a proposal or commit references and this node
+// holds neither in its mempool nor in its store.
+func (n *Node) prefetch(ctx context.Context, from peer.ID, b []byte) {
+	msg, err := consensus.DecodeMessage(b)
+	if err != nil {
+		return // the machine reports it
+	}
+	// Only a validator's signed proposal, or a decision with a quorum of
+	// signatures, makes this node fetch anything: a stranger cannot make it
+	// download (or relay requests for) what it names.
+	var value []byte
+	switch m := msg.(type) {
+	case *consensus.Proposal:
+		if !consensus.VerifyProposal(n.gen.ChainID, n.vset, m) {
+			return
+		}
+		value = m.Value
+	case *consensus.Commit:
+		if m.Cert == nil || consensus.HashValue(m.Value) != m.Cert.BlockID || consensus.VerifyCommit(n.gen.ChainID, n.vset, m.Cert) != nil {
+			return
+		}
+		value = m.Value
+	default:
+		return
+	}
+	blk, err := chain.DecodeBlock(value)
+	if err != nil {
+		return
+	}
+	for _, s := range blk.Subs {
+		if u, err := n.mem.Get(s.CTHash); err != nil || u != nil {
+			continue
+		}
+		if _, err := chain.StoredUpload(n.db, s.CTHash); err == nil {
+			continue
+		}
+		c, cancel := context.WithTimeout(ctx, fetchTimeout)
+		raw, err := n.fetch(c, from, s.CTHash)
+		cancel()
+		if err != nil {
+			n.log.Warn("upload referenced by a block is unavailable", "upload", hex.EncodeToString(s.CTHash[:8]), "err", err)
+			n.met.Fetches.WithLabelValues("failed").Inc()
+			continue
+		}
+		u := chain.NewUpload(n.p, raw, s.Envelopes, time.Now())
+		if u.CT == nil || !signs(s.Envelopes, u.Hash) {
+			n.log.Warn("upload referenced by a block does not decode or is not the one its envelopes sign", "upload", hex.EncodeToString(s.CTHash[:8]))
+			n.met.Fetches.WithLabelValues("invalid").Inc()
+			continue
+		}
+		n.met.Fetches.WithLabelValues("fetched").Inc()
+		if err := n.mem.AddReferenced(u); err != nil {
+			n.log.Warn("mempool refused a fetched upload", "err", err)
+		}
+	}
+}
+
+// signs reports whether every envelope signs the upload of hash h.
+func signs(envs []ledger.Envelope, h [32]byte) bool {
+	for i := range envs {
+		if envs[i].CTHash != h {
+			return false
+		}
+	}
+	return len(envs) > 0
+}
+
+// fetch gets an upload's bytes by hash: from the peer that sent the block
+// first, then from every other validator.
+func (n *Node) fetch(ctx context.Context, first peer.ID, h [32]byte) ([]byte, error) {
+	order := []peer.ID{first}
+	for i, id := range n.peers {
+		if i != n.self && id != first {
+			order = append(order, id)
+		}
+	}
+	var last error
+	for _, id := range order {
+		if id == n.host.ID() {
+			continue
+		}
+		raw, err := n.net.Host.Request(ctx, id, protoSync, h[:])
+		if err == nil && sha256.Sum256(raw) == h {
+			return raw, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("peer %s sent bytes of another hash", id.ShortString())
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("no peer has upload %x: %w", h[:8], last)
+}
+
+func (n *Node) sendConsensus(to int, msg []byte) {
+	if n.faults.isPartitioned() {
+		return
+	}
+	if to == consensus.Broadcast {
+		for i, id := range n.peers {
+			if i != n.self {
+				n.net.Send(id, protoConsensus, msg)
+			}
+		}
+		return
+	}
+	if to >= 0 && to < len(n.peers) && to != n.self {
+		n.net.Send(n.peers[to], protoConsensus, msg)
+	}
+}
+
+// serveRun is how many consecutive decisions one catch-up answer carries.
+const serveRun = 32
+
+// serveCommit answers a lagging validator with a run of consecutive
+// decisions from the store: the machine flags a lagging peer at most once per
+// rebroadcast period, so one decision per flag would never catch up with a
+// live chain. The ordered stream delivers them in order.
+func (n *Node) serveCommit(req consensus.CommitRequest) {
+	last := n.view.Load().Height
+	n.log.Debug("serving a lagging validator", "validator", req.Validator, "from", req.Height, "to", min(last, req.Height+serveRun-1))
+	for h := req.Height; h <= last && h < req.Height+serveRun; h++ {
+		cm, err := chain.StoredCommit(n.db, h)
+		if err != nil {
+			n.log.Debug("cannot serve lagging validator", "validator", req.Validator, "height", h, "err", err)
+			return
+		}
+		n.sendConsensus(req.Validator, consensus.EncodeMessage(cm))
+	}
+}
+
+func (n *Node) handleTx(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
+	_, err := n.admit(b, false)
+	return nil, err
+}
+
+// admit decodes and pre-checks an upload, adds it to the mempool and, for
+// uploads from clients, relays it to the other validators.
+func (n *Node) admit(body []byte, relay bool) ([]string, error) {
+	var sub ledger.Submission
+	if err := sub.UnmarshalBinary(body); err != nil {
+		n.met.Submissions.WithLabelValues("malformed").Inc()
+		return nil, &ledger.RejectError{Reason: ledger.RejectMalformed}
+	}
+	hash := sha256.Sum256(sub.Ciphertext)
+	ids := make([]string, len(sub.Envelopes))
+	book := n.view.Load().Book
+	for i := range sub.Envelopes {
+		e := &sub.Envelopes[i]
+		if e.CTHash != hash {
+			return nil, fmt.Errorf("%w: envelope %d does not sign this ciphertext", &ledger.RejectError{Reason: ledger.RejectMalformed}, i)
+		}
+		switch r := book.Check(e); r {
+		case ledger.Accepted, ledger.RejectFutureHeight:
+		default:
+			n.met.Submissions.WithLabelValues(r.Code()).Inc()
+			return nil, &ledger.RejectError{Reason: r}
+		}
+		id := e.ID()
+		ids[i] = hex.EncodeToString(id[:])
+	}
+	ct, err := n.p.DecodeUpload(sub.Ciphertext)
+	if err != nil {
+		n.met.Submissions.WithLabelValues("malformed").Inc()
+		return nil, err
+	}
+	u := &chain.Upload{Hash: hash, Raw: sub.Ciphertext, CT: ct, Envs: sub.Envelopes, Received: time.Now()}
+	added, err := n.mem.Add(u)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if added {
+		n.tracker.submittedNow(sub.Envelopes)
+		n.met.Submissions.WithLabelValues("accepted").Inc()
+		n.cons.WorkAvailable()
+		if relay && n.faults.relays() {
+			for i, id := range n.peers {
+				if i != n.self {
+					n.net.Send(id, protoTx, body)
+				}
+			}
+		}
+	}
+	return ids, nil
+}
+
+// errBadOpen is an account opening whose signature does not verify.
+var errBadOpen = errors.New("account opening not signed by the account's key")
+
+// addOpen is the one path by which an account opening enters the mempool,
+// from a client or a peer: its signature is checked here, once, so the
+// mempool never holds an opening a proposer would have to drop.
+func (n *Node) addOpen(o chain.Open, relay bool) error {
+	if !o.Valid(n.gen.ChainID) {
+		return errBadOpen
+	}
+	if err := n.mem.AddOpen(o); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.cons.WorkAvailable()
+	if relay {
+		b := append([]byte{byte(o.Kind)}, o.SignPub...)
+		b = append(b, o.Sig...)
+		for i, id := range n.peers {
+			if i != n.self {
+				n.net.Send(id, protoOpen, b)
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Node) handleOpen(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
+	if len(b) != 1+32+64 {
+		return nil, errors.New("bad open message")
+	}
+	o := chain.Open{Kind: ledger.AccountKind(b[0]), SignPub: append([]byte(nil), b[1:33]...), Sig: append([]byte(nil), b[33:]...)}
+	return nil, n.addOpen(o, false)
+}
+
+// handleSync serves an upload's bytes by ciphertext hash.
+func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
+	if len(b) != 32 {
+		return nil, errors.New("bad sync request")
+	}
+	var h [32]byte
+	copy(h[:], b)
+	if u, err := n.mem.Get(h); err == nil && u != nil {
+		return u.Raw, nil
+	}
+	raw, err := chain.StoredUpload(n.db, h)
+	if err != nil {
+		return nil, fmt.Errorf("upload %x not held here", h[:8])
+	}
+	return raw, nil
+}

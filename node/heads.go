@@ -1,0 +1,79 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/zkbank/zkbank/chain"
+)
+
+// Heads: after each finalized height a node gossips a 41-byte announcement
+// (version, height, block hash) on the chain's "heads" topic, and follows the
+// announcements of its peers. Gossip carries only this small header, never
+// ciphertexts (DESIGN: gossipsub drops silently when queues fill). It lets an
+// operator see, in zkbank_peers_best_height, whether a node is behind the
+// swarm even when no consensus message reaches it.
+
+const (
+	headsTopic   = "heads"
+	headVersion  = 1
+	headLen      = 1 + 8 + 32
+	headsTimeout = 5 * time.Second
+)
+
+func encodeHead(h uint64, hash [32]byte) []byte {
+	b := make([]byte, 0, headLen)
+	b = append(b, headVersion)
+	b = binary.BigEndian.AppendUint64(b, h)
+	return append(b, hash[:]...)
+}
+
+func decodeHead(b []byte) (uint64, bool) {
+	if len(b) != headLen || b[0] != headVersion {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[1:9]), true
+}
+
+// announce gossips the head of a finalized view, off the consensus actor.
+func (n *Node) announce(v *chain.View) {
+	if v.Block == nil {
+		return
+	}
+	msg := encodeHead(v.Height, chain.Hash(v.Block.Encode()))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), headsTimeout)
+		defer cancel()
+		if err := n.host.Publish(ctx, headsTopic, msg); err != nil {
+			n.log.Debug("head announcement not sent", "height", v.Height, "err", err)
+		}
+	}()
+}
+
+// followHeads records the best height peers announce until ctx ends.
+func (n *Node) followHeads(ctx context.Context) error {
+	msgs, cancel, err := n.host.Subscribe(headsTopic)
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer cancel()
+		var best uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				if h, ok := decodeHead(m.Data); ok && h > best {
+					best = h
+					n.met.PeersBestHeight.Set(float64(h))
+				}
+			}
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,42 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the node's Prometheus collectors, registered on the node's own
+// registry (never the global one: several nodes may share a process).
+type Metrics struct {
+	Height      prometheus.Gauge
+	Committed   prometheus.Counter
+	Rejected    *prometheus.CounterVec
+	BlockTime   prometheus.Histogram
+	Evaluation  prometheus.Histogram
+	Finality    prometheus.Histogram
+	Mempool     prometheus.Gauge
+	Submissions *prometheus.CounterVec
+	Fetches     *prometheus.CounterVec
+	// ValidatorFaults counts extensions, by validator, whose shares or
+	// digest disagreed with a decision.
+	ValidatorFaults *prometheus.CounterVec
+	// PeersBestHeight is the highest height a peer announced (heads gossip).
+	PeersBestHeight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Height:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_height", Help: "Last finalized height."}),
+		Committed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "zkbank_transfers_committed_total", Help: "Transfers decided valid and applied."}),
+		Rejected:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_transfers_rejected_total", Help: "Transfers decided invalid, by reason."}, []string{"reason"}),
+		BlockTime:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_block_interval_seconds", Help: "Time between consecutive finalized heights (round durations).", Buckets: prometheus.ExponentialBuckets(0.05, 2, 10)}),
+		Evaluation:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_evaluation_seconds", Help: "Homomorphic evaluation of one block.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 10)}),
+		Finality:        prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_finality_seconds", Help: "Submission (to this node) to decided result.", Buckets: prometheus.ExponentialBuckets(0.1, 1.6, 12)}),
+		Mempool:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_mempool_uploads", Help: "Uploads waiting to be ordered."}),
+		Submissions:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_submissions_total", Help: "Uploads received, by outcome of admission."}, []string{"result"}),
+		Fetches:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_upload_fetches_total", Help: "Uploads a received block referenced that this node lacked, fetched from peers before validation, by result."}, []string{"result"}),
+		PeersBestHeight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_peers_best_height", Help: "Highest finalized height announced by a peer on the heads gossip topic."}),
+	}
+	m.ValidatorFaults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_validator_faults_total", Help: "Signed precommit extensions whose shares or digest disagreed with the decision, by validator (outvoted, no credit)."}, []string{"validator"})
+	reg.MustRegister(m.ValidatorFaults, m.PeersBestHeight, m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions, m.Fetches)
+	return m
+}
