@@ -104,8 +104,12 @@ type Block struct {
 // account's balance, re-encrypted to OwnerPK (the wallet's HE public key,
 // base64 of its MarshalBinary). SignPub is the account's ed25519 key (hex);
 // Signature (hex) is by that key over ledger.BalanceQueryBytes(chain, account,
-// nonce, ownerPK bytes), so nobody but the owner can have a balance
-// re-encrypted to a key of their choosing. Nonce: any fresh value (unix ns).
+// {Height, Expiry, Nonce}, ownerPK bytes), so nobody but the owner can have a
+// balance re-encrypted to a key of their choosing. Nonce: any fresh value
+// (unix ns). Expiry: the last finalized height at which a node may answer
+// (at most ledger.BalanceQueryWindow ahead of it); a node answers a given
+// (account, nonce) once: a replayed request gets 409 "replayed", an expired
+// one 410 "expired".
 //
 // Height selects the committed height to answer at (0: the node's latest
 // applied height). Validators only agree on a ciphertext for the same height,
@@ -117,6 +121,7 @@ type BalanceRequest struct {
 	SignPub   string `json:"sign_pub"`
 	OwnerPK   string `json:"owner_pk"`
 	Nonce     uint64 `json:"nonce"`
+	Expiry    uint64 `json:"expiry"`
 	Signature string `json:"signature"`
 }
 

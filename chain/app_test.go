@@ -16,6 +16,7 @@ import (
 // The first height decides nothing: its block carries no extensions, and one
 // that does is invalid.
 func TestFirstHeightCarriesNoExtensions(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	value := n.propose(0)
 	b, err := DecodeBlock(value)
@@ -39,6 +40,7 @@ func TestFirstHeightCarriesNoExtensions(t *testing.T) {
 // valid one is accepted, the overdraft (a wallet lying about its balance) is
 // rejected, and every validator decides the same.
 func TestTransferDecidedByTheNextBlock(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	pay := n.transfer("alice", "bob", 30, 100)
@@ -67,6 +69,7 @@ func TestTransferDecidedByTheNextBlock(t *testing.T) {
 // A block must carry a quorum of signed precommits for the previous block:
 // a proposer cannot pick two precommits to its liking.
 func TestBlockCarryingLessThanAQuorumIsRefused(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	n.submit(n.transfer("alice", "bob", 10, 100))
@@ -89,6 +92,7 @@ func TestBlockCarryingLessThanAQuorumIsRefused(t *testing.T) {
 // reordered or duplicated precommits make the block invalid at every honest
 // validator, and no overdraft is ever decided accepted.
 func TestByzantineProposerCannotForgeCarriedExtensions(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	over := n.transfer("carol", "bob", 150, 200) // carol has 50
@@ -138,6 +142,7 @@ func TestByzantineProposerCannotForgeCarriedExtensions(t *testing.T) {
 // nor in its store is refused with ErrUnavailable: the application never goes
 // to the network (the node fetches before delivering the proposal).
 func TestProposalReferencingUnknownUploadIsRefused(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	u := n.transfer("alice", "bob", 5, 100)
@@ -157,6 +162,7 @@ func TestProposalReferencingUnknownUploadIsRefused(t *testing.T) {
 // evaluated once and decided once; a different value at round 1 is
 // evaluated on the same decided book.
 func TestReproposalInALaterRoundReusesTheEvaluation(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	n.submit(n.transfer("alice", "bob", 7, 100))
@@ -196,6 +202,7 @@ func TestReproposalInALaterRoundReusesTheEvaluation(t *testing.T) {
 // a status per decided transfer, the uploads of the block, the registry,
 // credits and the applied height, and the shard states of the applied height.
 func TestFinalizePersistsExactlyWhatItClaims(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	pay := n.transfer("alice", "bob", 25, 100)
@@ -259,6 +266,7 @@ func TestFinalizePersistsExactlyWhatItClaims(t *testing.T) {
 // is still at the previous height, publishes nothing, and the mempool keeps
 // the block's uploads; once the store works, the same height finalizes.
 func TestFailedPersistChangesNothing(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	u := n.transfer("alice", "bob", 1, 100)
@@ -286,6 +294,7 @@ func TestFailedPersistChangesNothing(t *testing.T) {
 // byte, and decides the next height exactly as the validators that kept
 // running.
 func TestRestartFromTheStoreGivesTheSameBook(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	n.submit(n.transfer("alice", "bob", 40, 100))
@@ -315,6 +324,7 @@ func TestRestartFromTheStoreGivesTheSameBook(t *testing.T) {
 // A mempool that fails is an error, not an empty mempool: the proposer
 // proposes nothing rather than an empty block that hides the failure.
 func TestMempoolFailureIsAnErrorNotAnEmptyBlock(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.vals[0].mem.fail = errors.New("mempool actor stopped")
 	if _, err := n.vals[0].app.BuildProposal(1, nil); err == nil {
@@ -332,6 +342,7 @@ func TestMempoolFailureIsAnErrorNotAnEmptyBlock(t *testing.T) {
 // Account openings are proposed only when signed by the account's key; a
 // block that carries a forged one is invalid.
 func TestForgedAccountOpeningIsNeitherProposedNorAccepted(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	good, bad := newOpen(t, n, true), newOpen(t, n, false)
 	n.vals[0].mem.opens[string(good.SignPub)] = good

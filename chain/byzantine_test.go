@@ -50,6 +50,7 @@ func lastView(n *chainNet, i int) *View {
 // f wrong shares and every precommit carried, the batch fails closed, and
 // nothing is ever accepted wrongly.
 func TestWrongSharesAreOutvotedAndIdentified(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t, Faults{}, Faults{}, Faults{}, Faults{CorruptShares: true})
 	pay, over := payAndOverdraw(n)
 
@@ -82,6 +83,7 @@ func TestWrongSharesAreOutvotedAndIdentified(t *testing.T) {
 // precommit carried no t+f agree, and the batch fails closed: undecided,
 // never a wrong verdict.
 func TestMoreThanFWrongSharesFailClosed(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t, Faults{}, Faults{}, Faults{CorruptShares: true}, Faults{CorruptShares: true})
 	pay, over := payAndOverdraw(n)
 	n.step(0)
@@ -101,6 +103,7 @@ func TestMoreThanFWrongSharesFailClosed(t *testing.T) {
 // zero, which would accept the overdraft. Verdicts are unchanged (the three
 // honest validators agree without it) and validator 3 is identified.
 func TestRushingValidatorCannotShiftAVerdict(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	pay, over := payAndOverdraw(n)
 
@@ -171,6 +174,7 @@ func craftZeroingShare(n *chainNet, ct *rlwe.Ciphertext, d0 *ledger.DecShare) *l
 // validator that copies another's digest without computing the check
 // ciphertexts (so its shares decrypt nothing) earns nothing and is named.
 func TestCreditsOnlyForVerifiedWork(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	n.step(1)

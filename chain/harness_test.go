@@ -203,13 +203,16 @@ func newChainNet(t *testing.T, faults ...Faults) *chainNet {
 		accts = append(accts, ledger.GenesisAccount{SignPub: pub, Balance: u.balance})
 	}
 	for i := 0; i < c.com.N; i++ {
-		gbook, err := ledger.NewBook(c.eng, testChain, accts)
+		// Engines are not safe for concurrent use, and tests run in
+		// parallel: every validator has its own, as in a node.
+		eng := c.eng.Clone()
+		gbook, err := ledger.NewBook(eng, testChain, accts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		v := &validator{mem: newMapMempool(), st: &failingStore{Memory: store.NewMemory()}, obs: &recorder{}, gbook: gbook}
 		v.ev = &countingEvaluator{SerialEvaluator: SerialEvaluator{Engine: c.eng.Clone()}}
-		v.cfg = Config{Params: c.p, Engine: c.eng.Clone(), Decryptor: c.dec, Key: c.shares[i], Chain: testChain,
+		v.cfg = Config{Params: c.p, Engine: eng, Decryptor: c.dec, Key: c.shares[i], Chain: testChain,
 			N: c.com.N, T: c.com.T, Validators: c.vals, Mempool: v.mem, Evaluator: v.ev, Store: v.st, Observer: v.obs,
 			Now: func() time.Time { return time.Unix(1700000000, 0) }, GenesisBook: gbook}
 		if i < len(faults) {
@@ -230,7 +233,7 @@ func newChainNet(t *testing.T, faults ...Faults) *chainNet {
 func (n *chainNet) restart(i int) *App {
 	n.t.Helper()
 	v := n.vals[i]
-	r, err := Restore(v.st, n.c.p, n.c.eng, testChain, v.gbook)
+	r, err := Restore(v.st, n.c.p, v.cfg.Engine, testChain, v.gbook)
 	if err != nil {
 		n.t.Fatal(err)
 	}

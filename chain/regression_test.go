@@ -18,6 +18,7 @@ import (
 // book with X open, by live validators and by one restarted between that
 // block and the next alike: no divergence after a restart.
 func TestOpenAndPayInOneBlockDecideTheSameAfterARestart(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
@@ -50,6 +51,7 @@ func TestOpenAndPayInOneBlockDecideTheSameAfterARestart(t *testing.T) {
 // bytes must not share a decision: precommits are verified before the cache
 // is consulted, under a length-prefixed key.
 func TestCarriedPrecommitsAreVerifiedBeforeACachedDecisionIsReused(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	value, _ := n.vals[0].st.Block(n.height)
@@ -81,6 +83,7 @@ func TestCarriedPrecommitsAreVerifiedBeforeACachedDecisionIsReused(t *testing.T)
 // A block listing an upload (and so its transfers) twice is invalid: the
 // duplicate would be evaluated once and rejected once under the same id.
 func TestBlockListingATransferTwiceIsRefused(t *testing.T) {
+	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
 	n.submit(n.transfer("alice", "bob", 20, 100))

@@ -73,8 +73,8 @@ func newHolder(p *ledger.Params) *holder {
 func (h *holder) ID() ledger.AccountID       { return ledger.AccountIDOf(h.pub) }
 func (h *holder) SignPub() ed25519.PublicKey { return h.pub }
 func (h *holder) Owner() *ledger.OwnerKeys   { return h.owner }
-func (h *holder) BalanceSignature(chain string, nonce uint64, pk []byte) []byte {
-	return ed25519.Sign(h.key, ledger.BalanceQueryBytes(chain, h.ID(), nonce, pk))
+func (h *holder) BalanceSignature(chain string, q ledger.BalanceQuery, pk []byte) []byte {
+	return ed25519.Sign(h.key, ledger.BalanceQueryBytes(chain, h.ID(), q, pk))
 }
 
 // fakeNode serves api/ from in-memory state. It exists only in tests.
@@ -219,7 +219,7 @@ func (f *fakeNode) balance(w http.ResponseWriter, r *http.Request) {
 	pub, _ := hex.DecodeString(req.SignPub)
 	pkb, _ := base64.StdEncoding.DecodeString(req.OwnerPK)
 	sig, _ := hex.DecodeString(req.Signature)
-	if !ledger.VerifyBalanceQuery(pub, f.chain, id, req.Nonce, pkb, sig) {
+	if !ledger.VerifyBalanceQuery(pub, f.chain, id, ledger.BalanceQuery{Height: req.Height, Expiry: req.Expiry, Nonce: req.Nonce}, pkb, sig) {
 		writeJSON(w, 403, api.Error{Error: "bad signature", Code: "bad_signature"})
 		return
 	}

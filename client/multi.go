@@ -24,7 +24,7 @@ type Holder interface {
 	ID() ledger.AccountID
 	SignPub() ed25519.PublicKey
 	Owner() *ledger.OwnerKeys
-	BalanceSignature(chain string, nonce uint64, ownerPK []byte) []byte
+	BalanceSignature(chain string, q ledger.BalanceQuery, ownerPK []byte) []byte
 }
 
 // Balance is a decrypted balance and the height of the state it was read at:
@@ -160,18 +160,25 @@ func (m *Multi) balanceOnce(ctx context.Context, h Holder, owner *ledger.OwnerKe
 	if err != nil {
 		return Balance{}, err
 	}
-	nonce := uint64(time.Now().UnixNano())
+	// Valid for a short while past the height asked for: a captured
+	// request cannot be replayed later, and each validator answers it once.
+	q := ledger.BalanceQuery{Height: target, Expiry: target + balanceExpiry, Nonce: uint64(time.Now().UnixNano())}
 	req := api.BalanceRequest{
 		Account:   h.ID().String(),
-		Height:    target,
+		Height:    q.Height,
 		SignPub:   hex.EncodeToString(h.SignPub()),
 		OwnerPK:   base64.StdEncoding.EncodeToString(pk),
-		Nonce:     nonce,
-		Signature: hex.EncodeToString(h.BalanceSignature(m.g.ChainID, nonce, pk)),
+		Nonce:     q.Nonce,
+		Expiry:    q.Expiry,
+		Signature: hex.EncodeToString(h.BalanceSignature(m.g.ChainID, q, pk)),
 	}
 	replies, errs := m.gather(ctx, req)
 	return m.combine(owner, replies, errs, minHeight)
 }
+
+// balanceExpiry is how many heights past the one it names a balance request
+// stays answerable: enough for slow nodes, far below ledger.BalanceQueryWindow.
+const balanceExpiry = 32
 
 // commonHeight is the highest applied height that at least a threshold of
 // validators have reached (0, meaning "latest", if nodes do not report one).

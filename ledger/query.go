@@ -27,16 +27,31 @@ type BalanceReply struct {
 // BalanceQueryBytes is what the account owner signs to ask for its balance:
 // the signature authorizes re-encryption to exactly ownerPK (bound by hash),
 // so validators never re-encrypt an account's balance to anyone else's key.
-func BalanceQueryBytes(chain string, account AccountID, nonce uint64, ownerPK []byte) []byte {
+func BalanceQueryBytes(chain string, account AccountID, q BalanceQuery, ownerPK []byte) []byte {
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/balance/v1\x00"))
+	w.Fixed([]byte("zkbank/balance/v2\x00"))
 	w.Bytes([]byte(chain))
 	w.Fixed(account[:])
-	w.U64(nonce)
+	w.U64(q.Height)
+	w.U64(q.Expiry)
+	w.U64(q.Nonce)
 	h := sha256.Sum256(ownerPK)
 	w.Fixed(h[:])
 	return w.B
 }
+
+// BalanceQuery is what a signed balance request commits to besides the
+// chain, the account and the owner key: the height to answer at (0: the
+// node's latest), the last finalized height at which the request may be
+// answered, and a nonce. A validator answers a given request once, and not
+// after Expiry, so a captured request is worthless once used or expired.
+type BalanceQuery struct {
+	Height, Expiry, Nonce uint64
+}
+
+// BalanceQueryWindow is how far ahead of a validator's finalized height a
+// balance request's expiry may lie (a request cannot be made to last).
+const BalanceQueryWindow = 256
 
 // OpenAccountBytes is what a new account's key signs to open it.
 func OpenAccountBytes(chain string, kind AccountKind) []byte {
@@ -48,8 +63,8 @@ func OpenAccountBytes(chain string, kind AccountKind) []byte {
 }
 
 // VerifyBalanceQuery checks an owner's signed balance request.
-func VerifyBalanceQuery(pub ed25519.PublicKey, chain string, account AccountID, nonce uint64, ownerPK, sig []byte) bool {
-	return len(pub) == ed25519.PublicKeySize && AccountIDOf(pub) == account && ed25519.Verify(pub, BalanceQueryBytes(chain, account, nonce, ownerPK), sig)
+func VerifyBalanceQuery(pub ed25519.PublicKey, chain string, account AccountID, q BalanceQuery, ownerPK, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && AccountIDOf(pub) == account && ed25519.Verify(pub, BalanceQueryBytes(chain, account, q, ownerPK), sig)
 }
 
 // MarshalBinary encodes the reply.

@@ -212,18 +212,13 @@ func (c *cluster) collectiveKey() *ledger.Builder {
 // balance asks every reachable node, combines t replies and decrypts locally.
 func (c *cluster) balance(name string, nodes ...int) (uint64, uint64) {
 	c.t.Helper()
-	u := c.users[name]
-	pkb, _ := u.own.PK.MarshalBinary()
-	nonce := uint64(time.Now().UnixNano())
 	at := uint64(0)
 	for _, i := range nodes {
 		if h := c.status(i).AppliedHeight; h > 0 && (at == 0 || h < at) {
 			at = h
 		}
 	}
-	req := api.BalanceRequest{Account: u.id.String(), Height: at, SignPub: hex.EncodeToString(u.key.Public().(ed25519.PublicKey)), OwnerPK: base64.StdEncoding.EncodeToString(pkb), Nonce: nonce,
-		Signature: hex.EncodeToString(ed25519.Sign(u.key, ledger.BalanceQueryBytes(c.gen.ChainID, u.id, nonce, pkb)))}
-	body, _ := json.Marshal(req)
+	body := c.balanceRequest(name, at, at+32)
 	var replies []*ledger.BalanceReply
 	for _, i := range nodes {
 		resp, err := http.Post(c.apis[i]+api.PathBalance, api.ContentJSON, bytes.NewReader(body))
@@ -244,11 +239,39 @@ func (c *cluster) balance(name string, nodes ...int) (uint64, uint64) {
 	}
 	com, _ := ledger.NewCommittee(len(c.gen.Validators), c.gen.Threshold)
 	dec, _ := ledger.NewDecryptor(c.p, com)
-	v, h, err := dec.CombineBalance(u.own, replies)
+	v, h, err := dec.CombineBalance(c.users[name].own, replies)
 	if err != nil {
 		c.t.Fatalf("balance of %s: %v", name, err)
 	}
 	return v, h
+}
+
+// balanceRequest is name's signed balance request for height at, answerable
+// until expiry, with a fresh nonce.
+func (c *cluster) balanceRequest(name string, at, expiry uint64) []byte {
+	u := c.users[name]
+	pkb, _ := u.own.PK.MarshalBinary()
+	q := ledger.BalanceQuery{Height: at, Expiry: expiry, Nonce: uint64(time.Now().UnixNano())}
+	req := api.BalanceRequest{Account: u.id.String(), Height: at, SignPub: hex.EncodeToString(u.key.Public().(ed25519.PublicKey)), OwnerPK: base64.StdEncoding.EncodeToString(pkb), Nonce: q.Nonce, Expiry: q.Expiry,
+		Signature: hex.EncodeToString(ed25519.Sign(u.key, ledger.BalanceQueryBytes(c.gen.ChainID, u.id, q, pkb)))}
+	body, _ := json.Marshal(req)
+	return body
+}
+
+// postBalance posts a balance request to node i and returns the HTTP status
+// and error code.
+func (c *cluster) postBalance(i int, body []byte) (int, string) {
+	c.t.Helper()
+	resp, err := http.Post(c.apis[i]+api.PathBalance, api.ContentJSON, bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e api.Error
+	if resp.StatusCode != http.StatusOK {
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+	}
+	return resp.StatusCode, e.Code
 }
 
 func (c *cluster) account(name string) api.Account {

@@ -74,6 +74,7 @@ type Node struct {
 	host    *p2p.Host // set before the API serves
 	recMu   sync.Mutex
 	recs    map[recKey]recEntry
+	queries usedQueries // balance requests answered, until they expire
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.

@@ -255,14 +255,32 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "sign_pub, signature (hex) and owner_pk (base64) are required")
 		return
 	}
-	book := s.n.view.Load().Book
+	view := s.n.view.Load()
+	book := view.Book
 	acct, ok := book.Account(id)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())
 		return
 	}
-	if !ledger.VerifyBalanceQuery(pub, s.n.gen.ChainID, id, req.Nonce, pkb, sig) {
+	q := ledger.BalanceQuery{Height: req.Height, Expiry: req.Expiry, Nonce: req.Nonce}
+	if !ledger.VerifyBalanceQuery(pub, s.n.gen.ChainID, id, q, pkb, sig) {
 		writeErr(w, http.StatusForbidden, "bad_signature", "balance request not signed by the account's key")
+		return
+	}
+	switch {
+	case q.Expiry < view.Height:
+		writeErr(w, http.StatusGone, "expired", fmt.Sprintf("balance request expired at height %d (this node is at %d)", q.Expiry, view.Height))
+		return
+	case q.Expiry > view.Height+ledger.BalanceQueryWindow:
+		writeErr(w, http.StatusBadRequest, "malformed", fmt.Sprintf("balance request expiry %d is more than %d heights ahead of %d", q.Expiry, ledger.BalanceQueryWindow, view.Height))
+		return
+	}
+	if err := s.n.queries.use(id, q, view.Height); err != nil {
+		code, status := "replayed", http.StatusConflict
+		if errors.Is(err, errQueriesFull) {
+			code, status = "busy", http.StatusServiceUnavailable
+		}
+		writeErr(w, status, code, err.Error())
 		return
 	}
 	ownerPK, err := s.n.p.DecodeOwnerPK(pkb)

@@ -324,8 +324,8 @@ func (w *Wallet) OpenSignature(chain string) []byte {
 
 // BalanceSignature signs a balance query: it authorizes validators to
 // re-encrypt the balance to exactly ownerPK (the wallet's own key).
-func (w *Wallet) BalanceSignature(chain string, nonce uint64, ownerPK []byte) []byte {
-	return ed25519.Sign(w.key, ledger.BalanceQueryBytes(chain, w.id, nonce, ownerPK))
+func (w *Wallet) BalanceSignature(chain string, q ledger.BalanceQuery, ownerPK []byte) []byte {
+	return ed25519.Sign(w.key, ledger.BalanceQueryBytes(chain, w.id, q, ownerPK))
 }
 
 // BindChain records the chain the wallet's account lives on, refusing to

@@ -221,8 +221,11 @@ func TestGenesisAccountAndSignatures(t *testing.T) {
 		t.Fatalf("genesis entry does not decode: %v", err)
 	}
 	pk, _ := w.OwnerPK()
-	sig := w.BalanceSignature("c", 7, pk)
-	if !ledger.VerifyBalanceQuery(w.SignPub(), "c", w.ID(), 7, pk, sig) {
+	sig := w.BalanceSignature("c", ledger.BalanceQuery{Nonce: 7}, pk)
+	if !ledger.VerifyBalanceQuery(w.SignPub(), "c", w.ID(), ledger.BalanceQuery{Nonce: 7}, pk, sig) {
 		t.Fatal("balance signature does not verify")
+	}
+	if ledger.VerifyBalanceQuery(w.SignPub(), "c", w.ID(), ledger.BalanceQuery{Nonce: 7, Expiry: 1 << 40}, pk, sig) {
+		t.Fatal("a signature over one expiry verifies for another")
 	}
 }
