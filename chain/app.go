@@ -235,6 +235,13 @@ func (a *App) verifyCarried(carried []Precommit) error {
 	return nil
 }
 
+// quorumCanDecide reports whether t+f validators fit in the smallest quorum
+// (all powers are equal: genesis checks it), that is t <= f+1 for N = 3f+1.
+func (a *App) quorumCanDecide() bool {
+	quorum := 2*a.n/3 + 1
+	return a.t+(a.n-1)/3 <= quorum
+}
+
 // decide decides the last block from verified carried precommits.
 func (a *App) decide(carried []Precommit) (*decidedLast, error) {
 	d := &decidedLast{book: a.book.Clone(), credits: append([]int64(nil), a.credits...)}
@@ -288,11 +295,14 @@ func (a *App) decide(carried []Precommit) (*decidedLast, error) {
 	for i, e := range ev.evals {
 		dec, err := a.dec.DecideChecks(e, shares[i])
 		switch {
-		case errors.Is(err, ledger.ErrNoAgreement) && len(carried) < a.n:
+		case errors.Is(err, ledger.ErrNoAgreement) && len(carried) < a.n && a.quorumCanDecide():
 			// Some precommit is missing: it may be the one that outvotes a
 			// wrong share. Refusing the block (prevote nil) lets a later
 			// proposer carry more, rather than letting a proposer pick a
-			// quorum that fails the batch closed.
+			// quorum that fails the batch closed. (Only when a quorum of
+			// honest validators can decide at all, t+f <= quorum: with a
+			// higher threshold a validator down would otherwise halt the
+			// chain; it fails the batch closed instead.)
 			return nil, fmt.Errorf("%w: batch %d of height %d: no t+f of the %d carried validators agree (%w)", ErrBlock, i, h, len(carried), err)
 		case errors.Is(err, ledger.ErrNoAgreement):
 			// Every validator's precommit is carried and still no t+f

@@ -214,3 +214,22 @@ func TestCreditsOnlyForVerifiedWork(t *testing.T) {
 		t.Fatalf("identified %v, want [3]", v.Faulty)
 	}
 }
+
+// With a threshold above f+1 (3 of 4 here), decisions need t+f = 4 agreeing
+// validators, more than a quorum: with one validator's precommit missing, a
+// block is still valid and its batches fail closed, so the chain keeps
+// ordering instead of halting (and nothing is decided wrongly).
+func TestHigherThresholdFailsClosedInsteadOfHalting(t *testing.T) {
+	t.Parallel()
+	n := newChainNetOf(t, committeeOf(t, 4, 3))
+	n.step(0)
+	pay := n.transfer("alice", "bob", 20, 100)
+	n.submit(pay)
+	value := n.propose(1)
+	exts := n.precommit(value, 0)
+	n.finalize(value, n.certify(value, 0, exts, 0, 1, 2)) // validator 3's precommit never arrives
+	n.step(2)
+	if r := n.outcomes(0)[idOf(pay)]; r != ledger.RejectUndecided {
+		t.Fatalf("payment decided %v with 3 of the 4 agreeing validators needed, want undecided", r)
+	}
+}

@@ -37,18 +37,27 @@ type committee struct {
 }
 
 var (
-	committeeOnce sync.Once
-	theCommittee  *committee
-	committeeErr  error
+	committeesMu sync.Mutex
+	committees   = map[[2]int]*committee{}
 )
 
-func testCommittee(t testing.TB) *committee {
+// testCommittee is the default committee: N = 4 = 3f+1, t = f+1 = 2.
+func testCommittee(t testing.TB) *committee { return committeeOf(t, 4, 2) }
+
+// committeeOf runs the t-of-n ceremony once per test binary.
+func committeeOf(t testing.TB, n, th int) *committee {
 	t.Helper()
-	committeeOnce.Do(func() { theCommittee, committeeErr = newCommittee(4, 2) }) // N = 3f+1, t = f+1
-	if committeeErr != nil {
-		t.Fatal(committeeErr)
+	committeesMu.Lock()
+	defer committeesMu.Unlock()
+	if c, ok := committees[[2]int{n, th}]; ok {
+		return c
 	}
-	return theCommittee
+	c, err := newCommittee(n, th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committees[[2]int{n, th}] = c
+	return c
 }
 
 func newCommittee(n, th int) (*committee, error) {
@@ -193,7 +202,12 @@ type chainNet struct {
 
 func newChainNet(t *testing.T, faults ...Faults) *chainNet {
 	t.Helper()
-	c := testCommittee(t)
+	return newChainNetOf(t, testCommittee(t), faults...)
+}
+
+// newChainNetOf is a chain of the committee c's validators.
+func newChainNetOf(t *testing.T, c *committee, faults ...Faults) *chainNet {
+	t.Helper()
 	n := &chainNet{t: t, c: c, users: map[string]*user{}, b: ledger.NewBuilder(c.p, c.keys.PK, testChain)}
 	var accts []ledger.GenesisAccount
 	for _, name := range []string{"alice", "bob", "carol"} {
