@@ -49,13 +49,16 @@ func (e *FileError) Unwrap() error { return e.Err }
 // Wallet is one account's secrets and metadata. The JSON fields are the file
 // format; the unexported ones are derived on load.
 type Wallet struct {
-	Version   int    `json:"version"`
-	Name      string `json:"name"`
-	ChainID   string `json:"chain_id,omitempty"` // empty until bound to a chain (testnet, open)
-	Account   string `json:"account_id"`
-	Seed      string `json:"ed25519_seed"` // hex, 32 bytes
-	ParamSet  string `json:"param_set"`
-	OwnerKeys string `json:"owner_keys"` // base64 of ledger.OwnerKeys.MarshalBinary
+	Version  int    `json:"version"`
+	Name     string `json:"name"`
+	ChainID  string `json:"chain_id,omitempty"` // empty until bound to a chain (testnet, open)
+	Account  string `json:"account_id"`
+	Seed     string `json:"ed25519_seed"` // hex, 32 bytes
+	ParamSet string `json:"param_set"`
+	// OwnerKeys (base64 of ledger.OwnerKeys.MarshalBinary) is what wallets
+	// written before owner keys were derived from the seed hold; new wallets
+	// leave it empty and derive them (ledger.OwnerKeysFromSeed).
+	OwnerKeys string `json:"owner_keys,omitempty"`
 	Kind      string `json:"kind"`
 	// Limit is a card's credit line in cents, as the issuer granted it.
 	// Informational: the ledger only knows the encrypted available credit.
@@ -81,23 +84,21 @@ func New(name, kind string, p *ledger.Params) (*Wallet, error) {
 	if err != nil {
 		return nil, err
 	}
-	owner := ledger.NewOwnerKeys(p)
-	ob, err := owner.MarshalBinary()
+	owner, err := ledger.OwnerKeysFromSeed(p, key.Seed())
 	if err != nil {
-		return nil, fmt.Errorf("wallet: encode owner keys: %w", err)
+		return nil, fmt.Errorf("wallet: owner keys: %w", err)
 	}
 	id := ledger.AccountIDOf(pub)
 	return &Wallet{
-		Version:   Version,
-		Name:      name,
-		Account:   id.String(),
-		Seed:      hex.EncodeToString(key.Seed()),
-		ParamSet:  p.Set.Name,
-		OwnerKeys: base64.StdEncoding.EncodeToString(ob),
-		Kind:      kind,
-		id:        id,
-		key:       key,
-		owner:     owner,
+		Version:  Version,
+		Name:     name,
+		Account:  id.String(),
+		Seed:     hex.EncodeToString(key.Seed()),
+		ParamSet: p.Set.Name,
+		Kind:     kind,
+		id:       id,
+		key:      key,
+		owner:    owner,
 	}, nil
 }
 
@@ -169,6 +170,14 @@ func decode(b []byte) (*Wallet, error) {
 	set, err := ledger.ParamSetByName(w.ParamSet)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if w.OwnerKeys == "" {
+		owner, err := ledger.OwnerKeysFromSeed(params(set), seed)
+		if err != nil {
+			return nil, fmt.Errorf("%w: owner keys: %v", ErrCorrupt, err)
+		}
+		w.owner = owner
+		return &w, nil
 	}
 	ob, err := base64.StdEncoding.DecodeString(w.OwnerKeys)
 	if err != nil {

@@ -1,6 +1,9 @@
 package wallet
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -67,10 +70,14 @@ func TestCreateThenLoadRoundTrips(t *testing.T) {
 	if !got.SignKey().Equal(w.SignKey()) {
 		t.Fatal("signing key differs")
 	}
-	a, _ := got.OwnerPK()
-	b, _ := w.OwnerPK()
+	// The owner secret key is derived from the seed: the same after a load.
+	a, _ := got.Owner().SK.MarshalBinary()
+	b, _ := w.Owner().SK.MarshalBinary()
 	if string(a) != string(b) {
-		t.Fatal("owner public key differs")
+		t.Fatal("owner secret key differs")
+	}
+	if raw, _ := os.ReadFile(p); len(raw) > 4096 {
+		t.Fatalf("wallet file of %d bytes: owner keys should be derived, not stored", len(raw))
 	}
 	if got.Path() != p {
 		t.Fatalf("path %q", got.Path())
@@ -152,8 +159,8 @@ func TestLoadCorruptFilesGiveOneLineNamingTheFile(t *testing.T) {
 		"bad seed":         {strings.Replace(good, field("ed25519_seed"), "zz", 1), ErrCorrupt},
 		"foreign account":  {strings.Replace(good, field("account_id"), strings.Repeat("ab", 32), 1), ErrCorrupt},
 		"bad kind":         {strings.Replace(good, `"kind": "deposit"`, `"kind": "loan"`, 1), ErrCorrupt},
-		"owner keys b64":   {strings.Replace(good, field("owner_keys"), "!!!", 1), ErrCorrupt},
-		"owner keys short": {strings.Replace(good, field("owner_keys"), field("owner_keys")[:4000], 1), ErrCorrupt},
+		"owner keys b64":   {strings.Replace(good, `"kind": "deposit"`, `"owner_keys": "!!!", "kind": "deposit"`, 1), ErrCorrupt},
+		"owner keys short": {strings.Replace(good, `"kind": "deposit"`, `"owner_keys": "AAAA", "kind": "deposit"`, 1), ErrCorrupt},
 		"unknown field":    {strings.Replace(good, `"version": 1`, `"version": 1, "extra": 2`, 1), ErrCorrupt},
 		"unknown params":   {strings.Replace(good, `"param_set": "zkb128"`, `"param_set": "toy"`, 1), ErrCorrupt},
 	}
@@ -227,5 +234,47 @@ func TestGenesisAccountAndSignatures(t *testing.T) {
 	}
 	if ledger.VerifyBalanceQuery(w.SignPub(), "c", w.ID(), ledger.BalanceQuery{Nonce: 7, Expiry: 1 << 40}, pk, sig) {
 		t.Fatal("a signature over one expiry verifies for another")
+	}
+}
+
+// A wallet written before owner keys were derived from the seed (it stores
+// them, 3.6 MiB) still loads, with its stored keys.
+func TestLegacyWalletWithStoredOwnerKeysLoads(t *testing.T) {
+	p := ledger.MustParams(ledger.ZKB128)
+	w, err := New("old", KindDeposit, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := ledger.NewOwnerKeys(p)
+	ob, _ := stored.MarshalBinary()
+	w.OwnerKeys = base64.StdEncoding.EncodeToString(ob)
+	b, _ := json.Marshal(w)
+	got, err := decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := got.Owner().SK.MarshalBinary()
+	want, _ := stored.SK.MarshalBinary()
+	if string(a) != string(want) {
+		t.Fatal("a legacy wallet's stored owner key was not used")
+	}
+}
+
+// Owner keys derived from a seed are a function of the seed: the same seed
+// gives the same secret key, another seed another.
+func TestOwnerKeysFromSeedAreDeterministic(t *testing.T) {
+	p := ledger.MustParams(ledger.ZKB128)
+	seed := bytes.Repeat([]byte{7}, 32)
+	k1, err := ledger.OwnerKeysFromSeed(p, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := ledger.OwnerKeysFromSeed(p, seed)
+	k3, _ := ledger.OwnerKeysFromSeed(p, bytes.Repeat([]byte{8}, 32))
+	b1, _ := k1.SK.MarshalBinary()
+	b2, _ := k2.SK.MarshalBinary()
+	b3, _ := k3.SK.MarshalBinary()
+	if !bytes.Equal(b1, b2) || bytes.Equal(b1, b3) {
+		t.Fatal("owner secret key is not a function of the seed")
 	}
 }
