@@ -8,10 +8,14 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/zkbank/zkbank/chain"
+	"github.com/zkbank/zkbank/ledger"
 )
 
 type addUpload struct {
 	U *chain.Upload
+	// MaxPerSender refuses a submitted upload whose sender already has that
+	// many uploads waiting (0: no limit).
+	MaxPerSender int
 	// Referenced uploads were fetched because a proposal named them: kept
 	// apart from submitted ones (see mempoolActor).
 	Referenced bool
@@ -38,6 +42,7 @@ type mempoolActor struct {
 	fetched map[[32]byte]*chain.Upload
 	order   [][32]byte // fetched, oldest first
 	opens   map[string]chain.Open
+	pending map[ledger.AccountID]int // submitted uploads waiting, by sender
 }
 
 // maxFetched bounds the uploads kept for proposals: four blocks' worth.
@@ -62,12 +67,25 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			ctx.Respond(true)
 			return
 		}
-		_, dup := m.uploads[msg.U.Hash]
-		full := len(m.uploads) >= m.max
-		if !dup && !full {
-			m.uploads[msg.U.Hash] = msg.U
+		if _, dup := m.uploads[msg.U.Hash]; dup {
+			ctx.Respond(addResult{})
+			return
 		}
-		ctx.Respond(!dup && !full)
+		if len(m.uploads) >= m.max {
+			ctx.Respond(addResult{Full: true})
+			return
+		}
+		for i := range msg.U.Envs {
+			if msg.MaxPerSender > 0 && m.pending[msg.U.Envs[i].From] >= msg.MaxPerSender {
+				ctx.Respond(addResult{SenderBusy: true})
+				return
+			}
+		}
+		m.uploads[msg.U.Hash] = msg.U
+		for i := range msg.U.Envs {
+			m.pending[msg.U.Envs[i].From]++
+		}
+		ctx.Respond(addResult{Added: true})
 	case *addOpen:
 		m.opens[string(msg.O.SignPub)] = msg.O
 		ctx.Respond(true)
@@ -108,6 +126,13 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		ctx.Respond(out)
 	case *committed:
 		for _, h := range msg.Hashes {
+			if u, ok := m.uploads[h]; ok {
+				for i := range u.Envs {
+					if m.pending[u.Envs[i].From]--; m.pending[u.Envs[i].From] <= 0 {
+						delete(m.pending, u.Envs[i].From)
+					}
+				}
+			}
 			delete(m.uploads, h)
 			delete(m.fetched, h)
 		}
@@ -131,7 +156,7 @@ var _ chain.Mempool = (*Mempool)(nil)
 // proposal references are admitted beyond that).
 func NewMempool(sys *actor.ActorSystem, max int) *Mempool {
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}}
+		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, pending: map[ledger.AccountID]int{}}
 	})
 	return &Mempool{sys: sys, pid: sys.Root.Spawn(props)}
 }
@@ -154,10 +179,33 @@ func ask[T any](m *Mempool, msg any) (T, error) {
 	return v, nil
 }
 
-// Add inserts an upload a client submitted; false if it was a duplicate or
-// the pool is full.
-func (m *Mempool) Add(u *chain.Upload) (bool, error) {
-	return ask[bool](m, &addUpload{U: u})
+// addResult is what adding a submitted upload did.
+type addResult struct {
+	Added      bool
+	Full       bool // the pool holds its maximum
+	SenderBusy bool // a sender has too many uploads waiting
+}
+
+// ErrPoolFull and ErrSenderBusy say why a submitted upload was not added.
+var (
+	ErrPoolFull   = errors.New("actors: mempool full")
+	ErrSenderBusy = errors.New("actors: too many transfers from this account waiting")
+)
+
+// Add inserts an upload a client submitted; false (and no error) if it is a
+// duplicate. A full pool is ErrPoolFull; a sender with maxPerSender uploads
+// waiting (0: no limit) is ErrSenderBusy.
+func (m *Mempool) Add(u *chain.Upload, maxPerSender int) (bool, error) {
+	r, err := ask[addResult](m, &addUpload{U: u, MaxPerSender: maxPerSender})
+	switch {
+	case err != nil:
+		return false, err
+	case r.Full:
+		return false, ErrPoolFull
+	case r.SenderBusy:
+		return false, ErrSenderBusy
+	}
+	return r.Added, nil
 }
 
 // AddReferenced keeps an upload a proposal references (fetched from a peer)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -530,4 +531,65 @@ func TestCluster_ByzantineProposerForgingCarriedExtensions(t *testing.T) {
 		v, _ := c.balance("carol", 0, 2, 3)
 		return v == 10
 	})
+}
+
+// 10,000 account openings from one client are throttled at the validator
+// (429 past a small burst), and the chain keeps committing honest transfers.
+func TestCluster_OpeningFloodIsThrottled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-validator cluster in -short mode")
+	}
+	c := newCluster(t, 4, map[string]uint64{"alice": 1_000, "bob": 0, "carol": 0})
+	c.waitReady(0, 1, 2, 3)
+	b := c.collectiveKey()
+	const flood = 10_000
+	codes := make(chan int, flood)
+	jobs := make(chan struct{}, flood)
+	for i := 0; i < flood; i++ {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	client := &http.Client{Timeout: 2 * time.Minute}
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				pub, key, _ := ed25519.GenerateKey(rand.Reader)
+				req := api.OpenRequest{SignPub: hex.EncodeToString(pub), Kind: "deposit",
+					Signature: hex.EncodeToString(ed25519.Sign(key, ledger.OpenAccountBytes(c.gen.ChainID, ledger.KindDeposit)))}
+				body, _ := json.Marshal(req)
+				resp, err := client.Post(c.apis[1]+api.PathOpen, api.ContentJSON, bytes.NewReader(body))
+				if err != nil {
+					codes <- 0
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}
+		}()
+	}
+	// An honest transfer, through another validator, while the flood runs.
+	bal, h := c.balance("alice", 0, 2, 3)
+	if st := c.send(b, "alice", "bob", 25, bal, h, nil, 0); st.Status != api.StatusCommitted {
+		t.Fatalf("honest transfer during the flood: %+v", st)
+	}
+	wg.Wait()
+	close(codes)
+	byCode := map[int]int{}
+	for code := range codes {
+		byCode[code]++
+	}
+	t.Logf("opening flood answered: %v", byCode)
+	if byCode[http.StatusTooManyRequests] < flood-200 {
+		t.Fatalf("only %d of %d openings throttled (%v)", byCode[http.StatusTooManyRequests], flood, byCode)
+	}
+	if byCode[http.StatusOK] == 0 {
+		t.Fatalf("the burst an honest client is allowed was refused too (%v)", byCode)
+	}
+	if st := c.status(1); st.Height <= h+2 {
+		t.Fatalf("chain stalled at %d during the flood", st.Height)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/zkbank/zkbank/actors"
 	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/consensus"
 	"github.com/zkbank/zkbank/ledger"
@@ -204,7 +205,11 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 		return nil, err
 	}
 	u := &chain.Upload{Hash: hash, Raw: sub.Ciphertext, CT: ct, Envs: sub.Envelopes, Received: time.Now()}
-	added, err := n.mem.Add(u)
+	added, err := n.mem.Add(u, maxPendingPerAccount)
+	if errors.Is(err, actors.ErrSenderBusy) || errors.Is(err, actors.ErrPoolFull) {
+		n.met.Submissions.WithLabelValues("throttled").Inc()
+		return nil, fmt.Errorf("%w: %w", errThrottled, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -222,6 +227,10 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// errThrottled is a request refused by a rate limit or a per-account cap
+// (limits.go): the client may retry later.
+var errThrottled = errors.New("throttled: too many requests; retry later")
 
 // errBadOpen is an account opening whose signature does not verify.
 var errBadOpen = errors.New("account opening not signed by the account's key")
@@ -249,9 +258,12 @@ func (n *Node) addOpen(o chain.Open, relay bool) error {
 	return nil
 }
 
-func (n *Node) handleOpen(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
+func (n *Node) handleOpen(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
 	if len(b) != 1+32+64 {
 		return nil, errors.New("bad open message")
+	}
+	if !n.opensByPeer.allow(from.String()) {
+		return nil, errThrottled
 	}
 	o := chain.Open{Kind: ledger.AccountKind(b[0]), SignPub: append([]byte(nil), b[1:33]...), Sig: append([]byte(nil), b[33:]...)}
 	return nil, n.addOpen(o, false)

@@ -75,6 +75,8 @@ type Node struct {
 	recMu   sync.Mutex
 	recs    map[recKey]recEntry
 	queries usedQueries // balance requests answered, until they expire
+
+	opensByIP, opensByPeer *limiter // account openings per client IP, per peer
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -128,7 +130,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now()}
+	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
+		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst)}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

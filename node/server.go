@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -128,6 +129,11 @@ func (s *server) open(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "kind must be deposit or card")
 		return
 	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && !s.n.opensByIP.allow(host) {
+		w.Header().Set("Retry-After", "2")
+		writeErr(w, http.StatusTooManyRequests, "rate_limited", "too many account openings from this address; retry later")
+		return
+	}
 	op := chain.Open{SignPub: pub, Kind: kind, Sig: sig}
 	if err1 != nil || err2 != nil || !op.Valid(s.n.gen.ChainID) {
 		writeErr(w, http.StatusBadRequest, "bad_signature", "signature does not verify")
@@ -164,6 +170,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ids, err := s.n.admit(body, true)
+	if errors.Is(err, errThrottled) {
+		w.Header().Set("Retry-After", "1")
+		writeErr(w, http.StatusTooManyRequests, "throttled", err.Error())
+		return
+	}
 	if err != nil {
 		var re *ledger.RejectError
 		code, status := "malformed", http.StatusBadRequest
