@@ -26,7 +26,13 @@ type startConsensus struct {
 	Height uint64
 	Last   *consensus.Commit
 }
-type inbound struct{ Bytes []byte }
+
+// inbound is a message from a peer: decoded already (Msg), or bytes the
+// machine decodes (and reports if malformed).
+type inbound struct {
+	Bytes []byte
+	Msg   consensus.Message
+}
 type fired struct{ Ev consensus.TimeoutEvent }
 type roundQuery struct{}
 type workAvailable struct{}
@@ -58,7 +64,13 @@ func (c *consensusActor) Receive(ctx actor.Context) {
 		if c.halted != nil {
 			return
 		}
-		if err := c.m.StepBytes(msg.Bytes); err != nil {
+		var err error
+		if msg.Msg != nil {
+			err = c.m.Step(msg.Msg)
+		} else {
+			err = c.m.StepBytes(msg.Bytes)
+		}
+		if err != nil {
 			c.log.Debug("consensus input rejected", "err", err)
 		}
 	case *fired:
@@ -146,6 +158,11 @@ func (c *Consensus) Start(height uint64, last *consensus.Commit) {
 
 // Deliver hands a message received from a peer to the machine.
 func (c *Consensus) Deliver(b []byte) { c.sys.Root.Send(c.pid, &inbound{Bytes: b}) }
+
+// DeliverMessage hands an already decoded message to the machine.
+func (c *Consensus) DeliverMessage(m consensus.Message) {
+	c.sys.Root.Send(c.pid, &inbound{Msg: m})
+}
 
 // Stop stops the consensus actor after the message it is handling, and
 // waits for that (bounded), so nothing writes to the store once it closes.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/consensus"
-	"github.com/zkbank/zkbank/internal/wire"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -136,7 +135,7 @@ func New(c Config) (*App, error) {
 func (a *App) View() *View {
 	v := &View{Height: a.finalized, Book: a.book, Credits: a.Credits()}
 	if a.last != nil {
-		v.Block = a.last.block
+		v.Block, v.Hash = a.last.block, a.last.hash
 	}
 	return v
 }
@@ -186,14 +185,19 @@ func (a *App) decideLast(carried []Precommit) (*decidedLast, error) {
 	if err := a.verifyCarried(carried); err != nil {
 		return nil, err
 	}
-	var w wire.Writer
+	h := sha256.New() // length-prefixed fields, streamed: extensions are megabytes
 	for _, x := range carried {
-		w.U32(uint32(x.Validator))
-		w.U32(uint32(x.Round))
-		w.Bytes(x.Ext)
-		w.Bytes(x.Signature)
+		var hdr [16]byte
+		binary.BigEndian.PutUint32(hdr[0:], uint32(x.Validator))
+		binary.BigEndian.PutUint32(hdr[4:], uint32(x.Round))
+		binary.BigEndian.PutUint32(hdr[8:], uint32(len(x.Ext)))
+		binary.BigEndian.PutUint32(hdr[12:], uint32(len(x.Signature)))
+		h.Write(hdr[:])
+		h.Write(x.Ext)
+		h.Write(x.Signature)
 	}
-	key := sha256.Sum256(w.B)
+	var key [32]byte
+	h.Sum(key[:0])
 	if d, ok := a.decided[key]; ok {
 		return d, nil
 	}
@@ -659,7 +663,7 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	a.decided = map[[32]byte]*decidedLast{}
 	a.mem.Committed(ev.block)
 	if a.observer != nil {
-		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty}
+		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Hash: ev.hash, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty}
 		if prev > 0 {
 			v.Decided = prev
 		}

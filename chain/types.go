@@ -113,6 +113,7 @@ type View struct {
 	Book    *ledger.Book // results applied up to Height-1 (read-only)
 	Credits []int64      // work credits as of Height
 	Block   *Block       // block Height (nil before the first)
+	Hash    [32]byte     // Block's hash (its consensus BlockID)
 	// Decided is the height whose outcomes Outcomes holds (Height-1; 0 if none).
 	Decided  uint64
 	Outcomes []ledger.Outcome

@@ -223,15 +223,14 @@ func (d *Decryptor) DecideChecks(ev *Evaluation, shares map[int]CheckShares) (*D
 		if err != nil {
 			return "", false
 		}
-		h := sha256.New()
+		buf := make([]byte, 0, 8*(len(bits)+len(eq)))
 		for _, x := range [][]uint64{bits, eq} {
 			for _, y := range x {
-				var b [8]byte
-				binary.BigEndian.PutUint64(b[:], y)
-				h.Write(b[:])
+				buf = binary.BigEndian.AppendUint64(buf, y)
 			}
 		}
-		k := string(h.Sum(nil))
+		sum := sha256.Sum256(buf)
+		k := string(sum[:])
 		verdicts[k] = v
 		return k, true
 	})
@@ -239,19 +238,4 @@ func (d *Decryptor) DecideChecks(ev *Evaluation, shares map[int]CheckShares) (*D
 		return nil, err
 	}
 	return &Decision{Verdicts: verdicts[ag.key], Agreed: ag.agreed, Faulty: ag.faulty}, nil
-}
-
-// verdictKey is a canonical encoding of a verdict map.
-func verdictKey(v map[int]Reason) string {
-	lanes := make([]int, 0, len(v))
-	for l := range v {
-		lanes = append(lanes, l)
-	}
-	sort.Ints(lanes)
-	b := make([]byte, 0, 5*len(lanes))
-	for _, l := range lanes {
-		b = binary.BigEndian.AppendUint32(b, uint32(l))
-		b = append(b, byte(v[l]))
-	}
-	return string(b)
 }

@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"testing"
 )
 
@@ -236,4 +238,19 @@ func BenchmarkDecideChecks(b *testing.B) {
 			}
 		})
 	}
+}
+
+// verdictKey is a canonical encoding of a verdict map.
+func verdictKey(v map[int]Reason) string {
+	lanes := make([]int, 0, len(v))
+	for l := range v {
+		lanes = append(lanes, l)
+	}
+	sort.Ints(lanes)
+	b := make([]byte, 0, 5*len(lanes))
+	for _, l := range lanes {
+		b = binary.BigEndian.AppendUint32(b, uint32(l))
+		b = append(b, byte(v[l]))
+	}
+	return string(b)
 }

@@ -264,15 +264,24 @@ func (d *Decryptor) cksShare(key *smudgeKey, ks *KeyShare, ct *rlwe.Ciphertext, 
 	h1 := d.hashC1(c1, level)
 	rq := d.p.BGV.RingQ().AtLevel(level)
 	out := rq.NewPoly()
+	d.floodedKeyTerm(key, ks, c1, h1, level, d.sm.cksNoise, ct.IsNTT, out)
+	return out, nil
+}
+
+// floodedKeyTerm writes c1*s + e into out, in the ciphertext's domain: the
+// term a decryption share and a re-encryption share have in common, with e
+// drawn from noise by the PRNG keyed by (key share, level, c1). c1 (canonical,
+// NTT) is used as a buffer and overwritten.
+func (d *Decryptor) floodedKeyTerm(key *smudgeKey, ks *KeyShare, c1 ring.Poly, h1 [sha256.Size]byte, level int, noise ring.DistributionParameters, isNTT bool, out ring.Poly) {
+	rq := d.p.BGV.RingQ().AtLevel(level)
 	rq.MulCoeffsMontgomery(c1, ks.Share.Q, out)
-	e := c1 // reuse the buffer
-	newSampler(keyedPRNG(key.seed(smudgeSeedDomain, level, h1[:])), rq, d.sm.cksNoise).Read(e)
+	e := c1
+	newSampler(keyedPRNG(key.seed(smudgeSeedDomain, level, h1[:])), rq, noise).Read(e)
 	rq.NTT(e, e)
 	rq.Add(out, e, out)
-	if !ct.IsNTT {
+	if !isNTT {
 		rq.INTT(out, out)
 	}
-	return out, nil
 }
 
 // polyShape reports whether every row of p has n coefficients and the row
@@ -371,14 +380,7 @@ func (d *Decryptor) pcksShare(key *smudgeKey, ks *KeyShare, ct *rlwe.Ciphertext,
 
 	// + c1*s + e, in the ciphertext's domain.
 	cs := u.Q
-	rql.MulCoeffsMontgomery(c1, ks.Share.Q, cs)
-	flood := c1 // reuse the buffer
-	newSampler(keyedPRNG(key.seed(smudgeSeedDomain, level, h1[:])), rql, d.sm.pcksNoise).Read(flood)
-	rql.NTT(flood, flood)
-	rql.Add(cs, flood, cs)
-	if !ct.IsNTT {
-		rql.INTT(cs, cs)
-	}
+	d.floodedKeyTerm(key, ks, c1, h1, level, d.sm.pcksNoise, ct.IsNTT, cs)
 	rql.Add(out.Value[0], cs, out.Value[0])
 	return out, nil
 }

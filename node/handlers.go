@@ -31,32 +31,25 @@ func (n *Node) handleConsensus(ctx context.Context, from peer.ID, b []byte) ([]b
 	if n.faults.isPartitioned() {
 		return nil, nil
 	}
-	n.prefetch(ctx, from, b)
-	n.cons.Deliver(b)
+	// Decoded once, here: the machine steps the decoded message.
+	msg, err := consensus.DecodeMessage(b)
+	if err != nil {
+		n.cons.Deliver(b) // the machine reports it
+		return nil, nil
+	}
+	n.prefetch(ctx, from, msg)
+	n.cons.DeliverMessage(msg)
 	return nil, nil
 }
 
 // prefetch fetches the uploads a proposal or commit references and this node
 // holds neither in its mempool nor in its store.
-func (n *Node) prefetch(ctx context.Context, from peer.ID, b []byte) {
-	msg, err := consensus.DecodeMessage(b)
-	if err != nil {
-		return // the machine reports it
-	}
-	// Only a validator's signed proposal, or a decision with a quorum of
-	// signatures, makes this node fetch anything: a stranger cannot make it
-	// download (or relay requests for) what it names.
+func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message) {
 	var value []byte
 	switch m := msg.(type) {
 	case *consensus.Proposal:
-		if !consensus.VerifyProposal(n.gen.ChainID, n.vset, m) {
-			return
-		}
 		value = m.Value
 	case *consensus.Commit:
-		if m.Cert == nil || consensus.HashValue(m.Value) != m.Cert.BlockID || consensus.VerifyCommit(n.gen.ChainID, n.vset, m.Cert) != nil {
-			return
-		}
 		value = m.Value
 	default:
 		return
@@ -65,6 +58,7 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, b []byte) {
 	if err != nil {
 		return
 	}
+	var missing []chain.SubRef
 	for _, s := range blk.Subs {
 		if u, err := n.mem.Get(s.CTHash); err != nil || u != nil {
 			continue
@@ -72,6 +66,25 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, b []byte) {
 		if _, err := chain.StoredUpload(n.db, s.CTHash); err == nil {
 			continue
 		}
+		missing = append(missing, s)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	// Only a validator's signed proposal, or a decision with a quorum of
+	// signatures, makes this node fetch anything: a stranger cannot make it
+	// download (or relay requests for) what it names.
+	switch m := msg.(type) {
+	case *consensus.Proposal:
+		if !consensus.VerifyProposal(n.gen.ChainID, n.vset, m) {
+			return
+		}
+	case *consensus.Commit:
+		if m.Cert == nil || consensus.HashValue(m.Value) != m.Cert.BlockID || consensus.VerifyCommit(n.gen.ChainID, n.vset, m.Cert) != nil {
+			return
+		}
+	}
+	for _, s := range missing {
 		c, cancel := context.WithTimeout(ctx, fetchTimeout)
 		raw, err := n.fetch(c, from, s.CTHash)
 		cancel()

@@ -41,7 +41,7 @@ func (n *Node) announce(v *chain.View) {
 	if v.Block == nil {
 		return
 	}
-	msg := encodeHead(v.Height, chain.Hash(v.Block.Encode()))
+	msg := encodeHead(v.Height, v.Hash)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), headsTimeout)
 		defer cancel()
