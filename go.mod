@@ -3,6 +3,7 @@ module github.com/zkbank/zkbank
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/ipfs/go-log/v2 v2.8.1

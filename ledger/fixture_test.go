@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"math"
+	"math/big"
 	"sync"
 	"testing"
 
@@ -190,4 +192,32 @@ func (nw *net) upload(t testing.TB, sub *Submission) *rlwe.Ciphertext {
 		t.Fatalf("decode upload: %v", err)
 	}
 	return ct
+}
+
+// noiseOf decrypts ct with the full secret key of a 1-of-1 committee and
+// returns the largest |e| in t*(c0 + c1 s) = m + t*e (mod Q): Lattigo's BGV
+// decryption, with m centered below t/2, so |e| <= max|t*(c0 + c1 s)|/t + 1/2.
+// An attacker-chosen c1 offset would show as |e| near Q/(2t).
+func (nw *net) noiseOf(t testing.TB, ct *rlwe.Ciphertext) float64 {
+	t.Helper()
+	if nw.com.N != 1 {
+		t.Fatal("noiseOf needs a 1-of-1 committee (the full secret key)")
+	}
+	pt := rlwe.NewDecryptor(nw.p.BGV, nw.shares[0].secretKey()).DecryptNew(ct)
+	rq := nw.p.BGV.RingQ().AtLevel(ct.Level())
+	coeffs := rq.NewPoly()
+	rq.INTT(pt.Value, coeffs)
+	tm := nw.p.BGV.PlaintextModulus()
+	rq.MulScalar(coeffs, tm, coeffs)
+	bigs := make([]*big.Int, nw.p.BGV.N())
+	for i := range bigs {
+		bigs[i] = new(big.Int)
+	}
+	rq.PolyToBigintCentered(coeffs, 1, bigs)
+	maxAbs := 0.0
+	for _, b := range bigs {
+		f, _ := new(big.Float).SetInt(b).Float64()
+		maxAbs = math.Max(maxAbs, math.Abs(f))
+	}
+	return maxAbs/float64(tm) + 0.5
 }

@@ -182,23 +182,8 @@ func TestNoiseOfDecryptedChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := nw.shares[0].secretKey()
-	rq := nw.p.BGV.RingQ().AtLevel(LevelDecrypt)
 	for name, ct := range map[string]*rlwe.Ciphertext{"bits": ev.Checks.Bits, "eq": ev.Checks.Eq} {
-		pt := rlwe.NewDecryptor(nw.p.BGV, sk).DecryptNew(ct)
-		// Every slot is 0, so c0 + c1*s is pure noise.
-		coeffs := rq.NewPoly()
-		rq.INTT(pt.Value, coeffs)
-		bigs := make([]*big.Int, nw.p.BGV.N())
-		for i := range bigs {
-			bigs[i] = new(big.Int)
-		}
-		rq.PolyToBigintCentered(coeffs, 1, bigs)
-		maxAbs := 0.0
-		for _, b := range bigs {
-			f, _ := new(big.Float).SetInt(b).Float64()
-			maxAbs = math.Max(maxAbs, math.Abs(f))
-		}
+		maxAbs := nw.noiseOf(t, ct) // every slot is 0: pure noise
 		t.Logf("%s check noise: max |e| = 2^%.1f (bound 2^%.0f)", name, math.Log2(maxAbs+1), math.Log2(checkNoiseBound))
 		if maxAbs >= checkNoiseBound {
 			t.Errorf("%s noise 2^%.1f exceeds checkNoiseBound", name, math.Log2(maxAbs))
