@@ -29,6 +29,7 @@ type committed struct {
 	OpenPub [][]byte
 }
 type mempoolSize struct{}
+type takeAcks struct{ Max int }
 
 type sizeInfo struct{ Uploads, Opens int }
 
@@ -47,6 +48,32 @@ type mempoolActor struct {
 
 // maxFetched bounds the uploads kept for proposals: four blocks' worth.
 const maxFetched = 4 * chain.MaxBlockSubs
+
+// uploadTTL is how long a submitted upload may wait. One that N-f
+// validators could not open (its dealer sealed bad boxes) is never ordered;
+// it leaves the pool after this, with its sender's slot.
+const uploadTTL = 2 * time.Minute
+
+// expire drops submitted uploads older than uploadTTL.
+func (m *mempoolActor) expire(now time.Time) {
+	for h, u := range m.uploads {
+		if !u.Received.IsZero() && now.Sub(u.Received) > uploadTTL {
+			m.drop(h)
+		}
+	}
+}
+
+// drop forgets a submitted upload and its sender's slot.
+func (m *mempoolActor) drop(h [32]byte) {
+	if u, ok := m.uploads[h]; ok {
+		for i := range u.Envs {
+			if m.pending[u.Envs[i].From]--; m.pending[u.Envs[i].From] <= 0 {
+				delete(m.pending, u.Envs[i].From)
+			}
+		}
+	}
+	delete(m.uploads, h)
+}
 
 func (m *mempoolActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
@@ -100,12 +127,7 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		for _, u := range m.uploads {
 			out = append(out, u)
 		}
-		sort.Slice(out, func(i, j int) bool {
-			if !out[i].Received.Equal(out[j].Received) {
-				return out[i].Received.Before(out[j].Received)
-			}
-			return string(out[i].Hash[:]) < string(out[j].Hash[:])
-		})
+		sortOldestFirst(out)
 		if len(out) > msg.Max {
 			out = out[:msg.Max]
 		}
@@ -124,24 +146,43 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			out = append(out, m.opens[k])
 		}
 		ctx.Respond(out)
+	case *takeAcks:
+		out := make([]*chain.Upload, 0, len(m.uploads))
+		for _, u := range m.uploads {
+			if u.Pieces != nil {
+				out = append(out, u)
+			}
+		}
+		sortOldestFirst(out)
+		hs := make([][32]byte, 0, min(len(out), msg.Max))
+		for _, u := range out {
+			if len(hs) >= msg.Max {
+				break
+			}
+			hs = append(hs, u.Hash)
+		}
+		ctx.Respond(hs)
 	case *committed:
 		for _, h := range msg.Hashes {
-			if u, ok := m.uploads[h]; ok {
-				for i := range u.Envs {
-					if m.pending[u.Envs[i].From]--; m.pending[u.Envs[i].From] <= 0 {
-						delete(m.pending, u.Envs[i].From)
-					}
-				}
-			}
-			delete(m.uploads, h)
+			m.drop(h)
 			delete(m.fetched, h)
 		}
 		for _, p := range msg.OpenPub {
 			delete(m.opens, string(p))
 		}
 	case *mempoolSize:
+		m.expire(time.Now())
 		ctx.Respond(sizeInfo{Uploads: len(m.uploads), Opens: len(m.opens)})
 	}
+}
+
+func sortOldestFirst(out []*chain.Upload) {
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Received.Equal(out[j].Received) {
+			return out[i].Received.Before(out[j].Received)
+		}
+		return string(out[i].Hash[:]) < string(out[j].Hash[:])
+	})
 }
 
 // Mempool is the client of the mempool actor. It implements chain.Mempool.
@@ -229,6 +270,12 @@ func (m *Mempool) Get(hash [32]byte) (*chain.Upload, error) {
 // Candidates returns submitted uploads, oldest first.
 func (m *Mempool) Candidates(max int) ([]*chain.Upload, error) {
 	return ask[[]*chain.Upload](m, &candidates{Max: max})
+}
+
+// Acks returns submitted uploads whose sealed box this validator opened,
+// oldest first.
+func (m *Mempool) Acks(max int) ([][32]byte, error) {
+	return ask[[][32]byte](m, &takeAcks{Max: max})
 }
 
 // Opens returns pending openings.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -103,11 +104,23 @@ func newShardFixture(t *testing.T) *shardFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := ledger.NewBuilder(p, keys.PK, "actors").Build(ledger.TransferSpec{From: ledger.AccountIDOf(pubA), Lane: 0, Key: keyA, To: ledger.AccountIDOf(pubB), Amount: 5, Balance: 100, Nonce: 1})
+	// One validator holds the one piece: its batch ciphertext encrypts the
+	// transfer's values directly.
+	sh, _ := ledger.NewSharing(1, 0)
+	vpub, _, _ := ed25519.GenerateKey(rand.Reader)
+	seal, err := ledger.SealPublicKey(vpub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct, err := p.DecodeUpload(sub.Ciphertext)
+	dealer, err := ledger.NewDealer(p, sh, []*ecdh.PublicKey{seal}, "actors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := dealer.Build(ledger.TransferSpec{From: ledger.AccountIDOf(pubA), Key: keyA, To: ledger.AccountIDOf(pubB), Amount: 5, Balance: 100, Nonce: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := p.EncryptPieceBatch(keys.PK, []ledger.LanePiece{{Lane: 0, Piece: &ledger.Piece{Values: ledger.TransferValues(5, 95)}}}, [32]byte{1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,25 +16,48 @@ import (
 	"github.com/zkbank/zkbank/ledger"
 )
 
-// blockEval is this validator's evaluation of one block on top of a book.
+// The pipeline (docs/PROTOCOL.md, "Pipeline"). Block h orders sealed
+// uploads. Each validator's precommit for h attests its piece ciphertexts of
+// h's shard batches. The proposal for h+1 carries those precommits: they
+// decide each piece (f+1 holders alike), every validator sums the pieces into
+// h's batch ciphertexts, evaluates the checks on the book with h-1's results
+// applied, and attaches its decryption shares to its precommit for h+1. The
+// proposal for h+2 carries them and decides h's verdicts, which the book
+// applies. So block h's results are final at h+2.
+
+// blockEval is this validator's view of one block: what it opened and what
+// it decided when preparing it.
 type blockEval struct {
 	height  uint64
 	hash    [32]byte
 	block   *Block
-	book    *ledger.Book // book the block was planned and evaluated on (results of height-1 applied)
+	book    *ledger.Book // results through height-2 applied, accounts through height opened
+	uploads []*Upload
+	opened  []*ledger.Account // accounts this block opens (open in book)
+	layout  *layout           // where this block's transfers sit in its shard batches
+	mine    *[]PieceAttest    // this validator's piece attestations (computed once, at ExtendVote)
+
+	// Decided by this block's carried precommits (of height-1):
+	applied []ledger.Outcome // outcomes of height-2
+	credits []int64          // credits after deciding height-2
+	faulty  []int            // validators whose carried extensions disagreed with a decision
+	prev    *checkEval       // block height-1 evaluated on its decided pieces (nil at height 1)
+}
+
+// checkEval is a block evaluated on its decided pieces: its checks wait for
+// the decryption shares the next block's precommits carry.
+type checkEval struct {
+	height  uint64
+	hash    [32]byte
+	block   *Block
 	batches []*ledger.Batch
 	early   map[[32]byte]ledger.Reason
 	evals   []*ledger.Evaluation
 	digest  [32]byte
-	applied []ledger.Outcome  // outcomes of height-1 decided by this block's LastCommit
-	credits []int64           // credits after deciding height-1
-	faulty  []int             // validators whose height-1 extensions disagreed with the decision
-	opened  []*ledger.Account // accounts this block opens (open in book)
-	uploads []*Upload
 }
 
 // App is zkbank's consensus application: it turns ordered blocks of
-// encrypted transfers into decided, applied and persisted results. Consensus
+// sealed transfers into decided, applied and persisted results. Consensus
 // calls it synchronously from one goroutine (the consensus actor); it is not
 // safe for concurrent use. Readers elsewhere get the View it publishes.
 type App struct {
@@ -42,8 +65,13 @@ type App struct {
 	eng      *ledger.Engine
 	dec      *ledger.Decryptor
 	key      *ledger.KeyShare
+	pk       *rlwe.PublicKey
+	open     *Opener
+	sh       *ledger.Sharing
+	pieces   *PieceCache
 	chain    string
 	n, t     int
+	self     int
 	log      *slog.Logger
 	vals     *consensus.ValidatorSet
 	mem      Mempool
@@ -53,12 +81,12 @@ type App struct {
 	now      func() time.Time
 	faults   Faults
 
-	book      *ledger.Book // results applied up to finalized-1
+	book      *ledger.Book // results through finalized-2, accounts through finalized
 	finalized uint64
-	last      *blockEval // evaluation of the last finalized block (results pending)
+	last      *blockEval // the last finalized block (its pieces are decided by the next)
 	credits   []int64
-	spec      map[[32]byte]*blockEval   // proposals at finalized+1 by value hash
-	decided   map[[32]byte]*decidedLast // decisions of the last block, by the extensions that made them
+	spec      map[[32]byte]*blockEval // proposals at finalized+1 by value hash
+	decided   map[[32]byte]*decided   // decisions of the carried precommits, by their encoding
 }
 
 // Faults injects byzantine behaviour into a validator, for tests of the
@@ -70,6 +98,9 @@ type Faults struct {
 	// TamperProposal alters the blocks this validator proposes after
 	// building them honestly (a byzantine proposer).
 	TamperProposal func(b *Block)
+	// ShiftPiece alters this validator's pieces before it encrypts them (a
+	// byzantine holder moving money between an amount and a new balance).
+	ShiftPiece func(shard uint32, piece int, lane int, values []uint64)
 }
 
 // Config wires an App.
@@ -78,8 +109,15 @@ type Config struct {
 	Engine    *ledger.Engine
 	Decryptor *ledger.Decryptor
 	Key       *ledger.KeyShare
-	Chain     string
-	N, T      int
+	// PK is the collective public key validators encrypt pieces under.
+	PK *rlwe.PublicKey
+	// Opener opens this validator's sealed boxes (its Self is the
+	// validator's index).
+	Opener *Opener
+	// Pieces is shared with the node, which serves and fetches pieces.
+	Pieces *PieceCache
+	Chain  string
+	N, T   int
 	// Validators verify the precommits a block carries.
 	Validators *consensus.ValidatorSet
 	Logger     *slog.Logger
@@ -98,14 +136,27 @@ type Config struct {
 
 // New builds the application from a restored state.
 func New(c Config) (*App, error) {
-	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, chain: c.Chain, n: c.N, t: c.T, log: c.Logger, vals: c.Validators,
+	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, pk: c.PK, open: c.Opener, pieces: c.Pieces, chain: c.Chain, n: c.N, t: c.T, log: c.Logger, vals: c.Validators,
 		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults,
-		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decidedLast{}}
+		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decided{}}
 	if a.now == nil {
 		a.now = time.Now
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.open == nil || a.open.Sharing == nil || a.pk == nil {
+		return nil, errors.New("chain: no opener, sharing or public key")
+	}
+	a.sh, a.self = a.open.Sharing, a.open.Self
+	if a.sh.N != a.n {
+		return nil, fmt.Errorf("chain: sharing for %d validators, committee of %d", a.sh.N, a.n)
+	}
+	if a.pieces == nil {
+		a.pieces = NewPieceCache()
+	}
+	if a.vals == nil || a.vals.Size() != a.n {
+		return nil, fmt.Errorf("chain: the validator set does not match the committee of %d", a.n)
 	}
 	if r := c.Restored; r != nil && r.Finalized > 0 {
 		b, err := DecodeBlock(r.LastBlock)
@@ -113,15 +164,37 @@ func New(c Config) (*App, error) {
 			return nil, fmt.Errorf("chain: last block: %w", err)
 		}
 		a.book, a.finalized, a.credits = r.Book, r.Finalized, r.Credits
-		// The last block's evaluation is recomputed lazily when its results
-		// are needed (its book is the restored one).
-		a.last = &blockEval{height: r.Finalized, hash: Hash(r.LastBlock), block: b, book: a.book}
+		ups, err := a.uploadsOf(b)
+		if err != nil {
+			return nil, err
+		}
+		a.last = &blockEval{height: r.Finalized, hash: Hash(r.LastBlock), block: b, book: a.book, uploads: ups}
+		a.last.layout = a.layoutOf(a.book, b, nil)
+		if r.Finalized > 1 {
+			// Block finalized-1 was evaluated on this book minus the last
+			// block's openings; its pieces were decided by the last block's
+			// carried precommits. Re-evaluate it (deterministic).
+			pb, err := DecodeBlock(r.PrevBlock)
+			if err != nil {
+				return nil, fmt.Errorf("chain: previous block: %w", err)
+			}
+			pups, err := a.uploadsOf(pb)
+			if err != nil {
+				return nil, err
+			}
+			prev := &blockEval{height: r.Finalized - 1, hash: Hash(r.PrevBlock), block: pb, uploads: pups}
+			prev.layout = a.layoutOf(a.book, pb, openedBy(b))
+			cts, _, err := a.decidePieces(prev, b.LastCommit, true)
+			if err != nil {
+				return nil, fmt.Errorf("chain: re-deciding the pieces of height %d: %w", prev.height, err)
+			}
+			if a.last.prev, err = a.evaluate(prev, a.book, cts); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if a.book == nil {
 		return nil, errors.New("chain: no book to start from")
-	}
-	if a.vals == nil || a.vals.Size() != a.n {
-		return nil, fmt.Errorf("chain: the validator set does not match the committee of %d", a.n)
 	}
 	if len(a.credits) != a.n {
 		a.credits = make([]int64, a.n)
@@ -143,7 +216,7 @@ func (a *App) View() *View {
 // Credits returns per-validator work credits as of the last finalized height.
 func (a *App) Credits() []int64 { return append([]int64(nil), a.credits...) }
 
-// uploadsOf resolves a block's ciphertexts from the mempool, else from the
+// uploadsOf resolves a block's uploads from the mempool, else from the
 // store (uploads of finalized blocks are kept there). It never goes to the
 // network: the node fetched what a proposal references before delivering it.
 func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
@@ -158,28 +231,117 @@ func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w %x", ErrBlock, ErrUnavailable, s.CTHash[:8])
 			}
-			u = NewUpload(a.p, raw, nil, time.Time{})
+			u = a.open.NewUpload(raw, s.Envelopes, time.Time{})
 		}
 		out[i] = u
 	}
 	return out, nil
 }
 
-// decidedLast is the last block decided by one set of carried precommits.
+// layout is where a block's transfers sit in its shard batches, fixed when
+// the block is ordered: each transfer in its sender's lane, the first
+// transfer of a sender in block order taking the lane. Transfers whose
+// sender or receiver did not exist then, or that do not reference their own
+// upload, are rejected before any batch.
+type layout struct {
+	shards []shardLayout // in order of first appearance
+	early  map[[32]byte]ledger.Reason
+}
+
+type shardLayout struct {
+	shard uint32
+	lanes []int // ascending order of appearance in the block
+	subs  []int // lanes[i] holds the transfer of block.Subs[subs[i]]
+}
+
+// openedBy returns the accounts a block opens.
+func openedBy(b *Block) map[ledger.AccountID]bool {
+	m := map[ledger.AccountID]bool{}
+	for _, o := range b.Opens {
+		m[ledger.AccountIDOf(ed25519.PublicKey(o.SignPub))] = true
+	}
+	return m
+}
+
+// layoutOf lays a block out on book, treating accounts in later as not yet
+// open (a restarted validator's book already holds the next block's).
+func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]bool) *layout {
+	l := &layout{early: map[[32]byte]ledger.Reason{}}
+	idx := map[uint32]int{}
+	taken := map[[2]uint64]bool{}
+	for i, s := range b.Subs {
+		env := &s.Envelopes[0]
+		id := env.ID()
+		from, ok1 := book.Account(env.From)
+		_, ok2 := book.Account(env.To)
+		switch {
+		case !ok1 || !ok2 || later[env.From] || later[env.To]:
+			l.early[id] = ledger.RejectUnknownAccount
+			continue
+		case env.CTHash != s.CTHash:
+			l.early[id] = ledger.RejectMalformed
+			continue
+		}
+		k := [2]uint64{uint64(from.Shard), uint64(from.Lane)}
+		if taken[k] {
+			l.early[id] = ledger.RejectLaneBusy
+			continue
+		}
+		taken[k] = true
+		j, ok := idx[from.Shard]
+		if !ok {
+			j = len(l.shards)
+			idx[from.Shard] = j
+			l.shards = append(l.shards, shardLayout{shard: from.Shard})
+		}
+		l.shards[j].lanes = append(l.shards[j].lanes, from.Lane)
+		l.shards[j].subs = append(l.shards[j].subs, i)
+	}
+	return l
+}
+
+// ackQuorum is how many validators must have opened an upload's sealed box
+// before a block may include it: N-f, so at least f+1 honest holders of
+// every piece hold it and the piece can be decided.
+func (a *App) ackQuorum() int { return a.n - (a.n-1)/3 }
+
+// ackCounts counts, per upload, the carried precommits that acked it.
+func ackCounts(carried []Precommit) map[[32]byte]int {
+	out := map[[32]byte]int{}
+	for _, x := range carried {
+		ext, err := DecodeExt(x.Ext)
+		if err != nil {
+			continue
+		}
+		seen := map[[32]byte]bool{}
+		for _, h := range ext.Acks {
+			if !seen[h] {
+				seen[h] = true
+				out[h]++
+			}
+		}
+	}
+	return out
+}
+
+// decided is what one set of carried precommits (of height h-1) decides:
+// the verdicts of h-2 applied to a clone of the book, and h-1 evaluated.
 // Its book is read-only until the proposal carrying them is finalized.
-type decidedLast struct {
+type decided struct {
 	book    *ledger.Book
 	outs    []ledger.Outcome
 	credits []int64
-	faulty  []int // validators whose shares disagreed with the decision
+	faulty  []int
+	prev    *checkEval
 }
 
-// decideLast computes the outcomes of the last finalized block from the
-// precommits a proposal for the next height carries, on a clone of the book.
-// The result is shared by every proposal of the height carrying the same
-// precommits (the proposer's own, and re-proposals in later rounds): applying
-// a batch costs hundreds of milliseconds.
-func (a *App) decideLast(carried []Precommit) (*decidedLast, error) {
+// decide computes, from the precommits a proposal for the next height
+// carries, the results of the block before the last (from their decryption
+// shares) and the last block's batches (from their piece attestations),
+// evaluated. The result is shared by every proposal of the height carrying
+// the same precommits (the proposer's own, and re-proposals in later
+// rounds): applying and evaluating batches costs hundreds of milliseconds.
+func (a *App) decide(carried []Precommit) (*decided, error) {
 	// Verified before the cache is consulted: a decision is reused only for
 	// precommits that verify, under a key that encodes them unambiguously.
 	if err := a.verifyCarried(carried); err != nil {
@@ -201,7 +363,7 @@ func (a *App) decideLast(carried []Precommit) (*decidedLast, error) {
 	if d, ok := a.decided[key]; ok {
 		return d, nil
 	}
-	d, err := a.decide(carried)
+	d, err := a.decideUncached(carried)
 	if err != nil {
 		return nil, err
 	}
@@ -246,46 +408,89 @@ func (a *App) quorumCanDecide() bool {
 	return a.t+(a.n-1)/3 <= quorum
 }
 
-// decide decides the last block from verified carried precommits.
-func (a *App) decide(carried []Precommit) (*decidedLast, error) {
-	d := &decidedLast{book: a.book.Clone(), credits: append([]int64(nil), a.credits...)}
+// decideUncached decides from verified carried precommits.
+func (a *App) decideUncached(carried []Precommit) (*decided, error) {
+	d := &decided{book: a.book.Clone(), credits: append([]int64(nil), a.credits...)}
 	if a.last == nil { // nothing finalized yet: the first block decides nothing
 		return d, nil
 	}
-	ev, err := a.ensureEval(a.last)
-	if err != nil {
-		return nil, err
-	}
-	h := ev.height
-	// Shares of validators whose digest equals ours: they signed that they
-	// computed the same check ciphertexts. Anything else in a signed
-	// extension is that validator's fault, not the proposer's.
-	shares := make([]map[int]ledger.CheckShares, len(ev.evals))
-	for i := range shares {
-		shares[i] = map[int]ledger.CheckShares{}
-	}
+	exts := make(map[int]*Ext, len(carried))
 	faulty := map[int]bool{}
 	for _, x := range carried {
 		ext, err := DecodeExt(x.Ext)
-		if err != nil || ext.Height != h || ext.Block != ev.hash || ext.Digest != ev.digest || len(ext.Shares) != len(ev.evals) {
+		if err != nil || ext.Height != a.last.height || ext.Block != a.last.hash {
 			faulty[x.Validator] = true
+			continue
+		}
+		exts[x.Validator] = ext
+	}
+	if pe := a.last.prev; pe != nil {
+		if err := a.decideVerdicts(d, pe, exts, faulty, len(carried)); err != nil {
+			return nil, err
+		}
+	}
+	cts, pieceFaulty, err := a.decidePieces(a.last, carried, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range pieceFaulty {
+		faulty[v] = true
+	}
+	if d.prev, err = a.evaluate(a.last, d.book, cts); err != nil {
+		return nil, err
+	}
+	for v := range faulty {
+		d.faulty = append(d.faulty, v)
+	}
+	sort.Ints(d.faulty)
+	if len(d.faulty) > 0 {
+		a.log.Warn("validators sent extensions that disagree with the decision", "height", a.last.height, "validators", d.faulty)
+	}
+	// Credits once every batch and piece has named its faulty validators: a
+	// validator named anywhere earns nothing for the height.
+	for _, v := range d.faulty {
+		d.credits[v] = a.credits[v]
+	}
+	return d, nil
+}
+
+// decideVerdicts decides the checks of pe (block height-2) from the
+// decryption shares the carried extensions hold, and applies them to d.book.
+func (a *App) decideVerdicts(d *decided, pe *checkEval, exts map[int]*Ext, faulty map[int]bool, carried int) error {
+	h := pe.height
+	// Shares of validators whose digest equals ours: they signed that they
+	// computed the same check ciphertexts. Anything else in a signed
+	// extension is that validator's fault, not the proposer's.
+	shares := make([]map[int]ledger.CheckShares, len(pe.evals))
+	for i := range shares {
+		shares[i] = map[int]ledger.CheckShares{}
+	}
+	vs := make([]int, 0, len(exts))
+	for v := range exts {
+		vs = append(vs, v)
+	}
+	sort.Ints(vs)
+	for _, v := range vs {
+		ext := exts[v]
+		if ext.Digest != pe.digest || len(ext.Shares) != len(pe.evals) {
+			faulty[v] = true
 			continue
 		}
 		got := make([]ledger.CheckShares, 0, len(ext.Shares))
 		for _, s := range ext.Shares {
 			b, err1 := a.p.DecodeDecShare(s[0])
 			e, err2 := a.p.DecodeDecShare(s[1])
-			if err1 != nil || err2 != nil || b.Validator != x.Validator || e.Validator != x.Validator {
+			if err1 != nil || err2 != nil || b.Validator != v || e.Validator != v {
 				break
 			}
 			got = append(got, ledger.CheckShares{Bits: b, Eq: e})
 		}
-		if len(got) != len(ev.evals) {
-			faulty[x.Validator] = true
+		if len(got) != len(pe.evals) {
+			faulty[v] = true
 			continue
 		}
 		for i, cs := range got {
-			shares[i][x.Validator] = cs
+			shares[i][v] = cs
 		}
 	}
 	// Each batch is decided by T+F validators whose shares agree (robust.go);
@@ -294,12 +499,12 @@ func (a *App) decide(carried []Precommit) (*decidedLast, error) {
 	// match the decision prove the validator computed the check ciphertexts
 	// (a copied digest without them earns nothing), and empty blocks earn
 	// nothing.
-	verdicts := make([]map[int]ledger.Reason, len(ev.evals))
-	decisions := make([]*ledger.Decision, len(ev.evals))
-	for i, e := range ev.evals {
+	verdicts := make([]map[int]ledger.Reason, len(pe.evals))
+	decisions := make([]*ledger.Decision, len(pe.evals))
+	for i, e := range pe.evals {
 		dec, err := a.dec.DecideChecks(e, shares[i])
 		switch {
-		case errors.Is(err, ledger.ErrNoAgreement) && len(carried) < a.n && a.quorumCanDecide():
+		case errors.Is(err, ledger.ErrNoAgreement) && carried < a.n && a.quorumCanDecide():
 			// Some precommit is missing: it may be the one that outvotes a
 			// wrong share. Refusing the block (prevote nil) lets a later
 			// proposer carry more, rather than letting a proposer pick a
@@ -307,7 +512,7 @@ func (a *App) decide(carried []Precommit) (*decidedLast, error) {
 			// honest validators can decide at all, t+f <= quorum: with a
 			// higher threshold a validator down would otherwise halt the
 			// chain; it fails the batch closed instead.)
-			return nil, fmt.Errorf("%w: batch %d of height %d: no t+f of the %d carried validators agree (%w)", ErrBlock, i, h, len(carried), err)
+			return fmt.Errorf("%w: batch %d of height %d: no t+f of the %d carried validators agree (%w)", ErrBlock, i, h, carried, err)
 		case errors.Is(err, ledger.ErrNoAgreement):
 			// Every validator's precommit is carried and still no t+f
 			// agree: more than f are faulty. Fail closed: nothing moves.
@@ -319,45 +524,121 @@ func (a *App) decide(carried []Precommit) (*decidedLast, error) {
 			verdicts[i] = v
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("chain: deciding height %d batch %d: %w", h, i, err)
+			return fmt.Errorf("chain: deciding height %d batch %d: %w", h, i, err)
 		}
 		verdicts[i], decisions[i] = dec.Verdicts, dec
 		for _, v := range dec.Faulty {
 			faulty[v] = true
 		}
 	}
-	// Credits once every batch has named its faulty validators: a validator
-	// named in any batch earns nothing for the height.
 	for i, dec := range decisions {
 		if dec == nil {
 			continue
 		}
 		for _, v := range dec.Agreed {
 			if !faulty[v] {
-				d.credits[v] += int64(len(ev.evals[i].Lanes))
+				d.credits[v] += int64(len(pe.evals[i].Lanes))
 			}
 		}
 	}
-	for v := range faulty {
-		d.faulty = append(d.faulty, v)
-	}
-	sort.Ints(d.faulty)
-	if len(d.faulty) > 0 {
-		a.log.Warn("validators sent extensions that disagree with the decision", "height", h, "validators", d.faulty)
-	}
-	if len(ev.batches) == 0 {
+	var err error
+	if len(pe.batches) == 0 {
 		err = d.book.Skip(h)
 	} else {
-		d.outs, err = d.book.Commit(a.eng, h, ev.batches, ev.evals, verdicts)
+		d.outs, err = d.book.Commit(a.eng, h, pe.batches, pe.evals, verdicts)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for id, r := range ev.early {
-		d.outs = append(d.outs, ledger.Outcome{ID: id, Env: envByID(ev.block, id), Reason: r})
+	for id, r := range pe.early {
+		d.outs = append(d.outs, ledger.Outcome{ID: id, Env: envByID(pe.block, id), Reason: r})
 	}
 	sort.Slice(d.outs, func(i, j int) bool { return bytes.Compare(d.outs[i].ID[:], d.outs[j].ID[:]) < 0 })
-	return d, nil
+	return nil
+}
+
+// decidePieces decides every piece of every shard batch of ev from the
+// piece attestations the carried precommits (of ev's height) hold: the hash
+// f+1 of the piece's holders attested. It returns the summed batch
+// ciphertext per shard (nil for a shard failed closed) and the holders that
+// attested another hash. trusted skips the carried-precommit checks that
+// the block they came in already passed (a restart re-deciding).
+func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) (map[uint32]*rlwe.Ciphertext, []int, error) {
+	out := map[uint32]*rlwe.Ciphertext{}
+	if len(ev.layout.shards) == 0 {
+		return out, nil, nil
+	}
+	type key struct {
+		shard uint32
+		piece int
+	}
+	attests := map[key]map[int][32]byte{}
+	for _, x := range carried {
+		ext, err := DecodeExt(x.Ext)
+		if err != nil || ext.Height != ev.height || ext.Block != ev.hash {
+			continue
+		}
+		for _, pa := range ext.Pieces {
+			k := key{pa.Shard, int(pa.Piece)}
+			if attests[k] == nil {
+				attests[k] = map[int][32]byte{}
+			}
+			attests[k][x.Validator] = pa.Hash
+		}
+	}
+	faulty := map[int]bool{}
+	for _, sl := range ev.layout.shards {
+		var cts []*rlwe.Ciphertext
+		failed := false
+		for k := 0; k < a.sh.Pieces(); k++ {
+			hash, named, err := a.sh.DecidePiece(k, attests[key{sl.shard, k}])
+			if errors.Is(err, ledger.ErrNoPieceMajority) {
+				if !trusted && len(carried) < a.n {
+					// A missing precommit may be the holder that decides it.
+					return nil, nil, fmt.Errorf("%w: shard %d piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, sl.shard, k, ev.height, len(carried), err)
+				}
+				a.log.Warn("no f+1 holders agree on a piece although all are carried; failing the batch closed", "height", ev.height, "shard", sl.shard, "piece", k)
+				failed = true
+				break
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, v := range named {
+				faulty[v] = true
+			}
+			raw := a.pieces.Get(hash)
+			if raw == nil {
+				if raw, err = StoredPiece(a.st, hash); err != nil {
+					return nil, nil, fmt.Errorf("%w: %w: piece %x", ErrBlock, ErrUnavailable, hash[:8])
+				}
+				a.pieces.Put(hash, raw, ev.height)
+			}
+			if sha256.Sum256(raw) != hash {
+				return nil, nil, fmt.Errorf("chain: stored piece %x does not match its hash", hash[:8])
+			}
+			ct, err := a.p.DecodeUpload(raw)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: piece %x does not decode", ErrBlock, hash[:8])
+			}
+			cts = append(cts, ct)
+		}
+		if failed {
+			out[sl.shard] = nil
+			continue
+		}
+		sum, err := a.p.SumPieces(cts)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[sl.shard] = sum
+	}
+	var named []int
+	for v := range faulty {
+		named = append(named, v)
+	}
+	sort.Ints(named)
+	return out, named, nil
 }
 
 func envByID(b *Block, id [32]byte) *ledger.Envelope {
@@ -371,68 +652,56 @@ func envByID(b *Block, id [32]byte) *ledger.Envelope {
 	return nil
 }
 
-// ensureEval evaluates a block if it was not evaluated yet (after a restart,
-// or when this validator did not precommit it).
-func (a *App) ensureEval(ev *blockEval) (*blockEval, error) {
-	if ev.evals != nil || ev.batches != nil {
-		return ev, nil
+// evaluate plans ev's transfers on book with their shards' batch
+// ciphertexts and evaluates the checks. A transfer whose shard batch failed
+// closed is rejected as undecided; nothing of it is evaluated.
+func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts map[uint32]*rlwe.Ciphertext) (*checkEval, error) {
+	ce := &checkEval{height: ev.height, hash: ev.hash, block: ev.block, early: map[[32]byte]ledger.Reason{}}
+	for id, r := range ev.layout.early {
+		ce.early[id] = r
 	}
-	ups, err := a.uploadsOf(ev.block)
-	if err != nil {
-		return nil, err
-	}
-	ev.uploads = ups
-	if err := a.evaluate(ev); err != nil {
-		return nil, err
-	}
-	return ev, nil
-}
-
-// plan turns a block into batches on ev.book.
-func (a *App) plan(ev *blockEval) {
 	var pend []ledger.Pending
-	for i, s := range ev.block.Subs {
-		u := ev.uploads[i]
-		for k := range s.Envelopes {
-			env := &s.Envelopes[k]
-			var ct *rlwe.Ciphertext
-			if u != nil && u.CT != nil && env.CTHash == s.CTHash {
-				ct = u.CT
+	for _, sl := range ev.layout.shards {
+		ct := cts[sl.shard]
+		for _, i := range sl.subs {
+			env := &ev.block.Subs[i].Envelopes[0]
+			if ct == nil {
+				ce.early[env.ID()] = ledger.RejectUndecided
+				continue
 			}
-			pend = append(pend, ledger.Pending{Env: env, CT: ct, Sub: i})
+			pend = append(pend, ledger.Pending{Env: env, CT: ct})
 		}
 	}
-	ev.batches, ev.early = ev.book.Plan(pend)
-	if ev.batches == nil {
-		ev.batches = []*ledger.Batch{}
+	batches, early := book.Plan(pend)
+	for id, r := range early {
+		ce.early[id] = r
 	}
-}
-
-// evaluate plans and evaluates a block; sets digest.
-func (a *App) evaluate(ev *blockEval) error {
-	a.plan(ev)
-	evals, err := a.evalr.Evaluate(ev.book, ev.batches, ev.hash[:])
+	ce.batches = batches
+	if ce.batches == nil {
+		ce.batches = []*ledger.Batch{}
+	}
+	evals, err := a.evalr.Evaluate(book, ce.batches, ev.hash[:])
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ev.evals = evals
+	ce.evals = evals
 	h := sha256.New()
-	h.Write([]byte("zkbank/digest/v1\x00"))
+	h.Write([]byte("zkbank/digest/v2\x00"))
 	binary.Write(h, binary.BigEndian, ev.height)
 	for _, e := range evals {
-		d, err := e.Checks.Digest()
+		dg, err := e.Checks.Digest()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		h.Write(d[:])
+		h.Write(dg[:])
 	}
-	copy(ev.digest[:], h.Sum(nil))
-	return nil
+	copy(ce.digest[:], h.Sum(nil))
+	return ce, nil
 }
 
 // prepare decodes and speculatively executes a proposal for finalized+1:
-// decide the last block with the proposal's extensions, then plan the
-// proposal's own transfers on the resulting book.
+// decide what its carried precommits decide, then open its accounts and lay
+// out its transfers on the resulting book.
 func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	hash := Hash(value)
 	if ev, ok := a.spec[hash]; ok {
@@ -448,12 +717,18 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	if b.Height != height {
 		return nil, fmt.Errorf("%w: block says height %d", ErrBlock, b.Height)
 	}
-	d, err := a.decideLast(b.LastCommit)
+	if err := checkUnique(b); err != nil {
+		return nil, err
+	}
+	d, err := a.decide(b.LastCommit)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUnique(b); err != nil {
-		return nil, err
+	acks := ackCounts(b.LastCommit)
+	for _, s := range b.Subs {
+		if acks[s.CTHash] < a.ackQuorum() {
+			return nil, fmt.Errorf("%w: upload %x acked by %d validators, %d needed", ErrBlock, s.CTHash[:8], acks[s.CTHash], a.ackQuorum())
+		}
 	}
 	ups, err := a.uploadsOf(b)
 	if err != nil {
@@ -464,10 +739,10 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 			return nil, fmt.Errorf("%w: account opening with a bad signature", ErrBlock)
 		}
 	}
-	// The block's accounts open before its transfers are planned, on this
-	// proposal's own copy of the decided book: the book a block is planned
+	// The block's accounts open on this proposal's own copy of the decided
+	// book, before its transfers are laid out: the book a block is laid out
 	// on is then exactly the one Finalize persists, so a validator that
-	// restarts and re-plans the block gets the same batches.
+	// restarts lays the block out the same way.
 	book := d.book.Clone()
 	var opened []*ledger.Account
 	for _, o := range b.Opens {
@@ -478,16 +753,23 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 		}
 		opened = append(opened, acct)
 	}
-	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, applied: d.outs, credits: d.credits, faulty: d.faulty, uploads: ups}
+	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, uploads: ups,
+		applied: d.outs, credits: d.credits, faulty: d.faulty, prev: d.prev}
+	ev.layout = a.layoutOf(book, b, nil)
 	a.spec[hash] = ev
 	return ev, nil
 }
 
 // HasWork implements consensus.WorkSignaler: the proposer of a height waits
 // (up to the commit timeout) for something to propose before proposing an
-// empty block. A mempool that cannot answer counts as having work, so a
-// failure shows up in BuildProposal rather than as an idle chain.
+// empty block. Blocks still in the pipeline count: their pieces and verdicts
+// are decided by the next two blocks. A mempool that cannot answer counts
+// as having work, so a failure shows up in BuildProposal rather than as an
+// idle chain.
 func (a *App) HasWork(uint64) bool {
+	if a.last != nil && (len(a.last.block.Subs) > 0 || a.last.prev != nil && len(a.last.prev.block.Subs) > 0) {
+		return true
+	}
 	ok, err := a.mem.HasWork()
 	if err != nil {
 		a.log.Warn("mempool did not answer", "err", err)
@@ -496,52 +778,42 @@ func (a *App) HasWork(uint64) bool {
 	return ok
 }
 
-// BuildProposal proposes the mempool's ready transfers (at most one debit
-// per sender) and carries the previous height's precommit extensions.
+// BuildProposal proposes the mempool's ready transfers (acked by N-f
+// validators, at most one debit per sender) and carries the previous
+// height's precommits.
 func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([]byte, error) {
 	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli())}
 	if last != nil {
 		// Every precommit of the certificate, late ones included: the more
-		// shares, the more validators can disagree without stalling a
-		// decision (robust.go).
+		// shares and attestations, the more validators can disagree without
+		// stalling a decision (robust.go).
 		for _, s := range last.Sigs {
 			if len(s.Extension) > 0 {
 				b.LastCommit = append(b.LastCommit, Precommit{Validator: s.Validator, Round: last.Round, Ext: s.Extension, Signature: s.Signature})
 			}
 		}
 	}
-	// Decide the previous height first, so proposed transfers are checked
-	// against the book they will be evaluated on.
-	d, err := a.decideLast(b.LastCommit)
+	d, err := a.decide(b.LastCommit)
 	if err != nil {
 		return nil, err
 	}
 	book := d.book
+	acks := ackCounts(b.LastCommit)
 	cands, err := a.mem.Candidates(MaxBlockSubs)
 	if err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
 	senders := map[ledger.AccountID]bool{}
-	total := 0
 	for _, u := range cands {
-		if total+len(u.Envs) > MaxBlockTransfers {
-			break
-		}
-		ok := true
-		for i := range u.Envs {
-			e := &u.Envs[i]
-			if senders[e.From] || book.Check(e) == ledger.RejectReplay {
-				ok = false
-			}
-		}
-		if !ok {
+		if len(b.Subs) >= MaxBlockTransfers || len(u.Envs) != 1 || acks[u.Hash] < a.ackQuorum() {
 			continue
 		}
-		for i := range u.Envs {
-			senders[u.Envs[i].From] = true
+		e := &u.Envs[0]
+		if senders[e.From] || book.Check(e) == ledger.RejectReplay {
+			continue
 		}
+		senders[e.From] = true
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
-		total += len(u.Envs)
 	}
 	opens, err := a.mem.Opens(MaxBlockOpens)
 	if err != nil {
@@ -559,64 +831,113 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 }
 
 // ValidateProposal checks a proposal can be executed: it decodes, its
-// extensions decide the previous height, and its uploads are available.
-// Individual invalid transfers do not invalidate a block: they are rejected.
+// carried precommits decide what they must, its uploads were acked and are
+// available. Individual invalid transfers do not invalidate a block: they
+// are rejected.
 func (a *App) ValidateProposal(height uint64, value []byte) error {
 	_, err := a.prepare(height, value)
 	return err
 }
 
-// ExtendVote evaluates the block homomorphically and returns this
-// validator's digest and decryption shares. It only ever decrypts
+// myPieces encrypts the pieces this validator holds of every shard batch of
+// ev (once) and returns their attestations. It abstains on a batch in which
+// any upload's box did not open for it: it cannot compute that piece, and
+// the batch's other holders decide it.
+func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
+	if ev.mine != nil {
+		return *ev.mine, nil
+	}
+	var out []PieceAttest
+	for _, sl := range ev.layout.shards {
+		complete := true
+		for _, i := range sl.subs {
+			if ev.uploads[i] == nil || ev.uploads[i].Pieces == nil {
+				complete = false
+			}
+		}
+		if !complete {
+			continue
+		}
+		for _, k := range a.sh.Held(a.self) {
+			lps := make([]ledger.LanePiece, len(sl.subs))
+			for j, i := range sl.subs {
+				pc := ev.uploads[i].Pieces[k]
+				if a.faults.ShiftPiece != nil {
+					c := &ledger.Piece{Values: append([]uint64(nil), pc.Values...), Seed: pc.Seed}
+					a.faults.ShiftPiece(sl.shard, k, sl.lanes[j], c.Values)
+					pc = c
+				}
+				lps[j] = ledger.LanePiece{Lane: sl.lanes[j], Piece: pc}
+			}
+			ct, err := a.p.EncryptPieceBatch(a.pk, lps, ledger.PieceBatchSeed(a.chain, ev.height, sl.shard, k, lps))
+			if err != nil {
+				return nil, err
+			}
+			raw, err := ct.MarshalBinary()
+			if err != nil {
+				return nil, err
+			}
+			h := sha256.Sum256(raw)
+			a.pieces.Put(h, raw, ev.height)
+			out = append(out, PieceAttest{Shard: sl.shard, Piece: uint32(k), Hash: h})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Shard < out[j].Shard || out[i].Shard == out[j].Shard && out[i].Piece < out[j].Piece
+	})
+	ev.mine = &out
+	return out, nil
+}
+
+// ExtendVote returns this validator's extension for a block: its piece
+// ciphertexts of the block's batches, its acks, and the digest and
+// decryption shares of the previous block's checks. It only ever decrypts
 // ciphertexts it computed itself.
 func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]byte, error) {
 	ev, err := a.prepare(height, value)
 	if err != nil {
 		return nil, err
 	}
-	if ev.evals == nil {
-		start := a.now()
-		if err := a.evaluate(ev); err != nil {
-			return nil, err
-		}
-		a.log.Debug("evaluated block", "height", height, "batches", len(ev.evals), "took", a.now().Sub(start))
+	start := a.now()
+	mine, err := a.myPieces(ev)
+	if err != nil {
+		return nil, err
 	}
-	x := &Ext{Height: height, Block: ev.hash, Digest: ev.digest}
-	for _, e := range ev.evals {
-		bs, es, err := a.dec.ShareChecks(a.key, &e.Checks)
-		if err != nil {
-			return nil, err
-		}
-		if a.faults.CorruptShares {
-			corrupt(bs, es)
-		}
-		bb, _ := bs.MarshalBinary()
-		eb, _ := es.MarshalBinary()
-		x.Shares = append(x.Shares, [2][]byte{bb, eb})
+	x := &Ext{Height: height, Block: ev.hash, Pieces: mine}
+	if x.Acks, err = a.mem.Acks(MaxAcks); err != nil {
+		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
+	if pe := ev.prev; pe != nil {
+		x.Digest = pe.digest
+		for _, e := range pe.evals {
+			bs, es, err := a.dec.ShareChecks(a.key, &e.Checks)
+			if err != nil {
+				return nil, err
+			}
+			if a.faults.CorruptShares {
+				corrupt(bs, es)
+			}
+			bb, _ := bs.MarshalBinary()
+			eb, _ := es.MarshalBinary()
+			x.Shares = append(x.Shares, [2][]byte{bb, eb})
+		}
+	}
+	a.log.Debug("extended vote", "height", height, "pieces", len(mine), "took", a.now().Sub(start))
 	return x.Encode(), nil
 }
 
-// VerifyExtension accepts another validator's extension only if its digest
-// equals ours (it computed the same checks) and its shares are well-formed.
-// Share correctness cannot be checked (passive security, see docs/PROTOCOL.md);
-// extra shares are cross-checked when results are decided.
+// VerifyExtension accepts another validator's extension only if it speaks
+// of this block, its digest equals ours (it computed the same checks of the
+// previous block), its shares are well-formed and its own, and it attests
+// only pieces that validator holds of batches this block has. Whether a
+// piece hash or a share is right is settled when the next block decides.
 func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []byte) error {
 	var ev *blockEval
 	if a.last != nil && height == a.finalized && Hash(value) == a.last.hash {
-		// A late precommit for the block just decided.
-		ev = a.last
-		if _, err := a.ensureEval(ev); err != nil {
-			return err
-		}
+		ev = a.last // a late precommit for the block just finalized
 	} else {
 		var err error
 		if ev, err = a.prepare(height, value); err != nil {
-			return err
-		}
-	}
-	if ev.evals == nil {
-		if err := a.evaluate(ev); err != nil {
 			return err
 		}
 	}
@@ -624,8 +945,15 @@ func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []
 	if err != nil {
 		return err
 	}
-	if x.Height != height || x.Block != ev.hash || x.Digest != ev.digest || len(x.Shares) != len(ev.evals) {
-		return fmt.Errorf("%w: extension of validator %d does not match our evaluation", ErrBlock, validator)
+	if x.Height != height || x.Block != ev.hash {
+		return fmt.Errorf("%w: extension of validator %d is for another block", ErrBlock, validator)
+	}
+	if pe := ev.prev; pe != nil {
+		if x.Digest != pe.digest || len(x.Shares) != len(pe.evals) {
+			return fmt.Errorf("%w: extension of validator %d does not match our evaluation of height %d", ErrBlock, validator, pe.height)
+		}
+	} else if len(x.Shares) != 0 {
+		return fmt.Errorf("%w: extension of validator %d carries shares of no block", ErrBlock, validator)
 	}
 	for _, s := range x.Shares {
 		for _, raw := range s {
@@ -638,13 +966,23 @@ func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []
 			}
 		}
 	}
+	shards := map[uint32]bool{}
+	for _, sl := range ev.layout.shards {
+		shards[sl.shard] = true
+	}
+	for _, pa := range x.Pieces {
+		if !shards[pa.Shard] || int(pa.Piece) >= a.sh.Pieces() || !a.sh.Holds(validator, int(pa.Piece)) {
+			return fmt.Errorf("%w: validator %d attests piece %d of shard %d, which it does not hold or the block does not have", ErrBlock, validator, pa.Piece, pa.Shard)
+		}
+	}
 	return nil
 }
 
-// Finalize applies a decided block: the previous height's results become
-// final (decided by this block's extensions), accounts open, and everything
-// is persisted in one atomic store commit before it returns. Then the mempool
-// forgets what the block included and the observer gets the new View.
+// Finalize applies a decided block: the results of the block before the
+// previous one become final (decided by this block's carried precommits),
+// accounts open, and everything is persisted in one atomic store commit
+// before it returns. Then the mempool forgets what the block included and
+// the observer gets the new View.
 func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertificate) error {
 	if height != a.finalized+1 {
 		return fmt.Errorf("chain: finalize %d after %d", height, a.finalized)
@@ -653,23 +991,52 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	if err != nil {
 		return err
 	}
-	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits}
+	// This validator's own pieces of the block are computed even if it did
+	// not precommit it: the next block's decision may need them, and peers
+	// fetch them.
+	if _, err := a.myPieces(ev); err != nil {
+		return err
+	}
+	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits,
+		pieces: a.piecesToPersist(ev)}
 	if err := persistHeight(a.st, rec); err != nil {
 		return fmt.Errorf("chain: persisting height %d: %w", height, err)
 	}
-	prev := a.finalized
 	a.book, a.credits, a.finalized, a.last = ev.book, ev.credits, height, ev
 	a.spec = map[[32]byte]*blockEval{}
-	a.decided = map[[32]byte]*decidedLast{}
+	a.decided = map[[32]byte]*decided{}
+	if height > 4 {
+		a.pieces.forget(height - 4)
+	}
 	a.mem.Committed(ev.block)
 	if a.observer != nil {
 		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Hash: ev.hash, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty}
-		if prev > 0 {
-			v.Decided = prev
+		if height > 2 {
+			v.Decided = height - 2
 		}
 		a.observer.Finalized(v)
 	}
 	return nil
+}
+
+// piecesToPersist are the piece ciphertexts a finalized height stores: this
+// validator's own pieces of the block, and the decided pieces of the
+// previous block it used (a restart re-evaluates that block from them).
+func (a *App) piecesToPersist(ev *blockEval) map[[32]byte][]byte {
+	out := map[[32]byte][]byte{}
+	if ev.mine != nil {
+		for _, pa := range *ev.mine {
+			if raw := a.pieces.Get(pa.Hash); raw != nil {
+				out[pa.Hash] = raw
+			}
+		}
+	}
+	for _, pw := range WantedPieces(ev.block, a.sh) {
+		if raw := a.pieces.Get(pw.Hash); raw != nil {
+			out[pw.Hash] = raw
+		}
+	}
+	return out
 }
 
 // corrupt turns shares into wrong ones: one coefficient is altered, so the
@@ -685,6 +1052,9 @@ func checkUnique(b *Block) error {
 	subs := map[[32]byte]bool{}
 	ids := map[[32]byte]bool{}
 	for _, s := range b.Subs {
+		if len(s.Envelopes) != 1 {
+			return fmt.Errorf("%w: upload %x with %d envelopes", ErrBlock, s.CTHash[:8], len(s.Envelopes))
+		}
 		if subs[s.CTHash] {
 			return fmt.Errorf("%w: upload %x named twice", ErrBlock, s.CTHash[:8])
 		}

@@ -14,11 +14,12 @@ import (
 var ErrBlock = errors.New("chain: bad block")
 
 // Block is the value consensus orders at each height. It carries no
-// ciphertexts: transfers are referenced by the hash of their upload, which
-// validators hold from the mempool (or fetch from a peer). The signed
-// precommits of the previous height, with their extensions, fix which
-// decryption shares decide the previous height's transfers; the proposer
-// chooses which to carry but cannot forge or alter one.
+// ciphertexts: transfers are referenced by the hash of their sealed upload,
+// which validators hold from the mempool (or fetch from a peer). The signed
+// precommits of the previous height, with their extensions, fix which piece
+// ciphertexts make up the previous block's batches and which decryption
+// shares decide the block before it; the proposer chooses which to carry
+// but cannot forge or alter one.
 type Block struct {
 	Height     uint64
 	TimeMs     uint64 // proposer's wall clock, informational only
@@ -44,15 +45,17 @@ func (p Precommit) Vote(height uint64, id consensus.BlockID) *consensus.Vote {
 		Validator: p.Validator, Extension: p.Ext, Signature: p.Signature}
 }
 
-// SubRef references one upload: the ciphertext hash and its envelopes.
+// SubRef references one upload: the hash of its sealed shares and its
+// envelope (exactly one).
 type SubRef struct {
 	CTHash    [32]byte
 	Envelopes []ledger.Envelope
 }
 
-// blockVersion 2 carries signed precommits (version 1 carried bare
-// extensions a proposer could forge).
-const blockVersion = 2
+// blockVersion 3 references sealed uploads and carries version-2
+// extensions (pieces and acks); version 2 referenced client ciphertexts,
+// version 1 carried bare extensions a proposer could forge.
+const blockVersion = 3
 
 // Limits on what one block may carry.
 const (
@@ -139,23 +142,58 @@ func DecodeBlock(p []byte) (*Block, error) {
 // Hash is the hash consensus uses for the value.
 func Hash(value []byte) [32]byte { return sha256.Sum256(value) }
 
-// Ext is a validator's precommit extension for a block: the digest of its
-// check ciphertexts (its proof of homomorphic work) and its decryption
-// shares of every batch's checks.
+// Ext is a validator's precommit extension for a block. It carries two
+// stages of the pipeline (docs/PROTOCOL.md, "Pipeline"):
+//
+//   - for this block: the hash of every piece ciphertext this validator
+//     computed for the block's shard batches (ledger.EncryptPieceBatch), and
+//     the uploads waiting in its pool whose sealed box it opened (acks: a
+//     block may include an upload only if N-f validators acked it);
+//   - for the block before: the digest of its check ciphertexts, evaluated on
+//     the pieces this block's carried precommits decided (its proof of
+//     homomorphic work), and its decryption shares of every batch's checks.
 type Ext struct {
 	Height uint64
 	Block  [32]byte
-	Digest [32]byte
-	Shares [][2][]byte // per batch: encoded booleanness share, equation share
+	Acks   [][32]byte
+	Pieces []PieceAttest // sorted by (shard, piece), at most one each
+	Digest [32]byte      // checks of block Height-1 (zero if none)
+	Shares [][2][]byte   // per batch of block Height-1: booleanness share, equation share
 }
+
+// PieceAttest is a holder's hash of its ciphertext of one piece of one shard
+// batch.
+type PieceAttest struct {
+	Shard uint32
+	Piece uint32
+	Hash  [32]byte
+}
+
+// Limits on an extension.
+const (
+	MaxAcks   = 4096
+	maxPieces = 4 * MaxBlockSubs * ledger.MaxPieces
+)
+
+const extVersion = 2
 
 // Encode returns the canonical encoding.
 func (x *Ext) Encode() []byte {
 	var e wire.Writer
-	e.U8(1)
+	e.U8(extVersion)
 	e.U64(x.Height)
-	e.B = append(e.B, x.Block[:]...)
-	e.B = append(e.B, x.Digest[:]...)
+	e.Fixed(x.Block[:])
+	e.U32(uint32(len(x.Acks)))
+	for _, a := range x.Acks {
+		e.Fixed(a[:])
+	}
+	e.U32(uint32(len(x.Pieces)))
+	for _, p := range x.Pieces {
+		e.U32(p.Shard)
+		e.U32(p.Piece)
+		e.Fixed(p.Hash[:])
+	}
+	e.Fixed(x.Digest[:])
 	e.U32(uint32(len(x.Shares)))
 	for _, s := range x.Shares {
 		e.Bytes(s[0])
@@ -167,13 +205,30 @@ func (x *Ext) Encode() []byte {
 // DecodeExt decodes an extension.
 func DecodeExt(p []byte) (*Ext, error) {
 	d := wire.NewReader(p, ErrBlock)
-	if v := d.U8(); d.Err == nil && v != 1 {
+	if v := d.U8(); d.Err == nil && v != extVersion {
 		return nil, fmt.Errorf("%w: extension version %d", ErrBlock, v)
 	}
 	x := &Ext{Height: d.U64()}
 	copy(x.Block[:], d.Fixed(32))
+	n := d.Count(MaxAcks)
+	for i := 0; i < n && d.Err == nil; i++ {
+		var a [32]byte
+		copy(a[:], d.Fixed(32))
+		x.Acks = append(x.Acks, a)
+	}
+	n = d.Count(maxPieces)
+	for i := 0; i < n && d.Err == nil; i++ {
+		pa := PieceAttest{Shard: d.U32(), Piece: d.U32()}
+		copy(pa.Hash[:], d.Fixed(32))
+		if i > 0 && d.Err == nil {
+			if prev := x.Pieces[i-1]; prev.Shard > pa.Shard || prev.Shard == pa.Shard && prev.Piece >= pa.Piece {
+				return nil, fmt.Errorf("%w: extension pieces out of order", ErrBlock)
+			}
+		}
+		x.Pieces = append(x.Pieces, pa)
+	}
 	copy(x.Digest[:], d.Fixed(32))
-	n := d.Count(4 * MaxBlockSubs)
+	n = d.Count(4 * MaxBlockSubs)
 	for i := 0; i < n && d.Err == nil; i++ {
 		x.Shares = append(x.Shares, [2][]byte{d.Bytes(1 << 20), d.Bytes(1 << 20)})
 	}

@@ -1,11 +1,13 @@
 package chain
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/consensus"
@@ -103,7 +105,13 @@ type heightRecord struct {
 	outcomes []ledger.Outcome
 	uploads  []*Upload
 	credits  []int64
+	pieces   map[[32]byte][]byte // piece ciphertexts to keep (own, and decided ones used)
 }
+
+// lag is how many heights after its block a height's results are applied:
+// the book persisted with block h holds results through h-lag, and the
+// states of book height x are stored with block x+lag.
+const lag = 2
 
 // batch is the store commit of a height, without the deletions that depend
 // on what is already stored.
@@ -116,7 +124,7 @@ func (r *heightRecord) batch() (store.Batch, error) {
 			if err != nil {
 				return batch, err
 			}
-			batch.States = append(batch.States, store.ShardState{Shard: shard, Data: b}) // stored at block height applied+1
+			batch.States = append(batch.States, store.ShardState{Shard: shard, Data: b}) // stored at block height applied+lag
 		}
 	}
 	for _, o := range r.outcomes {
@@ -150,6 +158,19 @@ func (r *heightRecord) batch() (store.Batch, error) {
 			batch.Meta = append(batch.Meta, store.Record{Key: []byte(uploadKey(u.Hash)), Value: u.Raw})
 		}
 	}
+	hashes := make([][32]byte, 0, len(r.pieces))
+	for h := range r.pieces {
+		hashes = append(hashes, h)
+	}
+	sort.Slice(hashes, func(i, j int) bool { return bytes.Compare(hashes[i][:], hashes[j][:]) < 0 })
+	var idx []byte
+	for _, h := range hashes {
+		batch.Meta = append(batch.Meta, store.Record{Key: []byte(pieceKey(h)), Value: r.pieces[h]})
+		idx = append(idx, h[:]...)
+	}
+	if len(idx) > 0 {
+		batch.Meta = append(batch.Meta, store.Record{Key: []byte(pieceIndexKey(r.height)), Value: idx})
+	}
 	return batch, nil
 }
 
@@ -161,13 +182,23 @@ func persistHeight(st Store, r *heightRecord) error {
 		return err
 	}
 	if h := r.height; h > UploadRetention {
-		// The uploads of block h-UploadRetention leave in the same write.
-		if old, err := st.Block(h - UploadRetention); err == nil {
-			if ob, err := DecodeBlock(old); err == nil {
+		// The uploads and pieces of block h-UploadRetention leave in the same
+		// write.
+		old := h - UploadRetention
+		if ob, err := st.Block(old); err == nil {
+			if ob, err := DecodeBlock(ob); err == nil {
 				for _, s := range ob.Subs {
 					batch.DeleteMeta = append(batch.DeleteMeta, []byte(uploadKey(s.CTHash)))
 				}
 			}
+		}
+		if idx, err := st.GetMeta(pieceIndexKey(old)); err == nil {
+			for i := 0; i+32 <= len(idx); i += 32 {
+				var ph [32]byte
+				copy(ph[:], idx[i:])
+				batch.DeleteMeta = append(batch.DeleteMeta, []byte(pieceKey(ph)))
+			}
+			batch.DeleteMeta = append(batch.DeleteMeta, []byte(pieceIndexKey(old)))
 		}
 	}
 	if err := st.Commit(r.height, batch); err != nil {
@@ -182,9 +213,9 @@ func persistHeight(st Store, r *heightRecord) error {
 // prune drops states older than the window, after re-saving every shard's
 // newest state at the window's start so idle shards keep theirs.
 func prune(st Store, book *ledger.Book, applied uint64) error {
-	keepFrom := applied - ledger.DefaultWindow + 1 // book height; stored at keepFrom+1
+	keepFrom := applied - ledger.DefaultWindow + 1 // book height; stored at keepFrom+lag
 	for _, s := range book.Shards() {
-		if _, err := st.State(keepFrom+1, s); err == nil {
+		if _, err := st.State(keepFrom+lag, s); err == nil {
 			continue
 		}
 		ct, ok := book.State(s, keepFrom)
@@ -195,18 +226,19 @@ func prune(st Store, book *ledger.Book, applied uint64) error {
 		if err != nil {
 			return err
 		}
-		if err := st.PutState(keepFrom+1, s, b); err != nil {
+		if err := st.PutState(keepFrom+lag, s, b); err != nil {
 			return err
 		}
 	}
-	return st.Prune(keepFrom + 1)
+	return st.Prune(keepFrom + lag)
 }
 
 // Restored is what an App resumes from.
 type Restored struct {
 	Finalized uint64
-	Book      *ledger.Book // results applied up to Finalized-1
+	Book      *ledger.Book // results applied up to Finalized-2
 	LastBlock []byte
+	PrevBlock []byte            // block Finalized-1 (nil if Finalized is 1)
 	Last      *consensus.Commit // decision of Finalized (nil at genesis)
 	Credits   []int64
 }
@@ -224,6 +256,11 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 		return nil, err
 	}
 	r.LastBlock = r.Last.Value
+	if last > 1 {
+		if r.PrevBlock, err = st.Block(last - 1); err != nil {
+			return nil, fmt.Errorf("chain: block %d: %w", last-1, err)
+		}
+	}
 	if b, err := st.GetMeta(metaCredits); err == nil {
 		if err := json.Unmarshal(b, &r.Credits); err != nil {
 			return nil, fmt.Errorf("%w: credits: %w", store.ErrCorrupt, err)
@@ -277,7 +314,7 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 			}
 		}
 		for h := from; h <= applied; h++ {
-			b, err := st.State(h+1, s) // states of book height h are stored at block height h+1
+			b, err := st.State(h+lag, s) // states of book height h are stored at block height h+lag
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}

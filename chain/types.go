@@ -1,35 +1,55 @@
 package chain
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/ledger"
 	"github.com/zkbank/zkbank/store"
 )
 
-// Upload is a decoded submission: one ciphertext and the envelopes that
-// sign it. The mempool holds uploads until a committed block includes them.
+// Upload is a decoded submission: one transfer's sealed shares and the
+// envelope that signs them. The mempool holds uploads until a committed
+// block includes them.
 type Upload struct {
 	Hash     [32]byte
-	Raw      []byte           // ciphertext bytes as uploaded
-	CT       *rlwe.Ciphertext // nil if Raw does not decode (its transfers are then rejected as malformed)
+	Raw      []byte                 // sealed shares as uploaded
+	Sealed   *ledger.SealedTransfer // nil if Raw does not decode (its transfer is then rejected as malformed)
+	Pieces   map[int]*ledger.Piece  // this validator's pieces; nil if its box did not open
 	Envs     []ledger.Envelope
 	Received time.Time
 }
 
-// NewUpload decodes raw ciphertext bytes referenced by envs. A ciphertext
-// that does not decode still makes an Upload (CT nil): a block may reference
-// it, and its transfers are then rejected, deterministically, by every
-// validator.
-func NewUpload(p *ledger.Params, raw []byte, envs []ledger.Envelope, received time.Time) *Upload {
+// Opener decodes uploads and opens this validator's sealed box in them.
+type Opener struct {
+	Params  *ledger.Params
+	Sharing *ledger.Sharing
+	Self    int
+	Key     *ecdh.PrivateKey // nil on a node that holds no sealing key: decode only
+}
+
+// NewUpload decodes raw sealed shares referenced by envs and opens this
+// validator's box with the binding of the (single) envelope. An upload that
+// does not decode or whose box does not open is still an Upload: a block may
+// reference it (its transfer is then rejected, or this validator abstains on
+// its batch's pieces), deterministically.
+func (o *Opener) NewUpload(raw []byte, envs []ledger.Envelope, received time.Time) *Upload {
 	u := &Upload{Hash: sha256.Sum256(raw), Raw: raw, Envs: envs, Received: received}
-	if ct, err := p.DecodeUpload(raw); err == nil {
-		u.CT = ct
+	var st ledger.SealedTransfer
+	if err := st.UnmarshalBinary(raw); err != nil {
+		return u
+	}
+	u.Sealed = &st
+	if o.Key == nil || len(envs) != 1 || envs[0].CTHash != u.Hash {
+		return u
+	}
+	bind := ledger.SealBinding{Chain: envs[0].Chain, From: envs[0].From, Nonce: envs[0].Nonce}
+	if ps, err := o.Params.Open(o.Sharing, o.Self, o.Key, bind, &st); err == nil {
+		u.Pieces = ps
 	}
 	return u
 }
@@ -58,6 +78,9 @@ var ErrUnavailable = errors.New("chain: upload unavailable")
 type Mempool interface {
 	// Candidates returns uploads ready to be proposed, oldest first.
 	Candidates(max int) ([]*Upload, error)
+	// Acks returns uploads waiting in the pool whose sealed box this
+	// validator opened (they go into its next precommit extension).
+	Acks(max int) ([][32]byte, error)
 	// Opens returns pending account openings.
 	Opens(max int) ([]Open, error)
 	// Get returns an upload by ciphertext hash (nil if absent).
@@ -110,17 +133,18 @@ type Store interface {
 // outside the consensus actor see. It is immutable once published.
 type View struct {
 	Height  uint64       // last finalized height
-	Book    *ledger.Book // results applied up to Height-1 (read-only)
+	Book    *ledger.Book // results applied up to Height-2 (read-only)
 	Credits []int64      // work credits as of Height
 	Block   *Block       // block Height (nil before the first)
 	Hash    [32]byte     // Block's hash (its consensus BlockID)
-	// Decided is the height whose outcomes Outcomes holds (Height-1; 0 if none).
+	// Decided is the height whose outcomes Outcomes holds (Height-2; 0 if none).
 	Decided  uint64
 	Outcomes []ledger.Outcome
 	Opened   []*ledger.Account
-	// Faulty are validators whose signed extensions for height Decided
-	// disagreed with the decision (wrong shares, another digest): identified,
-	// outvoted, and without credit.
+	// Faulty are validators whose signed extensions carried by Block
+	// disagreed with the decisions made from them (wrong shares, another
+	// digest, a piece ciphertext its other holders did not compute):
+	// identified, outvoted, and without credit.
 	Faulty []int
 }
 

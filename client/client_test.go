@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -207,7 +206,7 @@ func TestMulti_BalanceWaitsForNotReadyNodesUntilDeadline(t *testing.T) {
 func TestMulti_SubmitFallsBackWhenANodeIsDownAndRotates(t *testing.T) {
 	c := newCluster(t)
 	m, _ := NewMulti(c.gen, WithParams(c.com.p))
-	b, err := m.Builder(ctx(t))
+	b, err := m.Dealer()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +248,7 @@ func TestMulti_SubmitDoesNotRetryARefusal(t *testing.T) {
 	c := newCluster(t)
 	m, _ := NewMulti(c.gen, WithParams(c.com.p))
 	c.each(func(n *fakeNode) { n.fail500 = true })
-	_, err := m.Submit(ctx(t), &ledger.Submission{Envelopes: []ledger.Envelope{{}}, Ciphertext: []byte{1}})
+	_, err := m.Submit(ctx(t), &ledger.Submission{Envelopes: []ledger.Envelope{{}}, Sealed: []byte{1}})
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != 500 {
 		t.Fatalf("got %v", err)
@@ -344,32 +343,5 @@ func TestMulti_WaitAccountUntilAThresholdKnowsIt(t *testing.T) {
 	defer cancel()
 	if err := m.WaitAccount(cx, h.ID().String(), 3); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "known to 2 of 3") {
 		t.Fatalf("got %v", err)
-	}
-}
-
-// A validator serving its own public key instead of the collective one
-// cannot make the wallet encrypt under it: the key most validators send is
-// used, and a tie between keys is an error, never a guess.
-func TestMulti_CollectiveKeyFromOneLyingValidatorIsNotUsed(t *testing.T) {
-	c := newCluster(t)
-	other, err := newCommittee(1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bogus, _ := other.keys.PK.MarshalBinary()
-	c.nodes[0].bogusKey = bogus
-	m, _ := NewMulti(c.gen, WithParams(c.com.p))
-	if _, err := m.Builder(ctx(t)); err != nil {
-		t.Fatalf("two honest validators against one liar: %v", err)
-	}
-	got, err := m.collectiveKey(ctx(t))
-	want, _ := c.com.keys.PK.MarshalBinary()
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("the liar's key was chosen (err %v)", err)
-	}
-	c.nodes[2].srv.Close()
-	m2, _ := NewMulti(c.gen, WithParams(c.com.p))
-	if _, err := m2.Builder(ctx(t)); err == nil || !strings.Contains(err.Error(), "disagree") {
-		t.Fatalf("one honest and one lying validator: %v, want a disagreement error", err)
 	}
 }

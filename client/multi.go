@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -42,9 +43,9 @@ type Multi struct {
 	dec   *ledger.Decryptor
 	nodes []*Client
 
-	mu      sync.Mutex
-	builder *ledger.Builder
-	next    int // round-robin start for submissions
+	mu     sync.Mutex
+	dealer *ledger.Dealer
+	next   int // round-robin start for submissions
 
 	poll time.Duration // WaitTransfer's first polling interval
 }
@@ -432,79 +433,35 @@ func (m *Multi) anyFrom(ctx context.Context, start int, f func(*Client) error) e
 	return fmt.Errorf("no validator answered: %w", errs)
 }
 
-// Builder returns a transfer builder under the chain's collective key,
-// fetched once.
-func (m *Multi) Builder(ctx context.Context) (*ledger.Builder, error) {
+// Dealer returns the wallet's transfer builder for this chain: it seals
+// each transfer's shares to the genesis validators' keys (derived from their
+// consensus keys), so it needs no network and no homomorphic key.
+func (m *Multi) Dealer() (*ledger.Dealer, error) {
 	m.mu.Lock()
-	b := m.builder
-	m.mu.Unlock()
-	if b != nil {
-		return b, nil
+	defer m.mu.Unlock()
+	if m.dealer != nil {
+		return m.dealer, nil
 	}
-	raw, err := m.collectiveKey(ctx)
+	sh, err := ledger.NewSharing(m.com.N, m.com.F())
 	if err != nil {
 		return nil, err
 	}
-	pk, err := m.p.DecodeCollectiveKey(raw)
+	keys := make([]*ecdh.PublicKey, len(m.g.Validators))
+	for i, v := range m.g.Validators {
+		pub, err := v.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("genesis validator %d: %w", i, err)
+		}
+		if keys[i], err = ledger.SealPublicKey(pub); err != nil {
+			return nil, fmt.Errorf("genesis validator %d: %w", i, err)
+		}
+	}
+	d, err := ledger.NewDealer(m.p, sh, keys, m.g.ChainID)
 	if err != nil {
-		return nil, fmt.Errorf("collective key: %w", err)
+		return nil, err
 	}
-	b = ledger.NewBuilder(m.p, pk, m.g.ChainID)
-	m.mu.Lock()
-	m.builder = b
-	m.mu.Unlock()
-	return b, nil
-}
-
-// collectiveKey asks every validator for the collective public key and
-// returns the key most of them sent, if at least f+1 sent it byte for byte
-// and no other key was sent as often: with at most f byzantine validators,
-// one of those f+1 is honest, so a byzantine validator cannot make the wallet
-// encrypt amounts and balances under a key of its own. Answers that disagree are an error
-// naming how many validators sent each key.
-func (m *Multi) collectiveKey(ctx context.Context) ([]byte, error) {
-	need := m.com.F() + 1
-	type answer struct {
-		raw []byte
-		err error
-	}
-	answers := make([]answer, len(m.nodes))
-	var wg sync.WaitGroup
-	for i, c := range m.nodes {
-		wg.Add(1)
-		go func(i int, c *Client) {
-			defer wg.Done()
-			raw, err := c.CollectiveKey(ctx)
-			answers[i] = answer{raw, err}
-		}(i, c)
-	}
-	wg.Wait()
-	votes := map[string]int{}
-	var errs nodeErrors
-	for _, a := range answers {
-		if a.err != nil {
-			errs = append(errs, a.err)
-			continue
-		}
-		votes[string(a.raw)]++
-	}
-	best, bestN, tie := "", 0, false
-	for raw, n := range votes {
-		switch {
-		case n > bestN:
-			best, bestN, tie = raw, n, false
-		case n == bestN:
-			tie = true
-		}
-	}
-	switch {
-	case bestN >= need && !tie:
-		return []byte(best), nil
-	case len(votes) > 1:
-		return nil, fmt.Errorf("collective key: validators disagree (%d different keys, the most common sent by %d, need %d identical and no tie): a validator is faulty", len(votes), bestN, need)
-	default:
-		return nil, fmt.Errorf("collective key: fewer than %d validators answered: %w", need, errs)
-	}
+	m.dealer = d
+	return d, nil
 }
 
 // Submit uploads a submission to one node, rotating the first choice across

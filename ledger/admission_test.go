@@ -138,7 +138,7 @@ func TestMalformedUploadBytes(t *testing.T) {
 	// Other parameters (N = 2^13).
 	small, err := NewParams(ParamSet{Name: "small", LogN: 13, LogQ: []int{54, 54, 54, 54, 54}, LogP: []int{55}, PlaintextModulus: 1099512938497 % (1 << 62), SecurityLogQPMax: 438, SmudgingLogLambda: 40})
 	if err == nil {
-		sb := NewBuilder(small, NewOwnerKeys(small).PK, "test")
+		sb := newBuilder(small, NewOwnerKeys(small).PK, "test")
 		if enc, err := sb.EncryptSlots(make([]uint64, small.Slots)); err == nil {
 			cases["other parameters"] = enc
 		}
@@ -233,7 +233,7 @@ func TestTransfersNamingDifferentHeightsShareOneBatch(t *testing.T) {
 	w.nw.p.EncodeLanes(vals, bs.Lane, 31, (30-31)&MaxAmount)
 	bad := w.forged(t, vals, bs)
 	var pend []Pending
-	for i, s := range []*Submission{a, c, bad} {
+	for i, s := range []*testSub{a, c, bad} {
 		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: w.nw.upload(t, s), Sub: i})
 	}
 	if batches, _ := w.book.Plan(pend); len(batches) != 1 {

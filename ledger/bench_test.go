@@ -1,6 +1,10 @@
 package ledger
 
 import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -16,7 +20,7 @@ type benchBatch struct {
 	state *rlwe.Ciphertext
 	items []Item
 	lanes []int
-	subs  []*Submission
+	subs  []*testSub
 }
 
 var benchSingles, benchBundle *benchBatch
@@ -37,7 +41,7 @@ func makeBench(b *testing.B, packed bool) *benchBatch {
 		b.Fatal(err)
 	}
 	bb.state = st
-	builder := NewBuilder(p, nw.keys.PK, "bench")
+	builder := newBuilder(p, nw.keys.PK, "bench")
 	a := newAccount(b, p, 0)
 	var specs []TransferSpec
 	for l := 0; l < p.Lanes; l++ {
@@ -48,7 +52,7 @@ func makeBench(b *testing.B, packed bool) *benchBatch {
 		if err != nil {
 			b.Fatal(err)
 		}
-		bb.subs = []*Submission{sub}
+		bb.subs = []*testSub{sub}
 		bb.items = []Item{{CT: nw.upload(b, sub), Lanes: bb.lanes}}
 		return bb
 	}
@@ -96,32 +100,113 @@ func benchValidate(b *testing.B, bb *benchBatch) {
 	b.ReportMetric(float64(len(bb.lanes)*b.N)/b.Elapsed().Seconds(), "transfers/s")
 	upload := 0
 	for _, s := range bb.subs {
-		raw, _ := s.MarshalBinary()
-		upload += len(raw)
+		upload += len(s.Ciphertext)
 	}
 	b.ReportMetric(float64(upload)/float64(len(bb.lanes)), "upload-B/transfer")
 }
 
+// BenchmarkBuildTransfer is a wallet building one upload: sealed shares for
+// the validators of an N-validator committee and the signed envelope. It
+// needs no homomorphic key, so no ceremony.
 func BenchmarkBuildTransfer(b *testing.B) {
-	nw := testNet(b, 4, 3)
-	builder := NewBuilder(nw.p, nw.keys.PK, "bench")
-	a := newAccount(b, nw.p, 0)
-	b.ResetTimer()
-	var n int
-	for i := 0; i < b.N; i++ {
-		sub, err := builder.Build(TransferSpec{From: a.id, Lane: 7, Key: a.key, To: AccountID{1}, Amount: 1234, Balance: 99999, Nonce: 1})
+	p := MustParams(ZKB128)
+	for _, n := range []int{4, 7} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			sh, err := NewSharing(n, (n-1)/3)
+			if err != nil {
+				b.Fatal(err)
+			}
+			keys := make([]*ecdh.PublicKey, n)
+			for i := range keys {
+				pub, _, _ := ed25519.GenerateKey(crand.Reader)
+				if keys[i], err = SealPublicKey(pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+			d, err := NewDealer(p, sh, keys, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			a := newAccount(b, p, 0)
+			var size int
+			for b.Loop() {
+				sub, err := d.Build(TransferSpec{From: a.id, Key: a.key, To: AccountID{1}, Amount: 1234, Balance: 99999, Nonce: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				raw, _ := sub.MarshalBinary()
+				size = len(raw)
+			}
+			b.ReportMetric(float64(size), "upload-B")
+		})
+	}
+}
+
+// BenchmarkValidatorBatch is one validator's whole work on a full shard batch
+// of 256 single transfers at N = 4 (t = 2): open its 256 boxes, encrypt the
+// 3 pieces it holds, sum the 4 decided pieces, evaluate the checks and make
+// its decryption shares. Deciding and applying are measured elsewhere
+// (BenchmarkDecideChecks, BenchmarkApply*).
+func BenchmarkValidatorBatch(b *testing.B) {
+	s := newSealedNet(b, 4, 2)
+	var batch []sealedLane
+	balances := map[int]uint64{}
+	for l := 0; l < s.p.Lanes; l++ {
+		batch = append(batch, s.deal(b, l, 7, 993))
+		balances[l] = 1000
+	}
+	st, err := s.eng.trivialState(balances)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The pieces validator 0 does not hold, as its peers would send them.
+	others := s.holderCiphertexts(b, batch)
+	const self = 0
+	lanes := lanesOf(batch)
+	for b.Loop() {
+		opened := make([]map[int]*Piece, len(batch))
+		for i, sl := range batch {
+			ps, err := s.p.Open(s.sh, self, s.privs[self], sl.bind, sl.st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			opened[i] = ps
+		}
+		pieces := make([]*rlwe.Ciphertext, s.sh.Pieces())
+		for _, k := range s.sh.Held(self) {
+			lps := make([]LanePiece, len(batch))
+			for i, sl := range batch {
+				lps[i] = LanePiece{Lane: sl.lane, Piece: opened[i][k]}
+			}
+			ct, err := s.p.EncryptPieceBatch(s.keys.PK, lps, PieceBatchSeed("test", 1, 0, k, lps))
+			if err != nil {
+				b.Fatal(err)
+			}
+			pieces[k] = ct
+		}
+		for k := range pieces {
+			if pieces[k] == nil {
+				pieces[k] = others[s.sh.Holders(k)[0]][k]
+			}
+		}
+		sum, err := s.p.SumPieces(pieces)
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw, _ := sub.MarshalBinary()
-		n = len(raw)
+		ev, err := s.eng.Evaluate(st, []Item{{CT: sum, Lanes: lanes}}, []byte("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.dec.ShareChecks(s.shares[self], &ev.Checks); err != nil {
+			b.Fatal(err)
+		}
 	}
-	b.ReportMetric(float64(n), "upload-B")
+	b.ReportMetric(float64(len(batch)*b.N)/b.Elapsed().Seconds(), "transfers/s")
 }
 
 func BenchmarkDecodeUpload(b *testing.B) {
 	nw := testNet(b, 4, 3)
-	sub, _ := NewBuilder(nw.p, nw.keys.PK, "bench").Build(TransferSpec{From: AccountID{2}, Lane: 7, Key: newAccount(b, nw.p, 0).key, To: AccountID{1}, Amount: 1, Balance: 9, Nonce: 1})
+	sub, _ := newBuilder(nw.p, nw.keys.PK, "bench").Build(TransferSpec{From: AccountID{2}, Lane: 7, Key: newAccount(b, nw.p, 0).key, To: AccountID{1}, Amount: 1, Balance: 9, Nonce: 1})
 	b.SetBytes(int64(len(sub.Ciphertext)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

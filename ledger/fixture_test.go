@@ -185,7 +185,7 @@ func (nw *net) balance(t testing.TB, state *rlwe.Ciphertext, a *account) uint64 
 	return v
 }
 
-func (nw *net) upload(t testing.TB, sub *Submission) *rlwe.Ciphertext {
+func (nw *net) upload(t testing.TB, sub *testSub) *rlwe.Ciphertext {
 	t.Helper()
 	ct, err := nw.p.DecodeUpload(sub.Ciphertext)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 
 func FuzzDecodeUpload(f *testing.F) {
 	p := MustParams(ZKB128)
-	b := NewBuilder(p, NewOwnerKeys(p).PK, "fuzz")
+	b := newBuilder(p, NewOwnerKeys(p).PK, "fuzz")
 	good, err := b.EncryptSlots(make([]uint64, p.Slots))
 	if err != nil {
 		f.Fatal(err)
@@ -35,7 +35,7 @@ func FuzzDecodeShare(f *testing.F) {
 func FuzzSubmission(f *testing.F) {
 	var s Submission
 	s.Envelopes = []Envelope{{Chain: "x", Sig: make([]byte, 64)}}
-	s.Ciphertext = []byte{1, 2, 3}
+	s.Sealed = []byte{1, 2, 3}
 	good, _ := s.MarshalBinary()
 	f.Add(good)
 	f.Add([]byte{1, 0, 0, 0, 1})

@@ -12,7 +12,7 @@ func TestHonestTransferCommitsAndOwnersDecrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuilder(p, nw.keys.PK, "test")
+	b := newBuilder(p, nw.keys.PK, "test")
 	sub, err := b.Build(TransferSpec{From: alice.id, Lane: alice.lane, Key: alice.key, To: bob.id, Amount: 2_500, Balance: 10_000, Height: 0, Nonce: 1})
 	if err != nil {
 		t.Fatal(err)

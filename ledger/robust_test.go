@@ -30,7 +30,7 @@ func robustBatch(t testing.TB, nw *net) (*Evaluation, map[int]CheckShares, map[i
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuilder(nw.p, nw.keys.PK, "robust")
+	b := newBuilder(nw.p, nw.keys.PK, "robust")
 	var pend []Pending
 	for i, tr := range []struct {
 		from, to        string

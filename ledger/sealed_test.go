@@ -524,22 +524,6 @@ func FuzzSealedBoxContent(f *testing.F) {
 	})
 }
 
-func BenchmarkDeal(b *testing.B) {
-	s := newSealedNet(b, 4, 2)
-	bind := SealBinding{Chain: "test", From: AccountID{1}, Nonce: 1}
-	vals := TransferValues(12345, 67890)
-	var size int
-	for b.Loop() {
-		st, err := s.p.Deal(s.sh, s.pubs, bind, vals, rand.Reader)
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw, _ := st.MarshalBinary()
-		size = len(raw)
-	}
-	b.ReportMetric(float64(size), "bytes/upload")
-}
-
 func BenchmarkOpen(b *testing.B) {
 	s := newSealedNet(b, 4, 2)
 	sl := s.deal(b, 0, 1, 2)

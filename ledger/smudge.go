@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
-	"math"
+	"math/bits"
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -31,16 +31,27 @@ import (
 //	prfKey    = SHA-256(lp("zkbank/threshold/smudge-key/v1") || lp(KeyShare.MarshalBinary()))
 //	h1        = SHA-256(lp("zkbank/threshold/c1/v1") || u32 level || u32 N || c1 in NTT form, mod q_j, rows 0..level, LE u64)
 //	hpk       = SHA-256(lp("zkbank/threshold/owner-pk/v1") || u32 level || u32 0 || for pk0, pk1: Q rows 0..level, P row 0, reduced, LE u64)
-//	seedE     = HMAC-SHA256(prfKey, lp("zkbank/threshold/smudge/v1") || u32 level || lp(h1))
+//	seedE     = HMAC-SHA256(prfKey, lp("zkbank/threshold/smudge/v2") || u32 level || lp(h1))
 //	seedMask  = HMAC-SHA256(prfKey, lp("zkbank/threshold/pcks-mask/v1") || u32 level || lp(h1) || lp(hpk))
 //
 // where lp(x) is x prefixed with its length as a big-endian u64. seedE keys
 // the smudging term e of both the decryption share (CKS) and the
 // re-encryption share (PCKS); seedMask keys the PCKS encryption of zero
 // (u, e0, e1) under the owner key. The PRNG is lattigo's blake2b XOF
-// (sampling.NewKeyedPRNG) and the samplers are lattigo's ring samplers, so
-// the distributions are exactly those of mhe.KeySwitchProtocol and
-// mhe.PublicKeySwitchProtocol.
+// (sampling.NewKeyedPRNG). The mask is drawn by lattigo's ring samplers,
+// exactly as mhe.PublicKeySwitchProtocol draws it. The flooding term e is
+// not lattigo's Gaussian (whose samples must fit one prime, capping it near
+// 2^56): every coefficient is uniform in [-B, B), B = 2^LogB of the
+// committee's flooding (threshold.go, up to ~2^78), read from the seedE
+// stream as
+//
+//	w = ceil((LogB+1)/8) bytes per coefficient, coefficients 0..N-1 in order;
+//	u = the w bytes as a little-endian integer, bits LogB+1 and up cleared;
+//	e = u - B, reduced exactly into every prime q_0..q_level
+//
+// (rejection-free: u is uniform on the 2B values of [0, 2B)). v1 drew a
+// discrete Gaussian from the same seed; the domain was bumped with the
+// distribution.
 //
 // Why c1 and not c0: a share is a function of (s_i, level, c1) only; c0 never
 // enters it. Binding the noise to c0 as well would be harmful: (c0 + a, c1)
@@ -57,8 +68,8 @@ import (
 // Only the encryption-of-zero mask depends on the key; unmasking any number
 // of them reveals the one c1*s_i + e_i that a decryption share would.
 // Decryption and re-encryption of the same c1 also share e for the same
-// reason. (CKS draws from sigma_cks = sqrt(NoiseFreshSK^2 + sigma^2), PCKS
-// from sigma; for ZKB128 the two are the same float64, so e is identical.)
+// reason: both draw it from one distribution and one seed, so it is
+// identical.
 //
 // What this does not cover: ciphertexts with different c1 that are
 // homomorphically related (X^k*c1, a*c1, ...) get independent noise, and
@@ -68,7 +79,7 @@ import (
 
 const (
 	smudgeKeyDomain  = "zkbank/threshold/smudge-key/v1"
-	smudgeSeedDomain = "zkbank/threshold/smudge/v1"
+	smudgeSeedDomain = "zkbank/threshold/smudge/v2"
 	maskSeedDomain   = "zkbank/threshold/pcks-mask/v1"
 	c1HashDomain     = "zkbank/threshold/c1/v1"
 	pkHashDomain     = "zkbank/threshold/owner-pk/v1"
@@ -231,23 +242,75 @@ func keyedPRNG(seed []byte) sampling.PRNG {
 // share. It is read-only after construction except for the pools, so shares
 // can be generated concurrently.
 type smudger struct {
-	cksNoise  ring.DiscreteGaussian // mhe.KeySwitchProtocol: sqrt(NoiseFreshSK^2 + sigma^2), bound 6x
-	pcksNoise ring.DiscreteGaussian // mhe.PublicKeySwitchProtocol: the flooding distribution as given
-	be        *ring.BasisExtender   // template for ShallowCopy (its buffers are not shared)
-	bePool    sync.Pool             // of *ring.BasisExtender
+	flood  flooding            // e of both CKS and PCKS (Committee.smudging)
+	be     *ring.BasisExtender // template for ShallowCopy (its buffers are not shared)
+	bePool sync.Pool           // of *ring.BasisExtender
 }
 
-func newSmudger(p *Params, flooding ring.DiscreteGaussian) *smudger {
-	eFresh := p.BGV.NoiseFreshSK()
-	sigma := math.Sqrt(eFresh*eFresh + flooding.Sigma*flooding.Sigma)
-	s := &smudger{
-		cksNoise:  ring.DiscreteGaussian{Sigma: sigma, Bound: 6 * sigma},
-		pcksNoise: flooding,
-	}
+func newSmudger(p *Params, fl flooding) *smudger {
+	s := &smudger{flood: fl}
 	if p.BGV.RingP() != nil {
 		s.be = ring.NewBasisExtender(p.BGV.RingQ(), p.BGV.RingP())
 	}
 	return s
+}
+
+// floodChunk is how many coefficients readFlood draws per PRNG read. The
+// XOF is a stream, so the chunking does not change the samples.
+const floodChunk = 512
+
+// readFlood writes into e (rows 0..level of rq, coefficient domain, standard
+// representation) N integers uniform in [-B, B), B = 2^logB, drawn from prng
+// as the header of this file specifies, each reduced exactly into every
+// prime (Montgomery and Barrett reductions of the 128-bit magnitude, no
+// division).
+func readFlood(prng sampling.PRNG, rq *ring.Ring, logB int, e ring.Poly) {
+	if logB < 0 || logB > maxFloodLogB {
+		panic(fmt.Sprintf("ledger: flooding width 2^%d out of range", logB))
+	}
+	w := (logB + 8) / 8 // ceil((logB+1)/8) bytes
+	// Masks keeping bits 0..logB of u = (hi, lo), and B = (bhi, blo).
+	var mhi, mlo, bhi, blo uint64
+	if logB >= 64 {
+		mlo, mhi = ^uint64(0), ^uint64(0)>>(127-logB)
+		bhi = 1 << (logB - 64)
+	} else {
+		mlo = ^uint64(0) >> (63 - logB)
+		blo = 1 << logB
+	}
+	sub := rq.SubRings[:rq.Level()+1]
+	r128 := make([]uint64, len(sub)) // 2^128 mod q_j: MRed(hi, r128) = hi*2^64 mod q_j
+	for j, sr := range sub {
+		r128[j] = ring.MForm(ring.MForm(1, sr.Modulus, sr.BRedConstant), sr.Modulus, sr.BRedConstant)
+	}
+	n := rq.N()
+	buf := make([]byte, w*floodChunk)
+	var b [16]byte
+	for i0 := 0; i0 < n; i0 += floodChunk {
+		m := min(floodChunk, n-i0)
+		if _, err := prng.Read(buf[:w*m]); err != nil {
+			panic(err) // a blake2b XOF does not fail
+		}
+		for k := 0; k < m; k++ {
+			copy(b[:], buf[k*w:(k+1)*w])
+			clear(b[w:])
+			lo := binary.LittleEndian.Uint64(b[:8]) & mlo
+			hi := binary.LittleEndian.Uint64(b[8:]) & mhi
+			// e = u - B. With bit logB of u set, e = u - B >= 0 is u with
+			// that bit cleared; otherwise e < 0 and |e| = B - u (no
+			// borrow out: u < B). pos is all ones in the first case.
+			pos := -(((hi & bhi) | (lo & blo)) >> uint(logB%64) & 1)
+			nlo, borrow := bits.Sub64(blo, lo, 0)
+			nhi, _ := bits.Sub64(bhi, hi, borrow)
+			alo := (lo&^blo)&pos | nlo&^pos
+			ahi := (hi&^bhi)&pos | nhi&^pos
+			for j, sr := range sub {
+				q := sr.Modulus
+				r := ring.CRed(ring.MRed(ahi, r128[j], q, sr.MRedConstant)+ring.BRedAdd(alo, q, sr.BRedConstant), q)
+				e.Coeffs[j][i0+k] = r&pos | ring.CRed(q-r, q)&^pos
+			}
+		}
+	}
 }
 
 // cksShare computes c1*s + e in the ciphertext's domain, mirroring
@@ -264,19 +327,19 @@ func (d *Decryptor) cksShare(key *smudgeKey, ks *KeyShare, ct *rlwe.Ciphertext, 
 	h1 := d.hashC1(c1, level)
 	rq := d.p.BGV.RingQ().AtLevel(level)
 	out := rq.NewPoly()
-	d.floodedKeyTerm(key, ks, c1, h1, level, d.sm.cksNoise, ct.IsNTT, out)
+	d.floodedKeyTerm(key, ks, c1, h1, level, ct.IsNTT, out)
 	return out, nil
 }
 
 // floodedKeyTerm writes c1*s + e into out, in the ciphertext's domain: the
 // term a decryption share and a re-encryption share have in common, with e
-// drawn from noise by the PRNG keyed by (key share, level, c1). c1 (canonical,
-// NTT) is used as a buffer and overwritten.
-func (d *Decryptor) floodedKeyTerm(key *smudgeKey, ks *KeyShare, c1 ring.Poly, h1 [sha256.Size]byte, level int, noise ring.DistributionParameters, isNTT bool, out ring.Poly) {
+// the committee's flooding drawn by the PRNG keyed by (key share, level, c1).
+// c1 (canonical, NTT) is used as a buffer and overwritten.
+func (d *Decryptor) floodedKeyTerm(key *smudgeKey, ks *KeyShare, c1 ring.Poly, h1 [sha256.Size]byte, level int, isNTT bool, out ring.Poly) {
 	rq := d.p.BGV.RingQ().AtLevel(level)
 	rq.MulCoeffsMontgomery(c1, ks.Share.Q, out)
 	e := c1
-	newSampler(keyedPRNG(key.seed(smudgeSeedDomain, level, h1[:])), rq, noise).Read(e)
+	readFlood(keyedPRNG(key.seed(smudgeSeedDomain, level, h1[:])), rq, d.sm.flood.LogB, e)
 	rq.NTT(e, e)
 	rq.Add(out, e, out)
 	if !isNTT {
@@ -312,7 +375,7 @@ func (d *Decryptor) checkKeyShare(ks *KeyShare, level int) error {
 // with (u, e0, e1) drawn as rlwe.Encryptor.EncryptZero does (ternary u from
 // Xs, e0 and e1 from Xe, sampled over QP with the first P prime and divided
 // by it) from the PRNG keyed by seedMask, and the flooding term e from the
-// PRNG keyed by seedE.
+// PRNG keyed by seedE, the same e as the decryption share of ct.
 func (d *Decryptor) pcksShare(key *smudgeKey, ks *KeyShare, ct *rlwe.Ciphertext, pk *rlwe.PublicKey, level int) (*rlwe.Element[ring.Poly], error) {
 	c1, err := d.canonicalC1(ct, level)
 	if err != nil {
@@ -380,7 +443,7 @@ func (d *Decryptor) pcksShare(key *smudgeKey, ks *KeyShare, ct *rlwe.Ciphertext,
 
 	// + c1*s + e, in the ciphertext's domain.
 	cs := u.Q
-	d.floodedKeyTerm(key, ks, c1, h1, level, d.sm.pcksNoise, ct.IsNTT, cs)
+	d.floodedKeyTerm(key, ks, c1, h1, level, ct.IsNTT, cs)
 	rql.Add(out.Value[0], cs, out.Value[0])
 	return out, nil
 }

@@ -115,55 +115,145 @@ func (c *Committee) coefficients(idx []int) ([]*big.Int, error) {
 // coefficientL1 is sum |D*lambda_i| for the worst subset: the factor by which
 // smudging noise grows in a combination, used to check correctness bounds.
 func (c *Committee) coefficientL1() float64 {
-	worst := 0.0
+	f, _ := new(big.Float).SetInt(c.coefficientL1Int()).Float64()
+	return f
+}
+
+// coefficientL1Int is coefficientL1, exactly.
+func (c *Committee) coefficientL1Int() *big.Int {
+	worst := new(big.Int)
 	c.forEachSubset(func(idx []int) {
 		co, err := c.coefficients(idx)
 		if err != nil {
 			return
 		}
-		s := 0.0
+		s := new(big.Int)
 		for _, v := range co {
-			f, _ := new(big.Float).SetInt(new(big.Int).Abs(v)).Float64()
-			s += f
+			s.Add(s, new(big.Int).Abs(v))
 		}
-		worst = math.Max(worst, s)
+		if s.Cmp(worst) > 0 {
+			worst = s
+		}
 	})
 	return worst
 }
 
-// checkNoiseBound is a conservative bound on the noise (infinity norm, in the
-// MSB domain) of any ciphertext the committee decrypts or re-encrypts: all of
-// them were rescaled to LevelDecrypt right before, leaving rounding noise
-// ~2^6 standard deviation (measured: see TestNoiseOfDecryptedChecks).
+// checkNoiseBound bounds the noise (infinity norm, in the MSB domain) of the
+// ciphertexts the committee decrypts or re-encrypts while the states they
+// read are fresh: all of them were rescaled to LevelDecrypt right before,
+// leaving rounding noise ~2^6 standard deviation (measured: see
+// TestNoiseOfDecryptedChecks). It is the least a committee's flooding must
+// cover: NewDecryptor refuses a committee whose flooding.NoiseBound is
+// smaller. An accepted committee's flooding covers far more, which is what
+// lets states age (noise.go, MaxStateOps).
 const checkNoiseBound = 1 << 12
 
-// smudging returns the noise-flooding distribution: sigma >= 2^lambda *
-// sqrt(N) * bound. A combination of k shares with integer coefficients
-// D*lambda_i (sum lambda_i = 1) has ||D*lambda||_2 >= D/sqrt(k)
-// (Cauchy-Schwarz), so the flooding in the combined result is at least
-// 2^lambda times the D-scaled ciphertext noise it hides. All N shares are
-// public (they ride on precommits), so k is N, not t.
-func (c *Committee) smudging(p *Params) (ring.DiscreteGaussian, error) {
-	sigma := math.Ldexp(math.Sqrt(float64(c.N))*checkNoiseBound, p.Set.SmudgingLogLambda)
-	bound := 6 * sigma
-	minPrime := math.Inf(1)
+// maxFloodLogB caps B: the sampler reads at most 16 bytes per coefficient.
+const maxFloodLogB = 126
+
+// flooding is the noise-flooding (smudging) distribution of decryption and
+// re-encryption shares: every coefficient of the flooding term e is an
+// integer uniform in [-B, B), B = 2^LogB, sampled exactly across the RNS
+// primes (smudge.go). It floods ciphertext noise of infinity norm up to
+// NoiseBound, in the MSB domain.
+//
+// Convention: B >= 2^lambda * sqrt(n) * NoiseBound for a committee of n
+// parties and lambda = SmudgingLogLambda: the ratio the Gaussian smudging
+// had between sigma and the noise bound. The sqrt(n) is for combinations: k
+// shares combined with integer coefficients D*lambda_i (sum lambda_i = 1)
+// have ||D*lambda||_2 >= D/sqrt(k) (Cauchy-Schwarz), and all n shares are
+// public (they ride on precommits), so k is n, not t; the combined flooding
+// has standard deviation at least D*B/sqrt(3n) = 2^lambda/sqrt(3) times the
+// D-scaled noise bound. The margin is per coefficient: a uniform flood on 2B
+// values shifted by delta is at statistical distance exactly |delta|/(2B)
+// from itself, at most 2^-(lambda+1) for |delta| <= B/2^lambda (a Gaussian
+// of sigma = B: about 0.4*2^-lambda). Unlike the Gaussian's, these
+// distances add up linearly over a share's N ring coefficients (to
+// N*2^-(lambda+1), where the Gaussian's compose to about
+// sqrt(N)*2^-(lambda+1)). The uniform flood is bounded, |e| <= B, with no
+// tail cut, and it need not fit one prime: only the correctness inequality
+// of Committee.smudging limits it.
+type flooding struct {
+	LogB       int
+	NoiseBound float64 // floor(B / (2^lambda * sqrt(n)))
+}
+
+// B returns the half-width 2^LogB as a float64.
+func (f flooding) B() float64 { return math.Ldexp(1, f.LogB) }
+
+// gaussian is the widest flooding Gaussian lattigo samples correctly for
+// p: sigma at most B/sqrt(3) (the flood's), 2^53 and q_min/12 at
+// LevelDecrypt, bound 6 sigma. (Wider, its sampler either wraps samples
+// past a prime or, once sigma exceeds float64 precision, takes an
+// arbitrary-precision path that panics on samples below 2^53.) Shares never
+// use it: it only parametrises the mhe.KeySwitchProtocol Decryptor keeps for
+// allocating shares, and the lattigo baselines of BenchmarkSmudgedShare.
+func (f flooding) gaussian(p *Params) ring.DiscreteGaussian {
+	sigma := math.Min(f.B()/math.Sqrt(3), 1<<53)
 	for _, q := range p.BGV.Q()[:LevelDecrypt+1] {
-		minPrime = math.Min(minPrime, float64(q))
+		sigma = math.Min(sigma, float64(q)/12)
 	}
-	if bound >= minPrime/2 {
-		return ring.DiscreteGaussian{}, fmt.Errorf("%w: smudging bound 2^%.1f exceeds the decryption primes", ErrParams, math.Log2(bound))
+	return ring.DiscreteGaussian{Sigma: sigma, Bound: 6 * sigma}
+}
+
+// floodNoiseBound is floor(2^(logB-lambda) / sqrt(n)): the largest noise a
+// flood of half-width 2^logB hides with the convention above.
+func floodNoiseBound(logB, lambda, n int) *big.Int {
+	k := logB - lambda
+	if k < 0 || n < 1 {
+		return new(big.Int)
 	}
-	// Correctness: t * (D*bound_ct + L1 * 6 sigma) < Q_1 / 2.
-	q1 := 0.0
+	x := new(big.Int).Lsh(big.NewInt(1), uint(2*k))
+	x.Quo(x, big.NewInt(int64(n)))
+	return x.Sqrt(x) // floor(sqrt(floor(y))) = floor(sqrt(y))
+}
+
+// smudging derives the committee's flooding: the largest power of two B for
+// which every t-subset still decrypts exactly,
+//
+//	t * (D*(e + 1) + L1*B) < Q_1/2,  e = NoiseBound = floor(B / (2^lambda * sqrt(n))),
+//
+// where Q_1 is the modulus at LevelDecrypt, L1 = coefficientL1 (the combined
+// flooding is at most L1*B), D*e the D-scaled ciphertext noise and D*1 the
+// plaintext itself (|[m]_t| < t). It fails if the noise bound that fits is
+// below checkNoiseBound: the committee cannot flood even a fresh state.
+func (c *Committee) smudging(p *Params) (flooding, error) {
+	lambda := p.Set.SmudgingLogLambda
+	fits, logQ1 := c.exactness(p)
+	for logB := min(int(logQ1)+1, maxFloodLogB); logB >= 0; logB-- {
+		e := floodNoiseBound(logB, lambda, c.N)
+		if !fits(logB, e) {
+			continue
+		}
+		if e.Cmp(big.NewInt(checkNoiseBound)) < 0 {
+			return flooding{}, fmt.Errorf("%w: committee %d-of-%d: the widest flooding that decrypts exactly in Q_%d = 2^%.1f (B = 2^%d, L1 = 2^%.1f) hides noise up to %v, below the 2^%.0f of a fresh state",
+				ErrParams, c.T, c.N, LevelDecrypt, logQ1, logB, math.Log2(c.coefficientL1()), e, math.Log2(checkNoiseBound))
+		}
+		nb, _ := new(big.Float).SetInt(e).Float64()
+		return flooding{LogB: logB, NoiseBound: nb}, nil
+	}
+	return flooding{}, fmt.Errorf("%w: committee %d-of-%d: no flooding fits Q_%d = 2^%.1f", ErrParams, c.T, c.N, LevelDecrypt, logQ1)
+}
+
+// exactness returns the correctness predicate of smudging,
+// t * (D*(e + 1) + L1*2^logB) < Q_1/2, evaluated exactly, and log2(Q_1).
+func (c *Committee) exactness(p *Params) (fits func(logB int, e *big.Int) bool, logQ1 float64) {
+	q1 := big.NewInt(1)
 	for _, q := range p.BGV.Q()[:LevelDecrypt+1] {
-		q1 += math.Log2(float64(q))
+		q1.Mul(q1, new(big.Int).SetUint64(q))
+		logQ1 += math.Log2(float64(q))
 	}
-	dlog := float64(c.Delta.BitLen())
-	total := math.Log2(float64(p.BGV.PlaintextModulus())) + math.Max(dlog+math.Log2(checkNoiseBound), math.Log2(c.coefficientL1())+math.Log2(bound)) + 1
-	if total >= q1-1 {
-		return ring.DiscreteGaussian{}, fmt.Errorf("%w: committee %d-of-%d: combined noise 2^%.1f does not fit Q_%d = 2^%.1f", ErrParams, c.T, c.N, total, LevelDecrypt, q1)
+	t := new(big.Int).SetUint64(p.BGV.PlaintextModulus())
+	l1 := c.coefficientL1Int()
+	one := big.NewInt(1)
+	fits = func(logB int, e *big.Int) bool {
+		x := new(big.Int).Add(e, one)
+		x.Mul(x, c.Delta)
+		x.Add(x, new(big.Int).Lsh(l1, uint(logB)))
+		x.Mul(x, t)
+		return x.Lsh(x, 1).Cmp(q1) < 0
 	}
-	return ring.DiscreteGaussian{Sigma: sigma, Bound: bound}, nil
+	return fits, logQ1
 }
 
 // DecShare is one validator's decryption share of one ciphertext.
@@ -246,22 +336,22 @@ type Decryptor struct {
 	p     *Params
 	com   *Committee
 	cks   mhe.KeySwitchProtocol // not used for shares (see smudge.go); kept for tests that build a Decryptor literal
-	sigma ring.DiscreteGaussian
+	flood flooding
 	sm    *smudger
 	keys  sync.Map // *KeyShare -> smudgeKey
 }
 
 // NewDecryptor prepares share generation/combination for a committee.
 func NewDecryptor(p *Params, com *Committee) (*Decryptor, error) {
-	sm, err := com.smudging(p)
+	fl, err := com.smudging(p)
 	if err != nil {
 		return nil, err
 	}
-	cks, err := mhe.NewKeySwitchProtocol(p.BGV, sm)
+	cks, err := mhe.NewKeySwitchProtocol(p.BGV, fl.gaussian(p))
 	if err != nil {
 		return nil, fmt.Errorf("ledger: key-switch protocol: %w", err)
 	}
-	return &Decryptor{p: p, com: com, cks: cks, sigma: sm, sm: newSmudger(p, sm)}, nil
+	return &Decryptor{p: p, com: com, cks: cks, flood: fl, sm: newSmudger(p, fl)}, nil
 }
 
 // Share computes this validator's smudged decryption share of ct. Callers must

@@ -35,22 +35,27 @@ func ParseAccountID(s string) (AccountID, error) {
 
 // Envelope is the signed, plaintext part of a transfer: who pays whom, the
 // replay nonce and the height of the balance the proof was built against.
-// The amount is not here: it exists only inside the ciphertext.
+// The amount is not here: it exists only as sealed shares, then encrypted.
 type Envelope struct {
 	Chain    string
 	From, To AccountID
 	Nonce    uint64
 	Height   uint64   // the sender's balance this transfer was built against
-	CTHash   [32]byte // SHA-256 of the uploaded ciphertext's bytes
+	CTHash   [32]byte // SHA-256 of the upload's sealed shares (SealedTransfer encoding)
 	Sig      []byte   // ed25519 by the sender over SigningBytes
 }
 
-const envelopeVersion = 1
+// envelopeVersion 2: CTHash is the hash of the sealed shares (version 1
+// signed a client ciphertext).
+const envelopeVersion = 2
+
+// maxSealed bounds a sealed transfer on the wire.
+const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
 
 // SigningBytes is the canonical encoding the signature covers.
 func (e *Envelope) SigningBytes() []byte {
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/envelope/v1\x00"))
+	w.Fixed([]byte("zkbank/envelope/v2\x00"))
 	w.Bytes([]byte(e.Chain))
 	w.Fixed(e.From[:])
 	w.Fixed(e.To[:])
@@ -104,12 +109,13 @@ func (e *Envelope) UnmarshalBinary(p []byte) error {
 	return nil
 }
 
-// Submission is what a wallet uploads: one ciphertext and the envelopes of the
-// transfers packed in it (one for a single transfer; up to a shard's lanes for
-// a bundle from one wallet's accounts in one shard).
+// Submission is what a wallet uploads: one transfer's signed envelope and its
+// sealed shares (SealedTransfer's encoding, whose hash the envelope signs).
+// Envelopes holds exactly one envelope; it is a list on the wire so a later
+// version can carry several.
 type Submission struct {
-	Envelopes  []Envelope
-	Ciphertext []byte
+	Envelopes []Envelope
+	Sealed    []byte
 }
 
 // MarshalBinary encodes the submission.
@@ -121,12 +127,12 @@ func (s *Submission) MarshalBinary() ([]byte, error) {
 		b, _ := s.Envelopes[i].MarshalBinary()
 		w.Bytes(b)
 	}
-	w.Bytes(s.Ciphertext)
+	w.Bytes(s.Sealed)
 	return w.B, nil
 }
 
-// MaxEnvelopes bounds a bundle (one shard's lanes).
-const MaxEnvelopes = 256
+// MaxEnvelopes is how many envelopes one upload carries.
+const MaxEnvelopes = 1
 
 // UnmarshalBinary decodes a submission (not the ciphertext inside).
 func (s *Submission) UnmarshalBinary(p []byte) error {
@@ -149,7 +155,7 @@ func (s *Submission) UnmarshalBinary(p []byte) error {
 		}
 		s.Envelopes = append(s.Envelopes, e)
 	}
-	s.Ciphertext = r.Bytes(maxField)
+	s.Sealed = r.Bytes(maxSealed)
 	return r.Done()
 }
 

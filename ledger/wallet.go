@@ -1,13 +1,15 @@
 package ledger
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"io"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
-	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
 
@@ -57,7 +59,7 @@ func OwnerKeysFromSeed(p *Params, seed []byte) (*OwnerKeys, error) {
 // TransferSpec describes one transfer a wallet wants to make.
 type TransferSpec struct {
 	From    AccountID
-	Lane    int // the sender account's lane in its shard
+	Lane    int // the sender account's lane in its shard (engine tests only)
 	Key     ed25519.PrivateKey
 	To      AccountID
 	Amount  uint64
@@ -66,16 +68,25 @@ type TransferSpec struct {
 	Nonce   uint64
 }
 
-// Builder builds uploads under the collective public key.
-type Builder struct {
+// Dealer builds a wallet's uploads: sealed shares of each transfer's slot
+// values, one box per validator (sealed.go). A wallet never encrypts under
+// the collective key and needs no homomorphic keys to send.
+type Dealer struct {
 	p     *Params
-	pk    *rlwe.PublicKey
+	sh    *Sharing
+	keys  []*ecdh.PublicKey
 	chain string
+	rnd   io.Reader
 }
 
-// NewBuilder returns a wallet-side transfer builder for a chain.
-func NewBuilder(p *Params, collective *rlwe.PublicKey, chain string) *Builder {
-	return &Builder{p: p, pk: collective, chain: chain}
+// NewDealer returns a wallet-side transfer builder for a chain whose
+// committee has the given sharing layout and validators' sealing keys
+// (SealPublicKey of each validator's consensus key, in validator order).
+func NewDealer(p *Params, sh *Sharing, sealKeys []*ecdh.PublicKey, chain string) (*Dealer, error) {
+	if sh == nil || len(sealKeys) != sh.N {
+		return nil, fmt.Errorf("%w: sealing keys do not match the committee", ErrParams)
+	}
+	return &Dealer{p: p, sh: sh, keys: sealKeys, chain: chain, rnd: rand.Reader}, nil
 }
 
 // ErrInsufficientFunds is returned by the wallet before anything is sent: an
@@ -83,8 +94,8 @@ func NewBuilder(p *Params, collective *rlwe.PublicKey, chain string) *Builder {
 var ErrInsufficientFunds = fmt.Errorf("ledger: insufficient funds")
 
 // EncodeLanes writes each transfer's amount bits (row 0) and new-balance bits
-// (row 1) into its lane as y_j = 2^j * bit_j. Exported for tests and tools
-// that need to build deliberately malformed uploads.
+// (row 1) into its lane as y_j = 2^j * bit_j: the slot layout the circuit
+// reads (TransferValues is one lane's values in that layout).
 func (p *Params) EncodeLanes(vals []uint64, lane int, amount, newBalance uint64) {
 	for j := 0; j < p.Bits; j++ {
 		vals[p.Slot(0, j, lane)] = (amount >> j & 1) << j
@@ -92,61 +103,45 @@ func (p *Params) EncodeLanes(vals []uint64, lane int, amount, newBalance uint64)
 	}
 }
 
-// EncryptSlots encrypts a slot vector at LevelUpload under the collective key.
-func (b *Builder) EncryptSlots(vals []uint64) ([]byte, error) {
-	pt := bgv.NewPlaintext(b.p.BGV, LevelUpload)
-	pt.Scale = b.p.BGV.NewScale(1)
-	if err := newEncoder(b.p).Encode(vals, pt); err != nil {
-		return nil, fmt.Errorf("ledger: encode: %w", err)
+// Build makes the upload of one transfer, refusing what an honest wallet
+// knows would be rejected.
+func (d *Dealer) Build(s TransferSpec) (*Submission, error) {
+	if err := s.check(); err != nil {
+		return nil, err
 	}
-	ct, err := rlwe.NewEncryptor(b.p.BGV, b.pk).EncryptNew(pt)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: encrypt: %w", err)
-	}
-	return ct.MarshalBinary()
+	return d.BuildValues(s, TransferValues(s.Amount, s.Balance-s.Amount))
 }
 
-// Build makes one submission carrying every spec (a single transfer, or a
-// bundle whose senders are distinct accounts of one shard held by this wallet).
-func (b *Builder) Build(specs ...TransferSpec) (*Submission, error) {
-	if len(specs) == 0 || len(specs) > b.p.Lanes {
-		return nil, fmt.Errorf("%w: %d transfers in one upload", ErrMalformed, len(specs))
+// check refuses a transfer an honest wallet knows would be rejected.
+func (s TransferSpec) check() error {
+	if s.Amount > MaxAmount {
+		return fmt.Errorf("%w: amount %d exceeds %d", ErrMalformed, s.Amount, uint64(MaxAmount))
 	}
-	vals := make([]uint64, b.p.Slots)
-	used := map[int]bool{}
-	for _, s := range specs {
-		if s.Amount > MaxAmount {
-			return nil, fmt.Errorf("%w: amount %d exceeds %d", ErrMalformed, s.Amount, uint64(MaxAmount))
-		}
-		if s.Amount > s.Balance {
-			return nil, fmt.Errorf("%w: balance %d, amount %d", ErrInsufficientFunds, s.Balance, s.Amount)
-		}
-		if s.From == s.To {
-			return nil, &RejectError{Reason: RejectSelfTransfer}
-		}
-		if s.Lane < 0 || s.Lane >= b.p.Lanes || used[s.Lane] {
-			return nil, fmt.Errorf("%w: lane %d", ErrMalformed, s.Lane)
-		}
-		used[s.Lane] = true
-		b.p.EncodeLanes(vals, s.Lane, s.Amount, s.Balance-s.Amount)
+	if s.Amount > s.Balance {
+		return fmt.Errorf("%w: balance %d, amount %d", ErrInsufficientFunds, s.Balance, s.Amount)
 	}
-	ctb, err := b.EncryptSlots(vals)
+	if s.From == s.To {
+		return &RejectError{Reason: RejectSelfTransfer}
+	}
+	return nil
+}
+
+// BuildValues deals arbitrary slot values (SlotValues of them) for a
+// transfer: what tools and tests use to build deliberately invalid
+// transfers, which the validators' checks must reject.
+func (d *Dealer) BuildValues(s TransferSpec, values []uint64) (*Submission, error) {
+	bind := SealBinding{Chain: d.chain, From: s.From, Nonce: s.Nonce}
+	st, err := d.p.Deal(d.sh, d.keys, bind, values, d.rnd)
 	if err != nil {
 		return nil, err
 	}
-	return b.Seal(ctb, specs...), nil
-}
-
-// Seal signs envelopes for an already-encrypted ciphertext.
-func (b *Builder) Seal(ctb []byte, specs ...TransferSpec) *Submission {
-	h := sha256.Sum256(ctb)
-	sub := &Submission{Ciphertext: ctb}
-	for _, s := range specs {
-		e := Envelope{Chain: b.chain, From: s.From, To: s.To, Nonce: s.Nonce, Height: s.Height, CTHash: h}
-		e.Sig = ed25519.Sign(s.Key, e.SigningBytes())
-		sub.Envelopes = append(sub.Envelopes, e)
+	raw, err := st.MarshalBinary()
+	if err != nil {
+		return nil, err
 	}
-	return sub
+	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Height: s.Height, CTHash: sha256.Sum256(raw)}
+	e.Sig = ed25519.Sign(s.Key, e.SigningBytes())
+	return &Submission{Envelopes: []Envelope{e}, Sealed: raw}, nil
 }
 
 // DecryptBalance decrypts a re-encrypted balance ciphertext with the owner's

@@ -12,14 +12,14 @@ import (
 type world struct {
 	nw   *net
 	book *Book
-	b    *Builder
+	b    *builder
 	acct map[string]*account
 }
 
 func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]AccountKind, names ...string) *world {
 	t.Helper()
 	nw := testNet(t, 4, 3)
-	w := &world{nw: nw, b: NewBuilder(nw.p, nw.keys.PK, "test"), acct: map[string]*account{}}
+	w := &world{nw: nw, b: newBuilder(nw.p, nw.keys.PK, "test"), acct: map[string]*account{}}
 	var gen []GenesisAccount
 	for i, n := range names {
 		a := newAccount(t, nw.p, i)
@@ -47,7 +47,7 @@ func (w *world) spec(from, to string, amount, balance uint64) TransferSpec {
 }
 
 // block runs one block of submissions and returns each transfer's outcome by id.
-func (w *world) block(t testing.TB, subs ...*Submission) map[[32]byte]Reason {
+func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 	t.Helper()
 	var pend []Pending
 	for i, s := range subs {
@@ -105,7 +105,7 @@ func (w *world) block(t testing.TB, subs ...*Submission) map[[32]byte]Reason {
 }
 
 // reason is the outcome of a single-envelope submission.
-func reason(t testing.TB, res map[[32]byte]Reason, s *Submission) Reason {
+func reason(t testing.TB, res map[[32]byte]Reason, s *testSub) Reason {
 	t.Helper()
 	r, ok := res[s.Envelopes[0].ID()]
 	if !ok {
@@ -136,7 +136,7 @@ func (w *world) expectBalances(t testing.TB, want map[string]uint64) {
 }
 
 // forged encrypts an arbitrary slot vector and signs it as a transfer spec.
-func (w *world) forged(t testing.TB, vals []uint64, specs ...TransferSpec) *Submission {
+func (w *world) forged(t testing.TB, vals []uint64, specs ...TransferSpec) *testSub {
 	t.Helper()
 	ctb, err := w.b.EncryptSlots(vals)
 	if err != nil {

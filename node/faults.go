@@ -13,7 +13,7 @@ import (
 type faults struct {
 	corruptShares bool        // send well-formed but wrong decryption shares
 	partitioned   atomic.Bool // drop every consensus message in and out
-	noRelay       bool        // keep client uploads to itself (peers must fetch them)
+	noRelay       atomic.Bool // keep client uploads to itself (peers must fetch them)
 	forgeCarried  bool        // as proposer, alter one carried extension (a forged verdict)
 }
 
@@ -48,4 +48,4 @@ func (f *faults) chain() chain.Faults {
 
 func (f *faults) isPartitioned() bool { return f != nil && f.partitioned.Load() }
 
-func (f *faults) relays() bool { return f == nil || !f.noRelay }
+func (f *faults) relays() bool { return f == nil || !f.noRelay.Load() }

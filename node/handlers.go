@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,8 +43,11 @@ func (n *Node) handleConsensus(ctx context.Context, from peer.ID, b []byte) ([]b
 	return nil, nil
 }
 
-// prefetch fetches the uploads a proposal or commit references and this node
-// holds neither in its mempool nor in its store.
+// prefetch fetches what a message makes this node need and it holds
+// neither in memory nor in its store: the uploads a proposal or commit
+// references, and the piece ciphertexts a precommit attests (the next
+// proposer decides the block's pieces from those precommits, whoever it is,
+// so every validator gets them as the votes arrive).
 func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message) {
 	var value []byte
 	switch m := msg.(type) {
@@ -51,12 +55,25 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 		value = m.Value
 	case *consensus.Commit:
 		value = m.Value
+	case *consensus.Vote:
+		n.prefetchAttested(ctx, m)
+		return
 	default:
 		return
 	}
 	blk, err := chain.DecodeBlock(value)
 	if err != nil {
 		return
+	}
+	var pieces []chain.PieceWant
+	for _, pw := range chain.WantedPieces(blk, n.opener.Sharing) {
+		if n.pieces.Get(pw.Hash) != nil {
+			continue
+		}
+		if _, err := chain.StoredPiece(n.db, pw.Hash); err == nil {
+			continue
+		}
+		pieces = append(pieces, pw)
 	}
 	var missing []chain.SubRef
 	for _, s := range blk.Subs {
@@ -68,7 +85,7 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 		}
 		missing = append(missing, s)
 	}
-	if len(missing) == 0 {
+	if len(missing) == 0 && len(pieces) == 0 {
 		return
 	}
 	// Only a validator's signed proposal, or a decision with a quorum of
@@ -84,6 +101,20 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 			return
 		}
 	}
+	for _, pw := range pieces {
+		// Any holder that attested the piece can serve it; the hash checks
+		// the bytes, and the application decodes them before use.
+		c, cancel := context.WithTimeout(ctx, fetchTimeout)
+		raw, err := n.fetchFrom(c, n.peersOf(pw.From, from), pw.Hash)
+		cancel()
+		if err != nil {
+			n.log.Warn("piece ciphertext decided by a block is unavailable", "piece", hex.EncodeToString(pw.Hash[:8]), "err", err)
+			n.met.Fetches.WithLabelValues("failed").Inc()
+			continue
+		}
+		n.met.Fetches.WithLabelValues("piece").Inc()
+		n.pieces.Put(pw.Hash, raw, blk.Height-1)
+	}
 	for _, s := range missing {
 		c, cancel := context.WithTimeout(ctx, fetchTimeout)
 		raw, err := n.fetch(c, from, s.CTHash)
@@ -93,8 +124,8 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 			n.met.Fetches.WithLabelValues("failed").Inc()
 			continue
 		}
-		u := chain.NewUpload(n.p, raw, s.Envelopes, time.Now())
-		if u.CT == nil || !signs(s.Envelopes, u.Hash) {
+		u := n.opener.NewUpload(raw, s.Envelopes, time.Now())
+		if u.Sealed == nil || !signs(s.Envelopes, u.Hash) {
 			n.log.Warn("upload referenced by a block does not decode or is not the one its envelopes sign", "upload", hex.EncodeToString(s.CTHash[:8]))
 			n.met.Fetches.WithLabelValues("invalid").Inc()
 			continue
@@ -104,6 +135,70 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 			n.log.Warn("mempool refused a fetched upload", "err", err)
 		}
 	}
+}
+
+// prefetchAttested fetches the piece ciphertexts a validator's signed
+// precommit attests that this node lacks, from that validator first. Only a
+// precommit that verifies makes this node fetch anything, and only pieces
+// that validator holds of a block's batches: a stranger cannot make it
+// download, and a validator can make it fetch at most its own attestations.
+func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
+	if v.Type != consensus.Precommit || len(v.Extension) == 0 || v.Validator < 0 || v.Validator >= len(n.peers) {
+		return
+	}
+	ext, err := chain.DecodeExt(v.Extension)
+	if err != nil || len(ext.Pieces) == 0 || !consensus.VerifyVote(n.gen.ChainID, n.vset, v) {
+		return
+	}
+	for _, pa := range ext.Pieces {
+		if int(pa.Piece) >= n.opener.Sharing.Pieces() || !n.opener.Sharing.Holds(v.Validator, int(pa.Piece)) || n.pieces.Get(pa.Hash) != nil {
+			continue
+		}
+		if !n.fetching.begin(pa.Hash) {
+			continue
+		}
+		c, cancel := context.WithTimeout(ctx, pieceFetchTimeout)
+		raw, err := n.fetchFrom(c, n.peersOf([]int{v.Validator}, n.peers[v.Validator]), pa.Hash)
+		cancel()
+		n.fetching.end(pa.Hash)
+		if err != nil {
+			n.log.Debug("attested piece unavailable", "piece", hex.EncodeToString(pa.Hash[:8]), "validator", v.Validator, "err", err)
+			n.met.Fetches.WithLabelValues("failed").Inc()
+			continue
+		}
+		n.met.Fetches.WithLabelValues("piece").Inc()
+		n.pieces.Put(pa.Hash, raw, ext.Height)
+	}
+}
+
+// pieceFetchTimeout bounds fetching one attested piece: the validator that
+// attested it computed it, so it answers at once unless it is faulty.
+const pieceFetchTimeout = 3 * time.Second
+
+// inflight dedupes concurrent fetches of the same bytes (precommits of
+// several holders attest the same piece).
+type inflight struct {
+	mu sync.Mutex
+	m  map[[32]byte]bool
+}
+
+func (f *inflight) begin(h [32]byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[[32]byte]bool{}
+	}
+	if f.m[h] {
+		return false
+	}
+	f.m[h] = true
+	return true
+}
+
+func (f *inflight) end(h [32]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, h)
 }
 
 // signs reports whether every envelope signs the upload of hash h.
@@ -119,17 +214,36 @@ func signs(envs []ledger.Envelope, h [32]byte) bool {
 // fetch gets an upload's bytes by hash: from the peer that sent the block
 // first, then from every other validator.
 func (n *Node) fetch(ctx context.Context, first peer.ID, h [32]byte) ([]byte, error) {
-	order := []peer.ID{first}
-	for i, id := range n.peers {
-		if i != n.self && id != first {
+	return n.fetchFrom(ctx, n.peersOf(nil, first), h)
+}
+
+// peersOf orders peers to ask: the given validators first, then the peer
+// that sent the block, then every other validator.
+func (n *Node) peersOf(validators []int, first peer.ID) []peer.ID {
+	var order []peer.ID
+	seen := map[peer.ID]bool{n.host.ID(): true}
+	add := func(id peer.ID) {
+		if !seen[id] {
+			seen[id] = true
 			order = append(order, id)
 		}
 	}
+	for _, v := range validators {
+		if v >= 0 && v < len(n.peers) {
+			add(n.peers[v])
+		}
+	}
+	add(first)
+	for _, id := range n.peers {
+		add(id)
+	}
+	return order
+}
+
+// fetchFrom asks peers in order for the bytes of hash h.
+func (n *Node) fetchFrom(ctx context.Context, order []peer.ID, h [32]byte) ([]byte, error) {
 	var last error
 	for _, id := range order {
-		if id == n.host.ID() {
-			continue
-		}
 		raw, err := n.net.Host.Request(ctx, id, protoSync, h[:])
 		if err == nil && sha256.Sum256(raw) == h {
 			return raw, nil
@@ -142,7 +256,7 @@ func (n *Node) fetch(ctx context.Context, first peer.ID, h [32]byte) ([]byte, er
 			break
 		}
 	}
-	return nil, fmt.Errorf("no peer has upload %x: %w", h[:8], last)
+	return nil, fmt.Errorf("no peer has %x: %w", h[:8], last)
 }
 
 func (n *Node) sendConsensus(to int, msg []byte) {
@@ -195,29 +309,31 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 		n.met.Submissions.WithLabelValues("malformed").Inc()
 		return nil, &ledger.RejectError{Reason: ledger.RejectMalformed}
 	}
-	hash := sha256.Sum256(sub.Ciphertext)
-	ids := make([]string, len(sub.Envelopes))
-	book := n.view.Load().Book
-	for i := range sub.Envelopes {
-		e := &sub.Envelopes[i]
-		if e.CTHash != hash {
-			return nil, fmt.Errorf("%w: envelope %d does not sign this ciphertext", &ledger.RejectError{Reason: ledger.RejectMalformed}, i)
-		}
-		switch r := book.Check(e); r {
-		case ledger.Accepted, ledger.RejectFutureHeight:
-		default:
-			n.met.Submissions.WithLabelValues(r.Code()).Inc()
-			return nil, &ledger.RejectError{Reason: r}
-		}
-		id := e.ID()
-		ids[i] = hex.EncodeToString(id[:])
-	}
-	ct, err := n.p.DecodeUpload(sub.Ciphertext)
-	if err != nil {
+	hash := sha256.Sum256(sub.Sealed)
+	if len(sub.Envelopes) != 1 || sub.Envelopes[0].CTHash != hash {
 		n.met.Submissions.WithLabelValues("malformed").Inc()
-		return nil, err
+		return nil, fmt.Errorf("%w: the envelope does not sign these sealed shares", &ledger.RejectError{Reason: ledger.RejectMalformed})
 	}
-	u := &chain.Upload{Hash: hash, Raw: sub.Ciphertext, CT: ct, Envs: sub.Envelopes, Received: time.Now()}
+	e := &sub.Envelopes[0]
+	switch r := n.view.Load().Book.Check(e); r {
+	case ledger.Accepted, ledger.RejectFutureHeight:
+	default:
+		n.met.Submissions.WithLabelValues(r.Code()).Inc()
+		return nil, &ledger.RejectError{Reason: r}
+	}
+	id := e.ID()
+	ids := []string{hex.EncodeToString(id[:])}
+	u := n.opener.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	if u.Sealed == nil {
+		n.met.Submissions.WithLabelValues("malformed").Inc()
+		return nil, &ledger.RejectError{Reason: ledger.RejectMalformed}
+	}
+	if u.Pieces == nil {
+		// Our box does not open: the dealer's fault (or a copy under
+		// another envelope). Kept and relayed (the others may open theirs),
+		// but this validator does not ack it.
+		n.met.Submissions.WithLabelValues("bad_box").Inc()
+	}
 	added, err := n.mem.Add(u, maxPendingPerAccount)
 	if errors.Is(err, actors.ErrSenderBusy) || errors.Is(err, actors.ErrPoolFull) {
 		n.met.Submissions.WithLabelValues("throttled").Inc()
@@ -282,7 +398,7 @@ func (n *Node) handleOpen(_ context.Context, from peer.ID, b []byte) ([]byte, er
 	return nil, n.addOpen(o, false)
 }
 
-// handleSync serves an upload's bytes by ciphertext hash.
+// handleSync serves an upload's or a piece ciphertext's bytes by hash.
 func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
 	if len(b) != 32 {
 		return nil, errors.New("bad sync request")
@@ -292,9 +408,14 @@ func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error
 	if u, err := n.mem.Get(h); err == nil && u != nil {
 		return u.Raw, nil
 	}
-	raw, err := chain.StoredUpload(n.db, h)
-	if err != nil {
-		return nil, fmt.Errorf("upload %x not held here", h[:8])
+	if raw := n.pieces.Get(h); raw != nil {
+		return raw, nil
 	}
-	return raw, nil
+	if raw, err := chain.StoredUpload(n.db, h); err == nil {
+		return raw, nil
+	}
+	if raw, err := chain.StoredPiece(n.db, h); err == nil {
+		return raw, nil
+	}
+	return nil, fmt.Errorf("%x not held here", h[:8])
 }

@@ -45,17 +45,23 @@ var routeLibp2pLogs sync.Once
 // view (updated once per finalized height by the chain application); the
 // application itself belongs to the consensus actor.
 type Node struct {
-	name  string
-	self  int
-	home  Home
-	gen   *genesis.Genesis
-	p     *ledger.Params
-	com   *ledger.Committee
-	keys  *ledger.PublicKeys
-	key   *ledger.KeyShare
-	dec   *ledger.Decryptor
-	log   *slog.Logger
-	peers []peer.ID
+	name string
+	self int
+	home Home
+	gen  *genesis.Genesis
+	p    *ledger.Params
+	com  *ledger.Committee
+	keys *ledger.PublicKeys
+	key  *ledger.KeyShare
+	dec  *ledger.Decryptor
+	// opener opens this validator's sealed boxes in uploads (its sealing key
+	// is derived from the consensus key); pieces holds piece ciphertexts
+	// shared by the chain application and the fetch handlers.
+	opener   *chain.Opener
+	pieces   *chain.PieceCache
+	fetching inflight
+	log      *slog.Logger
+	peers    []peer.ID
 
 	db      store.Backend // safe for concurrent use: readers use it directly
 	vset    *consensus.ValidatorSet
@@ -130,8 +136,17 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	sh, err := ledger.NewSharing(com.N, com.F())
+	if err != nil {
+		return err
+	}
+	sealKey, err := ledger.SealKeyFromSeed(ck.Seed())
+	if err != nil {
+		return err
+	}
 	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
-		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst)}
+		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
+		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache()}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -264,6 +279,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.vset = vset
 	n.faults = faultsFor(dir)
 	app, err := chain.New(chain.Config{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
+		PK: n.keys.PK, Opener: n.opener, Pieces: n.pieces,
 		N: com.N, T: com.T, Validators: vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
 		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook})
 	if err != nil {

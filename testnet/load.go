@@ -98,7 +98,7 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 		return nil, err
 	}
 	m := cfg.Multi
-	if _, err := m.Builder(ctx); err != nil {
+	if _, err := m.Dealer(); err != nil {
 		return nil, err
 	}
 	rep := newReport()
@@ -361,58 +361,49 @@ func (s *sender) prepare(ctx context.Context, m *client.Multi, pl plan) (pr prep
 	return pr, o, true
 }
 
-// seal encrypts one upload carrying every prepared transfer: through the
-// wallet's Build when all are honest, else by encoding the lanes by hand.
-func seal(b *ledger.Builder, p *ledger.Params, prs []prepared) (*ledger.Submission, error) {
-	specs := make([]ledger.TransferSpec, len(prs))
-	forged := false
+// seal builds each prepared transfer's upload (sealed shares): through the
+// wallet's Build when it is honest, else with the forged slot values.
+func seal(d *ledger.Dealer, prs []prepared) ([]*ledger.Submission, error) {
+	subs := make([]*ledger.Submission, len(prs))
 	for i, pr := range prs {
-		specs[i] = pr.spec
-		forged = forged || pr.invalid
+		var err error
+		if pr.invalid {
+			subs[i], err = d.BuildValues(pr.spec, ledger.TransferValues(pr.spec.Amount, pr.newBal))
+		} else {
+			subs[i], err = d.Build(pr.spec)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if !forged {
-		return b.Build(specs...)
-	}
-	vals := make([]uint64, p.Slots)
-	for _, pr := range prs {
-		p.EncodeLanes(vals, pr.spec.Lane, pr.spec.Amount, pr.newBal)
-	}
-	ct, err := b.EncryptSlots(vals)
-	if err != nil {
-		return nil, err
-	}
-	return b.Seal(ct, specs...), nil
+	return subs, nil
 }
 
-// submitAndWait uploads one submission and waits for every transfer in it.
-// The returned outcomes are in the order of prs.
-func submitAndWait(ctx context.Context, m *client.Multi, sub *ledger.Submission, prs []prepared) []outcome {
+// submitAndWait uploads each transfer's submission and waits for every
+// verdict. The returned outcomes are in the order of prs.
+func submitAndWait(ctx context.Context, m *client.Multi, subs []*ledger.Submission, prs []prepared) []outcome {
 	out := make([]outcome, len(prs))
 	start := time.Now()
+	var wg sync.WaitGroup
 	for i := range out {
 		out[i].invalid = prs[i].invalid
 		out[i].start = start
-	}
-	ids, err := m.Submit(ctx, sub)
-	if err != nil {
-		var ae *client.APIError
-		for i := range out {
-			if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Code != "" {
-				// Refused at admission: a verdict, not a failure of the run.
-				out[i].submitted, out[i].status, out[i].code, out[i].end = true, api.StatusRejected, ae.Code, time.Now()
-			} else {
-				out[i].errKind, out[i].err = errKind("submit", err), err
-			}
-		}
-		return out
-	}
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		out[i].submitted = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := m.WaitTransfer(ctx, id)
+			ids, err := m.Submit(ctx, subs[i])
+			if err != nil {
+				var ae *client.APIError
+				if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Code != "" {
+					// Refused at admission: a verdict, not a failure of the run.
+					out[i].submitted, out[i].status, out[i].code, out[i].end = true, api.StatusRejected, ae.Code, time.Now()
+				} else {
+					out[i].errKind, out[i].err = errKind("submit", err), err
+				}
+				return
+			}
+			out[i].submitted = true
+			st, err := m.WaitTransfer(ctx, ids[0])
 			out[i].end = time.Now()
 			if err != nil {
 				out[i].errKind, out[i].err = errKind("verdict", err), err
@@ -443,17 +434,17 @@ func (s *sender) run(ctx context.Context, m *client.Multi, pl plan, timeout time
 	if !ok {
 		return o
 	}
-	b, err := m.Builder(cx)
+	d, err := m.Dealer()
 	if err != nil {
-		o.errKind, o.err = errKind("collective-key", err), err
+		o.errKind, o.err = errKind("dealer", err), err
 		return o
 	}
-	sub, err := seal(b, m.Params(), []prepared{pr})
+	subs, err := seal(d, []prepared{pr})
 	if err != nil {
 		o.errKind, o.err = "build", err
 		return o
 	}
-	o = submitAndWait(cx, m, sub, []prepared{pr})[0]
+	o = submitAndWait(cx, m, subs, []prepared{pr})[0]
 	s.settle(pr, o)
 	return o
 }
@@ -549,17 +540,17 @@ func runBundle(ctx context.Context, m *client.Multi, senders []*sender, round []
 			record(outcome{invalid: pr.invalid, errKind: kind, err: err})
 		}
 	}
-	b, err := m.Builder(cx)
+	d, err := m.Dealer()
 	if err != nil {
-		fail(errKind("collective-key", err), err)
+		fail(errKind("dealer", err), err)
 		return
 	}
-	sub, err := seal(b, m.Params(), ready)
+	subs, err := seal(d, ready)
 	if err != nil {
 		fail("build", err)
 		return
 	}
-	for i, o := range submitAndWait(cx, m, sub, ready) {
+	for i, o := range submitAndWait(cx, m, subs, ready) {
 		from[i].settle(ready[i], o)
 		record(o)
 	}

@@ -391,7 +391,7 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 		}
 		return nil, 0, fmt.Errorf("insufficient funds: balance %s, amount %s; nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
 	}
-	b, err := m.Builder(ctx)
+	b, err := m.Dealer()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -404,7 +404,7 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 	if w.IsCard() {
 		verb = "charging"
 	}
-	fmt.Fprintf(o, "%s %s to %s (balance read at height %d, encrypted upload %d KiB)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Ciphertext)>>10)
+	fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Sealed))
 	start := time.Now()
 	ids, err := m.Submit(ctx, sub)
 	if err != nil {
