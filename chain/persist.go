@@ -17,11 +17,13 @@ import (
 
 // The persistence schema (docs/ARCHITECTURE.md, "What a block stores"): one
 // atomic store commit per finalized height holds the block value (envelopes
-// and ciphertext hashes, the previous height's extensions), its commit
+// and upload hashes, the previous height's extensions), its commit
 // certificate, the shard states the block's decisions produced, the transfer
-// statuses, the account registry and work credits, and the uploads it
-// references (kept UploadRetention heights so a restarted or lagging
-// validator can re-evaluate them; then deleted in a later commit).
+// statuses, the account registry and work credits, the uploads it
+// references and the piece ciphertexts this validator computed for it or
+// used to evaluate the block before (both kept UploadRetention heights so a
+// restarted or lagging validator can re-evaluate them; then deleted in a
+// later commit, pieces through a per-height index).
 
 const (
 	metaAccounts = "accounts"

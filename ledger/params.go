@@ -78,6 +78,7 @@ type Params struct {
 
 	shapeOnce  sync.Once
 	shapeCache *shapes
+	pieceTools sync.Pool // *pieceTools: an encoder and a basis extender for EncryptPieceBatch
 }
 
 // NewParams instantiates a parameter set, checking the security bound and the

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		Finality:        prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkbank_finality_seconds", Help: "Submission (to this node) to decided result.", Buckets: prometheus.ExponentialBuckets(0.1, 1.6, 12)}),
 		Mempool:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_mempool_uploads", Help: "Uploads waiting to be ordered."}),
 		Submissions:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_submissions_total", Help: "Uploads received, by outcome of admission."}, []string{"result"}),
-		Fetches:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_upload_fetches_total", Help: "Uploads a received block referenced that this node lacked, fetched from peers before validation, by result."}, []string{"result"}),
+		Fetches:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_upload_fetches_total", Help: "Uploads and piece ciphertexts a received block or precommit named that this node lacked, fetched from peers before validation, by result (fetched, piece, invalid, failed)."}, []string{"result"}),
 		PeersBestHeight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_peers_best_height", Help: "Highest finalized height announced by a peer on the heads gossip topic."}),
 	}
 	m.ValidatorFaults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_validator_faults_total", Help: "Signed precommit extensions whose shares or digest disagreed with the decision, by validator (outvoted, no credit)."}, []string{"validator"})

@@ -21,7 +21,7 @@ import (
 	"github.com/zkbank/zkbank/ledger"
 )
 
-// maxUpload bounds a POST /v1/transfers body (a bundle is one ciphertext).
+// maxUpload bounds a POST /v1/transfers body (one sealed upload is a few KB).
 const maxUpload = 4 << 20
 
 // server is the node's client API (docs/API.md).

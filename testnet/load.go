@@ -26,9 +26,10 @@ type LoadConfig struct {
 	Invalid float64          // fraction of deliberate overdrafts, in [0, 1]
 	Seed    uint64           // 0: random
 
-	// Bundle packs transfers of senders that share a shard into one upload
-	// (one ciphertext, one envelope each), as a wallet holding several
-	// accounts of a shard would; at most BundleMax per upload (default 16).
+	// Bundle groups transfers of senders that share a shard into one round
+	// (each its own sealed upload, submitted concurrently), as a wallet
+	// holding several accounts of a shard would; at most BundleMax per round
+	// (default 16).
 	Bundle    bool
 	BundleMax int
 

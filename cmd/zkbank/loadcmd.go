@@ -34,7 +34,7 @@ func newLoadCmd() *cobra.Command {
 name), at a target rate or as fast as possible. Each account keeps one debit
 in flight (the ledger allows one debit per account per block, and a transfer
 must be built against a balance read after the account's last debit). A
-fraction --invalid are deliberate overdrafts, encrypted the way a hacked wallet
+fraction --invalid are deliberate overdrafts, dealt the way a hacked wallet
 would (wrap-around new-balance bits): the validators must reject every one.
 
 Before and after, every wallet's balance is decrypted with its owner's keys
@@ -128,8 +128,8 @@ accepted or the supply changed.`,
 	c.Flags().Float64Var(&zipf, "zipf", 0, "Zipf exponent (> 1) skewing counterparties and amounts; 0 = uniform")
 	c.Flags().Float64Var(&invalid, "invalid", 0, "fraction of deliberate overdrafts that must be rejected")
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed (0 = random)")
-	c.Flags().BoolVar(&bundle, "bundle", false, "pack transfers of wallets sharing a shard into one upload (one ciphertext for many transfers)")
-	c.Flags().IntVar(&bundleMax, "bundle-max", 16, "with --bundle: most transfers per upload")
+	c.Flags().BoolVar(&bundle, "bundle", false, "submit the transfers of wallets sharing a shard together, in rounds (each is still its own sealed upload)")
+	c.Flags().IntVar(&bundleMax, "bundle-max", 16, "with --bundle: most transfers per round")
 	c.Flags().BoolVar(&noSupply, "no-supply-check", false, "skip decrypting every balance before and after")
 	c.Flags().BoolVar(&noProgress, "quiet", false, "no progress bar")
 	return c
