@@ -21,11 +21,12 @@ type addUpload struct {
 	Referenced bool
 }
 type addOpen struct{ O chain.Open }
-type getUpload struct{ Hash [32]byte }
+type getUpload struct{ ID [32]byte }
+type getRaw struct{ Hash [32]byte }
 type candidates struct{ Max int }
 type takeOpens struct{ Max int }
 type committed struct {
-	Hashes  [][32]byte
+	IDs     [][32]byte
 	OpenPub [][]byte
 }
 type mempoolSize struct{}
@@ -36,12 +37,15 @@ type sizeInfo struct{ Uploads, Opens int }
 // mempoolActor owns the transfers waiting to be ordered, and the uploads
 // fetched because a proposal named them. Those are kept apart: they were
 // never admitted here (no plaintext checks), so this node never proposes
-// them, and their number is bounded on its own.
+// them, and their number is bounded on its own. Uploads are keyed by
+// transfer id, not by the hash of their sealed bytes: a copy of someone's
+// sealed bytes under another envelope is another upload and cannot shadow
+// the genuine one.
 type mempoolActor struct {
 	max     int
-	uploads map[[32]byte]*chain.Upload
-	fetched map[[32]byte]*chain.Upload
-	order   [][32]byte // fetched, oldest first
+	uploads map[[32]byte]*chain.Upload // by transfer id
+	fetched map[[32]byte]*chain.Upload // by transfer id
+	order   [][32]byte                 // fetched, oldest first
 	opens   map[string]chain.Open
 	pending map[ledger.AccountID]int // submitted uploads waiting, by sender
 }
@@ -78,14 +82,15 @@ func (m *mempoolActor) drop(h [32]byte) {
 func (m *mempoolActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *addUpload:
+		id := msg.U.ID()
 		if msg.Referenced {
-			if _, ok := m.uploads[msg.U.Hash]; ok {
+			if _, ok := m.uploads[id]; ok {
 				ctx.Respond(false)
 				return
 			}
-			if _, ok := m.fetched[msg.U.Hash]; !ok {
-				m.fetched[msg.U.Hash] = msg.U
-				m.order = append(m.order, msg.U.Hash)
+			if _, ok := m.fetched[id]; !ok {
+				m.fetched[id] = msg.U
+				m.order = append(m.order, id)
 				for len(m.order) > maxFetched {
 					delete(m.fetched, m.order[0])
 					m.order = m.order[1:]
@@ -94,7 +99,7 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			ctx.Respond(true)
 			return
 		}
-		if _, dup := m.uploads[msg.U.Hash]; dup {
+		if _, dup := m.uploads[id]; dup {
 			ctx.Respond(addResult{})
 			return
 		}
@@ -108,7 +113,7 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 				return
 			}
 		}
-		m.uploads[msg.U.Hash] = msg.U
+		m.uploads[id] = msg.U
 		for i := range msg.U.Envs {
 			m.pending[msg.U.Envs[i].From]++
 		}
@@ -117,11 +122,21 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		m.opens[string(msg.O.SignPub)] = msg.O
 		ctx.Respond(true)
 	case *getUpload:
-		if u, ok := m.uploads[msg.Hash]; ok {
+		if u, ok := m.uploads[msg.ID]; ok {
 			ctx.Respond(u)
 			return
 		}
-		ctx.Respond(m.fetched[msg.Hash])
+		ctx.Respond(m.fetched[msg.ID])
+	case *getRaw:
+		for _, pool := range []map[[32]byte]*chain.Upload{m.uploads, m.fetched} {
+			for _, u := range pool {
+				if u.Hash == msg.Hash {
+					ctx.Respond(u.Raw)
+					return
+				}
+			}
+		}
+		ctx.Respond([]byte(nil))
 	case *candidates:
 		out := make([]*chain.Upload, 0, len(m.uploads))
 		for _, u := range m.uploads {
@@ -159,13 +174,13 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			if len(hs) >= msg.Max {
 				break
 			}
-			hs = append(hs, u.Hash)
+			hs = append(hs, u.ID())
 		}
 		ctx.Respond(hs)
 	case *committed:
-		for _, h := range msg.Hashes {
-			m.drop(h)
-			delete(m.fetched, h)
+		for _, id := range msg.IDs {
+			m.drop(id)
+			delete(m.fetched, id)
 		}
 		for _, p := range msg.OpenPub {
 			delete(m.opens, string(p))
@@ -262,9 +277,15 @@ func (m *Mempool) AddOpen(o chain.Open) error {
 	return err
 }
 
-// Get returns an upload by hash, nil if the pool does not hold it.
-func (m *Mempool) Get(hash [32]byte) (*chain.Upload, error) {
-	return ask[*chain.Upload](m, &getUpload{Hash: hash})
+// Get returns an upload by transfer id, nil if the pool does not hold it.
+func (m *Mempool) Get(id [32]byte) (*chain.Upload, error) {
+	return ask[*chain.Upload](m, &getUpload{ID: id})
+}
+
+// Raw returns the sealed bytes of an upload by their hash (what peers fetch),
+// nil if the pool holds none.
+func (m *Mempool) Raw(hash [32]byte) ([]byte, error) {
+	return ask[[]byte](m, &getRaw{Hash: hash})
 }
 
 // Candidates returns submitted uploads, oldest first.
@@ -272,8 +293,8 @@ func (m *Mempool) Candidates(max int) ([]*chain.Upload, error) {
 	return ask[[]*chain.Upload](m, &candidates{Max: max})
 }
 
-// Acks returns submitted uploads whose sealed box this validator opened,
-// oldest first.
+// Acks returns the transfer ids of submitted uploads whose sealed box this
+// validator opened, oldest first.
 func (m *Mempool) Acks(max int) ([][32]byte, error) {
 	return ask[[][32]byte](m, &takeAcks{Max: max})
 }
@@ -293,7 +314,9 @@ func (m *Mempool) HasWork() (bool, error) {
 func (m *Mempool) Committed(b *chain.Block) {
 	msg := &committed{}
 	for _, s := range b.Subs {
-		msg.Hashes = append(msg.Hashes, s.CTHash)
+		for i := range s.Envelopes {
+			msg.IDs = append(msg.IDs, s.Envelopes[i].ID())
+		}
 	}
 	for _, o := range b.Opens {
 		msg.OpenPub = append(msg.OpenPub, o.SignPub)

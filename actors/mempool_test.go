@@ -18,7 +18,7 @@ func TestMempoolCapsWaitingUploadsPerAccount(t *testing.T) {
 	defer sys.Shutdown()
 	m := NewMempool(sys, 12)
 	upload := func(i byte, from ledger.AccountID) *chain.Upload {
-		u := &chain.Upload{Hash: [32]byte{i}, Envs: []ledger.Envelope{{From: from}}}
+		u := &chain.Upload{Hash: [32]byte{i}, Envs: []ledger.Envelope{{From: from, Nonce: uint64(i), CTHash: [32]byte{i}}}}
 		return u
 	}
 	spammer, honest := ledger.AccountID{1}, ledger.AccountID{2}
@@ -38,7 +38,7 @@ func TestMempoolCapsWaitingUploadsPerAccount(t *testing.T) {
 	if ok, err := m.Add(upload(5, honest), 4); !ok || err != nil {
 		t.Fatalf("another account's upload: %v %v", ok, err)
 	}
-	m.Committed(&chain.Block{Subs: []chain.SubRef{{CTHash: first.Hash}}})
+	m.Committed(&chain.Block{Subs: []chain.SubRef{{CTHash: first.Hash, Envelopes: first.Envs}}})
 	if ok, err := m.Add(upload(6, spammer), 4); !ok || err != nil {
 		t.Fatalf("after a commit freed a slot: %v %v", ok, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sort"
 	"time"
 
@@ -149,8 +150,17 @@ func New(c Config) (*App, error) {
 		return nil, errors.New("chain: no opener, sharing or public key")
 	}
 	a.sh, a.self = a.open.Sharing, a.open.Self
-	if a.sh.N != a.n {
-		return nil, fmt.Errorf("chain: sharing for %d validators, committee of %d", a.sh.N, a.n)
+	if a.sh.N != a.n || a.sh.F != (a.n-1)/3 {
+		return nil, fmt.Errorf("chain: sharing for %d validators and f = %d, committee of %d", a.sh.N, a.sh.F, a.n)
+	}
+	if f := (a.n - 1) / 3; a.t != f+1 {
+		// Uploads are shared among f-subsets: any f+1 validators hold every
+		// piece, so a higher threshold would protect nothing more, and a
+		// lower one would let f decrypt.
+		return nil, fmt.Errorf("chain: threshold %d of %d: sealed uploads need t = f+1 = %d", a.t, a.n, f+1)
+	}
+	if a.n > 64 {
+		return nil, fmt.Errorf("chain: %d validators (acks are a 64-bit set)", a.n)
 	}
 	if a.pieces == nil {
 		a.pieces = NewPieceCache()
@@ -222,9 +232,15 @@ func (a *App) Credits() []int64 { return append([]int64(nil), a.credits...) }
 func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
 	out := make([]*Upload, len(b.Subs))
 	for i, s := range b.Subs {
-		u, err := a.mem.Get(s.CTHash)
+		// By transfer id: the copy the pool holds was opened under this very
+		// envelope's binding (same signed bytes), never under another
+		// envelope that names the same sealed bytes.
+		u, err := a.mem.Get(s.Envelopes[0].ID())
 		if err != nil {
 			return nil, fmt.Errorf("chain: mempool: %w", err)
+		}
+		if u != nil && u.Hash != s.CTHash {
+			u = nil
 		}
 		if u == nil {
 			raw, err := StoredUpload(a.st, s.CTHash)
@@ -238,21 +254,29 @@ func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
 	return out, nil
 }
 
-// layout is where a block's transfers sit in its shard batches, fixed when
-// the block is ordered: each transfer in its sender's lane, the first
-// transfer of a sender in block order taking the lane. Transfers whose
-// sender or receiver did not exist then, or that do not reference their own
-// upload, are rejected before any batch.
+// layout is where a block's transfers sit, fixed when the block is ordered.
+// Each transfer sits in its sender's lane (the first transfer of a sender in
+// block order takes the lane). Transfers of one shard are grouped by the
+// exact set of validators whose carried precommits acked them: a group's
+// pieces are encrypted and decided together, so a dealer that sealed a bad
+// box to some validator lands in a group of its own and cannot make honest
+// holders abstain on anyone else's transfer. Transfers whose sender or
+// receiver did not exist, or that do not reference their own upload, are
+// rejected before any group.
 type layout struct {
-	shards []shardLayout // in order of first appearance
+	groups []group // by shard, then by ack set, in order of first appearance
 	early  map[[32]byte]ledger.Reason
 }
 
-type shardLayout struct {
+type group struct {
 	shard uint32
-	lanes []int // ascending order of appearance in the block
-	subs  []int // lanes[i] holds the transfer of block.Subs[subs[i]]
+	acked uint64 // bitmask of the validators that acked every transfer of the group
+	lanes []int  // in order of appearance in the block
+	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
 }
+
+// full reports whether every validator acked the group's transfers.
+func (g *group) full(n int) bool { return g.acked == 1<<n-1 }
 
 // openedBy returns the accounts a block opens.
 func openedBy(b *Block) map[ledger.AccountID]bool {
@@ -267,7 +291,12 @@ func openedBy(b *Block) map[ledger.AccountID]bool {
 // open (a restarted validator's book already holds the next block's).
 func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]bool) *layout {
 	l := &layout{early: map[[32]byte]ledger.Reason{}}
-	idx := map[uint32]int{}
+	acks := ackSets(b.LastCommit)
+	type key struct {
+		shard uint32
+		acked uint64
+	}
+	idx := map[key]int{}
 	taken := map[[2]uint64]bool{}
 	for i, s := range b.Subs {
 		env := &s.Envelopes[0]
@@ -288,37 +317,40 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]b
 			continue
 		}
 		taken[k] = true
-		j, ok := idx[from.Shard]
+		gk := key{from.Shard, acks[id]}
+		j, ok := idx[gk]
 		if !ok {
-			j = len(l.shards)
-			idx[from.Shard] = j
-			l.shards = append(l.shards, shardLayout{shard: from.Shard})
+			j = len(l.groups)
+			idx[gk] = j
+			l.groups = append(l.groups, group{shard: from.Shard, acked: acks[id]})
 		}
-		l.shards[j].lanes = append(l.shards[j].lanes, from.Lane)
-		l.shards[j].subs = append(l.shards[j].subs, i)
+		l.groups[j].lanes = append(l.groups[j].lanes, from.Lane)
+		l.groups[j].subs = append(l.groups[j].subs, i)
 	}
 	return l
 }
 
 // ackQuorum is how many validators must have opened an upload's sealed box
-// before a block may include it: N-f, so at least f+1 honest holders of
-// every piece hold it and the piece can be decided.
+// before a block may include it: N-f, so at least f+1 honest validators
+// opened it. Its group (layoutOf) is then decided by the holders among its
+// ackers; an upload every validator acked is in a group that f byzantine
+// holders cannot fail.
 func (a *App) ackQuorum() int { return a.n - (a.n-1)/3 }
 
-// ackCounts counts, per upload, the carried precommits that acked it.
-func ackCounts(carried []Precommit) map[[32]byte]int {
-	out := map[[32]byte]int{}
+// maxCandidates is how many waiting uploads a proposer considers.
+const maxCandidates = 4096
+
+// ackSets returns, per transfer id, the bitmask of the carried precommits
+// that acked it.
+func ackSets(carried []Precommit) map[[32]byte]uint64 {
+	out := map[[32]byte]uint64{}
 	for _, x := range carried {
 		ext, err := DecodeExt(x.Ext)
-		if err != nil {
+		if err != nil || x.Validator < 0 || x.Validator >= 64 {
 			continue
 		}
-		seen := map[[32]byte]bool{}
-		for _, h := range ext.Acks {
-			if !seen[h] {
-				seen[h] = true
-				out[h]++
-			}
+		for _, id := range ext.Acks {
+			out[id] |= 1 << x.Validator
 		}
 	}
 	return out
@@ -557,19 +589,23 @@ func (a *App) decideVerdicts(d *decided, pe *checkEval, exts map[int]*Ext, fault
 	return nil
 }
 
-// decidePieces decides every piece of every shard batch of ev from the
-// piece attestations the carried precommits (of ev's height) hold: the hash
-// f+1 of the piece's holders attested. It returns the summed batch
-// ciphertext per shard (nil for a shard failed closed) and the holders that
-// attested another hash. trusted skips the carried-precommit checks that
-// the block they came in already passed (a restart re-deciding).
-func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) (map[uint32]*rlwe.Ciphertext, []int, error) {
-	out := map[uint32]*rlwe.Ciphertext{}
-	if len(ev.layout.shards) == 0 {
+// decidePieces decides every piece of every group of ev from the piece
+// attestations the carried precommits (of ev's height) hold: the hash f+1
+// of the piece's holders attested. It returns the summed ciphertext per
+// group (nil for a group failed closed) and the holders that attested
+// another hash. A piece no f+1 holders agree on makes the block invalid if
+// the group was acked by every validator and a precommit is missing (the
+// missing one may decide it; this is how a proposer is kept from choosing a
+// quorum that fails honest transfers); otherwise its group fails closed:
+// nothing of it moves. trusted skips that refusal: a restart re-decides a
+// block the chain already accepted.
+func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]*rlwe.Ciphertext, []int, error) {
+	out := make([]*rlwe.Ciphertext, len(ev.layout.groups))
+	if len(ev.layout.groups) == 0 {
 		return out, nil, nil
 	}
 	type key struct {
-		shard uint32
+		group uint32
 		piece int
 	}
 	attests := map[key]map[int][32]byte{}
@@ -579,7 +615,7 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) (ma
 			continue
 		}
 		for _, pa := range ext.Pieces {
-			k := key{pa.Shard, int(pa.Piece)}
+			k := key{pa.Group, int(pa.Piece)}
 			if attests[k] == nil {
 				attests[k] = map[int][32]byte{}
 			}
@@ -587,17 +623,16 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) (ma
 		}
 	}
 	faulty := map[int]bool{}
-	for _, sl := range ev.layout.shards {
+	for gi, g := range ev.layout.groups {
 		var cts []*rlwe.Ciphertext
 		failed := false
 		for k := 0; k < a.sh.Pieces(); k++ {
-			hash, named, err := a.sh.DecidePiece(k, attests[key{sl.shard, k}])
+			hash, named, err := a.sh.DecidePiece(k, attests[key{uint32(gi), k}])
 			if errors.Is(err, ledger.ErrNoPieceMajority) {
-				if !trusted && len(carried) < a.n {
-					// A missing precommit may be the holder that decides it.
-					return nil, nil, fmt.Errorf("%w: shard %d piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, sl.shard, k, ev.height, len(carried), err)
+				if !trusted && len(carried) < a.n && g.full(a.n) {
+					return nil, nil, fmt.Errorf("%w: group %d (shard %d) piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, k, ev.height, len(carried), err)
 				}
-				a.log.Warn("no f+1 holders agree on a piece although all are carried; failing the batch closed", "height", ev.height, "shard", sl.shard, "piece", k)
+				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "piece", k, "acked", g.acked)
 				failed = true
 				break
 			}
@@ -624,14 +659,13 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) (ma
 			cts = append(cts, ct)
 		}
 		if failed {
-			out[sl.shard] = nil
 			continue
 		}
 		sum, err := a.p.SumPieces(cts)
 		if err != nil {
 			return nil, nil, err
 		}
-		out[sl.shard] = sum
+		out[gi] = sum
 	}
 	var named []int
 	for v := range faulty {
@@ -655,21 +689,23 @@ func envByID(b *Block, id [32]byte) *ledger.Envelope {
 // evaluate plans ev's transfers on book with their shards' batch
 // ciphertexts and evaluates the checks. A transfer whose shard batch failed
 // closed is rejected as undecided; nothing of it is evaluated.
-func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts map[uint32]*rlwe.Ciphertext) (*checkEval, error) {
+func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext) (*checkEval, error) {
 	ce := &checkEval{height: ev.height, hash: ev.hash, block: ev.block, early: map[[32]byte]ledger.Reason{}}
 	for id, r := range ev.layout.early {
 		ce.early[id] = r
 	}
 	var pend []ledger.Pending
-	for _, sl := range ev.layout.shards {
-		ct := cts[sl.shard]
-		for _, i := range sl.subs {
+	for gi, g := range ev.layout.groups {
+		ct := cts[gi]
+		for _, i := range g.subs {
 			env := &ev.block.Subs[i].Envelopes[0]
 			if ct == nil {
 				ce.early[env.ID()] = ledger.RejectUndecided
 				continue
 			}
-			pend = append(pend, ledger.Pending{Env: env, CT: ct})
+			// One item per group in its shard's batch: the circuit masks
+			// each group's ciphertext to the group's planned lanes.
+			pend = append(pend, ledger.Pending{Env: env, CT: ct, Sub: gi})
 		}
 	}
 	batches, early := book.Plan(pend)
@@ -724,20 +760,38 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	if err != nil {
 		return nil, err
 	}
-	acks := ackCounts(b.LastCommit)
+	acks := ackSets(b.LastCommit)
 	for _, s := range b.Subs {
-		if acks[s.CTHash] < a.ackQuorum() {
-			return nil, fmt.Errorf("%w: upload %x acked by %d validators, %d needed", ErrBlock, s.CTHash[:8], acks[s.CTHash], a.ackQuorum())
+		env := &s.Envelopes[0]
+		id := env.ID()
+		if n := bits.OnesCount64(acks[id]); n < a.ackQuorum() {
+			return nil, fmt.Errorf("%w: transfer %x acked by %d validators, %d needed", ErrBlock, id[:8], n, a.ackQuorum())
+		}
+		// An envelope the sender did not sign is never proposed by an honest
+		// proposer (admission checks it), so a block carrying one is
+		// invalid rather than a rejection that evicts the genuine upload.
+		if from, ok := d.book.Account(env.From); ok && !env.Verify(from.SignPub) {
+			return nil, fmt.Errorf("%w: transfer %x is not signed by its sender", ErrBlock, id[:8])
 		}
 	}
 	ups, err := a.uploadsOf(b)
 	if err != nil {
 		return nil, err
 	}
+	opening := map[ledger.AccountID]bool{}
 	for _, o := range b.Opens {
 		if !o.Valid(a.chain) {
 			return nil, fmt.Errorf("%w: account opening with a bad signature", ErrBlock)
 		}
+		// Openings are replayable (their signature names no height), so a
+		// block may only open accounts that do not exist yet, once each:
+		// then openedBy(block) is exactly what the block opened, which a
+		// restart relies on.
+		id := ledger.AccountIDOf(ed25519.PublicKey(o.SignPub))
+		if _, exists := d.book.Account(id); exists || opening[id] {
+			return nil, fmt.Errorf("%w: account %s is already open", ErrBlock, id.Short())
+		}
+		opening[id] = true
 	}
 	// The block's accounts open on this proposal's own copy of the decided
 	// book, before its transfers are laid out: the book a block is laid out
@@ -748,8 +802,7 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	for _, o := range b.Opens {
 		acct, err := book.Open(ed25519.PublicKey(o.SignPub), nil, o.Kind)
 		if err != nil {
-			a.log.Debug("account opening skipped", "height", height, "err", err)
-			continue
+			return nil, fmt.Errorf("%w: opening an account: %w", ErrBlock, err)
 		}
 		opened = append(opened, acct)
 	}
@@ -798,14 +851,17 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		return nil, err
 	}
 	book := d.book
-	acks := ackCounts(b.LastCommit)
-	cands, err := a.mem.Candidates(MaxBlockSubs)
+	acks := ackSets(b.LastCommit)
+	// Every waiting upload is considered, oldest first, and those not yet
+	// acked by N-f validators are skipped: uploads nobody can open never
+	// crowd out ordered ones.
+	cands, err := a.mem.Candidates(maxCandidates)
 	if err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
 	senders := map[ledger.AccountID]bool{}
 	for _, u := range cands {
-		if len(b.Subs) >= MaxBlockTransfers || len(u.Envs) != 1 || acks[u.Hash] < a.ackQuorum() {
+		if len(b.Subs) >= MaxBlockSubs || len(u.Envs) != 1 || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
 			continue
 		}
 		e := &u.Envs[0]
@@ -819,10 +875,16 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	if err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
+	opening := map[ledger.AccountID]bool{}
 	for _, o := range opens {
-		if o.Valid(a.chain) { // a block with a bad opening is invalid: never propose one
-			b.Opens = append(b.Opens, o)
+		// A block with a bad, repeated or replayed opening is invalid: never
+		// propose one.
+		id := ledger.AccountIDOf(ed25519.PublicKey(o.SignPub))
+		if _, exists := book.Account(id); !o.Valid(a.chain) || exists || opening[id] {
+			continue
 		}
+		opening[id] = true
+		b.Opens = append(b.Opens, o)
 	}
 	if a.faults.TamperProposal != nil {
 		a.faults.TamperProposal(b)
@@ -839,18 +901,18 @@ func (a *App) ValidateProposal(height uint64, value []byte) error {
 	return err
 }
 
-// myPieces encrypts the pieces this validator holds of every shard batch of
-// ev (once) and returns their attestations. It abstains on a batch in which
+// myPieces encrypts the pieces this validator holds of every group of ev
+// (once) and returns their attestations. It abstains on a group in which
 // any upload's box did not open for it: it cannot compute that piece, and
-// the batch's other holders decide it.
+// the group's other holders decide it.
 func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 	if ev.mine != nil {
 		return *ev.mine, nil
 	}
 	var out []PieceAttest
-	for _, sl := range ev.layout.shards {
+	for gi, g := range ev.layout.groups {
 		complete := true
-		for _, i := range sl.subs {
+		for _, i := range g.subs {
 			if ev.uploads[i] == nil || ev.uploads[i].Pieces == nil {
 				complete = false
 			}
@@ -859,17 +921,17 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 			continue
 		}
 		for _, k := range a.sh.Held(a.self) {
-			lps := make([]ledger.LanePiece, len(sl.subs))
-			for j, i := range sl.subs {
+			lps := make([]ledger.LanePiece, len(g.subs))
+			for j, i := range g.subs {
 				pc := ev.uploads[i].Pieces[k]
 				if a.faults.ShiftPiece != nil {
 					c := &ledger.Piece{Values: append([]uint64(nil), pc.Values...), Seed: pc.Seed}
-					a.faults.ShiftPiece(sl.shard, k, sl.lanes[j], c.Values)
+					a.faults.ShiftPiece(g.shard, k, g.lanes[j], c.Values)
 					pc = c
 				}
-				lps[j] = ledger.LanePiece{Lane: sl.lanes[j], Piece: pc}
+				lps[j] = ledger.LanePiece{Lane: g.lanes[j], Piece: pc}
 			}
-			ct, err := a.p.EncryptPieceBatch(a.pk, lps, ledger.PieceBatchSeed(a.chain, ev.height, sl.shard, k, lps))
+			ct, err := a.p.EncryptPieceBatch(a.pk, lps, ledger.PieceBatchSeed(a.chain, ev.height, uint32(gi), k, lps))
 			if err != nil {
 				return nil, err
 			}
@@ -879,11 +941,11 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 			}
 			h := sha256.Sum256(raw)
 			a.pieces.Put(h, raw, ev.height)
-			out = append(out, PieceAttest{Shard: sl.shard, Piece: uint32(k), Hash: h})
+			out = append(out, PieceAttest{Group: uint32(gi), Piece: uint32(k), Hash: h})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		return out[i].Shard < out[j].Shard || out[i].Shard == out[j].Shard && out[i].Piece < out[j].Piece
+		return out[i].Group < out[j].Group || out[i].Group == out[j].Group && out[i].Piece < out[j].Piece
 	})
 	ev.mine = &out
 	return out, nil
@@ -966,13 +1028,9 @@ func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []
 			}
 		}
 	}
-	shards := map[uint32]bool{}
-	for _, sl := range ev.layout.shards {
-		shards[sl.shard] = true
-	}
 	for _, pa := range x.Pieces {
-		if !shards[pa.Shard] || int(pa.Piece) >= a.sh.Pieces() || !a.sh.Holds(validator, int(pa.Piece)) {
-			return fmt.Errorf("%w: validator %d attests piece %d of shard %d, which it does not hold or the block does not have", ErrBlock, validator, pa.Piece, pa.Shard)
+		if int(pa.Group) >= len(ev.layout.groups) || int(pa.Piece) >= a.sh.Pieces() || !a.sh.Holds(validator, int(pa.Piece)) {
+			return fmt.Errorf("%w: validator %d attests piece %d of group %d, which it does not hold or the block does not have", ErrBlock, validator, pa.Piece, pa.Group)
 		}
 	}
 	return nil

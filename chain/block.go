@@ -146,9 +146,9 @@ func Hash(value []byte) [32]byte { return sha256.Sum256(value) }
 // stages of the pipeline (docs/PROTOCOL.md, "Pipeline"):
 //
 //   - for this block: the hash of every piece ciphertext this validator
-//     computed for the block's shard batches (ledger.EncryptPieceBatch), and
-//     the uploads waiting in its pool whose sealed box it opened (acks: a
-//     block may include an upload only if N-f validators acked it);
+//     computed for the block's groups (ledger.EncryptPieceBatch), and the
+//     ids of transfers waiting in its pool whose sealed box it opened (acks:
+//     a block may include a transfer only if N-f validators acked it);
 //   - for the block before: the digest of its check ciphertexts, evaluated on
 //     the pieces this block's carried precommits decided (its proof of
 //     homomorphic work), and its decryption shares of every batch's checks.
@@ -156,15 +156,16 @@ type Ext struct {
 	Height uint64
 	Block  [32]byte
 	Acks   [][32]byte
-	Pieces []PieceAttest // sorted by (shard, piece), at most one each
+	Pieces []PieceAttest // sorted by (group, piece), at most one each
 	Digest [32]byte      // checks of block Height-1 (zero if none)
 	Shares [][2][]byte   // per batch of block Height-1: booleanness share, equation share
 }
 
-// PieceAttest is a holder's hash of its ciphertext of one piece of one shard
-// batch.
+// PieceAttest is a holder's hash of its ciphertext of one piece of one group
+// of the block (a shard's transfers with the same ack set: chain/app.go
+// layoutOf), by group index.
 type PieceAttest struct {
-	Shard uint32
+	Group uint32
 	Piece uint32
 	Hash  [32]byte
 }
@@ -189,7 +190,7 @@ func (x *Ext) Encode() []byte {
 	}
 	e.U32(uint32(len(x.Pieces)))
 	for _, p := range x.Pieces {
-		e.U32(p.Shard)
+		e.U32(p.Group)
 		e.U32(p.Piece)
 		e.Fixed(p.Hash[:])
 	}
@@ -218,10 +219,10 @@ func DecodeExt(p []byte) (*Ext, error) {
 	}
 	n = d.Count(maxPieces)
 	for i := 0; i < n && d.Err == nil; i++ {
-		pa := PieceAttest{Shard: d.U32(), Piece: d.U32()}
+		pa := PieceAttest{Group: d.U32(), Piece: d.U32()}
 		copy(pa.Hash[:], d.Fixed(32))
 		if i > 0 && d.Err == nil {
-			if prev := x.Pieces[i-1]; prev.Shard > pa.Shard || prev.Shard == pa.Shard && prev.Piece >= pa.Piece {
+			if prev := x.Pieces[i-1]; prev.Group > pa.Group || prev.Group == pa.Group && prev.Piece >= pa.Piece {
 				return nil, fmt.Errorf("%w: extension pieces out of order", ErrBlock)
 			}
 		}

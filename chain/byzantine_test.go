@@ -3,6 +3,7 @@ package chain
 import (
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -12,15 +13,21 @@ import (
 // Tests of byzantine validators against the application: N = 4, f = 1,
 // privacy threshold t = f+1 = 2, decisions by t+f = 3 agreeing validators.
 
-// pay and overdraw submits a valid payment and an overdraft and orders them
-// in one block (height 2); it returns them.
+// payAndOverdraw submits a valid payment and an overdraft, orders them in
+// one block (height 3) and decides its pieces (height 4): the precommits of
+// height 4, in n.last, carry the decryption shares of block 3's checks, and
+// the next block decides them. It returns the two transfers.
 func payAndOverdraw(n *chainNet) (pay, over *Upload) {
 	n.step(0)
 	pay = n.transfer("alice", "bob", 20, 100)
 	over = n.transfer("carol", "bob", 80, 100) // carol has 50
 	n.submit(pay)
 	n.submit(over)
-	n.step(1)
+	n.step(1) // acks
+	if b, _ := DecodeBlock(n.step(2)); len(b.Subs) != 2 {
+		n.t.Fatalf("block 3 orders %d uploads, want 2", len(b.Subs))
+	}
+	n.step(3) // decides the pieces, evaluates block 3
 	return pay, over
 }
 
@@ -54,14 +61,14 @@ func TestWrongSharesAreOutvotedAndIdentified(t *testing.T) {
 	n := newChainNet(t, Faults{}, Faults{}, Faults{}, Faults{CorruptShares: true})
 	pay, over := payAndOverdraw(n)
 
-	quorum := &Block{Height: 3, LastCommit: n.carried(1, 2, 3)}
+	quorum := &Block{Height: 5, LastCommit: n.carried(1, 2, 3)}
 	for i, v := range n.vals {
-		if err := v.app.ValidateProposal(3, quorum.Encode()); !errors.Is(err, ErrBlock) || !errors.Is(err, ledger.ErrNoAgreement) {
+		if err := v.app.ValidateProposal(5, quorum.Encode()); !errors.Is(err, ErrBlock) || !errors.Is(err, ledger.ErrNoAgreement) {
 			t.Fatalf("validator %d: a quorum with a wrong share among exactly t+f: %v", i, err)
 		}
 	}
 	before := n.vals[0].app.Credits()
-	n.step(2) // carries all four
+	n.step(0) // carries all four
 	for i := range n.vals {
 		assertDecidedRight(t, n, i, pay, over)
 		if v := lastView(n, i); len(v.Faulty) != 1 || v.Faulty[0] != 3 {
@@ -88,7 +95,7 @@ func TestMoreThanFWrongSharesFailClosed(t *testing.T) {
 	pay, over := payAndOverdraw(n)
 	n.step(0)
 	for _, u := range []*Upload{pay, over} {
-		if r := n.outcomes(0)[idOf(u)]; r != ledger.RejectUndecided {
+		if r, ok := n.outcomes(0)[idOf(u)]; !ok || r != ledger.RejectUndecided {
 			t.Fatalf("with 2 of 4 wrong: %v, want undecided", r)
 		}
 	}
@@ -113,7 +120,7 @@ func TestRushingValidatorCannotShiftAVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	crafted := &Ext{Height: ext0.Height, Block: ext0.Block, Digest: ext0.Digest}
-	for b, e := range app0.last.evals {
+	for b, e := range app0.last.prev.evals {
 		var pair [2][]byte
 		for k, ct := range []*rlwe.Ciphertext{e.Checks.Bits, e.Checks.Eq} {
 			d0, err := n.c.p.DecodeDecShare(ext0.Shares[b][k])
@@ -143,7 +150,7 @@ func TestRushingValidatorCannotShiftAVerdict(t *testing.T) {
 	n.height++
 	n.last.Sigs[3].Extension, n.last.Sigs[3].Signature = v3.Extension, v3.Signature
 
-	n.step(2)
+	n.step(0)
 	for i := range n.vals {
 		assertDecidedRight(t, n, i, pay, over)
 		if v := lastView(n, i); len(v.Faulty) != 1 || v.Faulty[0] != 3 {
@@ -185,7 +192,14 @@ func TestCreditsOnlyForVerifiedWork(t *testing.T) {
 		}
 	}
 	n.submit(n.transfer("alice", "bob", 5, 100))
-	n.step(3)
+	n.step(3) // acks
+	n.step(0) // orders
+	n.step(1) // decides the pieces: the precommits carry the shares
+	for i, c := range n.vals[0].app.Credits() {
+		if c != 0 {
+			t.Fatalf("validator %d earned %d credits before any verdict", i, c)
+		}
+	}
 	// Validator 3 copies validator 0's digest and shares a ciphertext it
 	// made up instead of the check ciphertexts it never computed.
 	ext0, _ := DecodeExt(n.last.Sigs[0].Extension)
@@ -205,7 +219,7 @@ func TestCreditsOnlyForVerifiedWork(t *testing.T) {
 	v3 := n.precommitVote(value, n.last.Round, 3, copied.Encode())
 	n.height++
 	n.last.Sigs[3].Extension, n.last.Sigs[3].Signature = v3.Extension, v3.Signature
-	n.step(0)
+	n.step(2)
 	cr := n.vals[1].app.Credits()
 	if cr[0] != 1 || cr[1] != 1 || cr[2] != 1 || cr[3] != 0 {
 		t.Fatalf("credits %v after one lane, want [1 1 1 0]", cr)
@@ -215,21 +229,20 @@ func TestCreditsOnlyForVerifiedWork(t *testing.T) {
 	}
 }
 
-// With a threshold above f+1 (3 of 4 here), decisions need t+f = 4 agreeing
-// validators, more than a quorum: with one validator's precommit missing, a
-// block is still valid and its batches fail closed, so the chain keeps
-// ordering instead of halting (and nothing is decided wrongly).
-func TestHigherThresholdFailsClosedInsteadOfHalting(t *testing.T) {
+// Sealed uploads are shared among f-subsets, so any f+1 validators hold
+// every piece: a privacy threshold above f+1 protects nothing more (and
+// decisions would need t+f agreeing validators, more than a quorum, so a
+// validator down would fail every batch closed), one below would let f
+// validators decrypt. An application for a committee whose threshold is not
+// f+1 (3 of 4 here) refuses to start.
+func TestThresholdOtherThanFPlusOneIsRefusedAtStart(t *testing.T) {
 	t.Parallel()
-	n := newChainNetOf(t, committeeOf(t, 4, 3))
-	n.step(0)
-	pay := n.transfer("alice", "bob", 20, 100)
-	n.submit(pay)
-	value := n.propose(1)
-	exts := n.precommit(value, 0)
-	n.finalize(value, n.certify(value, 0, exts, 0, 1, 2)) // validator 3's precommit never arrives
-	n.step(2)
-	if r := n.outcomes(0)[idOf(pay)]; r != ledger.RejectUndecided {
-		t.Fatalf("payment decided %v with 3 of the 4 agreeing validators needed, want undecided", r)
+	n := newChainNet(t)
+	for _, th := range []int{1, 3} {
+		cfg := n.vals[0].cfg
+		cfg.T = th
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "threshold") {
+			t.Fatalf("a %d-of-4 committee: %v, want a refusal naming the threshold", th, err)
+		}
 	}
 }

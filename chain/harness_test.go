@@ -2,11 +2,14 @@ package chain
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"sync"
 	"testing"
@@ -27,6 +30,9 @@ const testChain = "zkbank-chain-test"
 // committee is a key ceremony run once per test binary: it takes seconds.
 type committee struct {
 	signers []*consensus.Ed25519Signer
+	seals   []*ecdh.PrivateKey // validator i's sealing key (from its consensus seed)
+	sealPub []*ecdh.PublicKey
+	sh      *ledger.Sharing
 	vals    *consensus.ValidatorSet
 	p       *ledger.Params
 	com     *ledger.Committee
@@ -68,18 +74,31 @@ func newCommittee(n, th int) (*committee, error) {
 	c := &committee{p: lc.Params, com: lc.Com, keys: lc.Keys, shares: lc.Shares, eng: lc.Engine, dec: lc.Dec}
 	var vs []consensus.Validator
 	for i := 0; i < n; i++ {
-		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		pub, key, _ := ed25519.GenerateKey(rand.Reader)
 		s := consensus.NewEd25519Signer(key)
 		c.signers = append(c.signers, s)
+		sk, err := ledger.SealKeyFromSeed(key.Seed())
+		if err != nil {
+			return nil, err
+		}
+		pk, err := ledger.SealPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		c.seals, c.sealPub = append(c.seals, sk), append(c.sealPub, pk)
 		vs = append(vs, consensus.Validator{PubKey: s.PubKey(), Power: 1})
 	}
 	if c.vals, err = consensus.NewValidatorSet(vs); err != nil {
 		return nil, err
 	}
+	if c.sh, err = ledger.NewSharing(n, lc.Com.F()); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-// mapMempool is a Mempool over a map, with an injectable failure.
+// mapMempool is a Mempool over a map of uploads by transfer id, with an
+// injectable failure.
 type mapMempool struct {
 	uploads map[[32]byte]*Upload
 	opens   map[string]Open
@@ -116,11 +135,25 @@ func (m *mapMempool) Opens(max int) ([]Open, error) {
 	return out, nil
 }
 
-func (m *mapMempool) Get(h [32]byte) (*Upload, error) {
+func (m *mapMempool) Get(id [32]byte) (*Upload, error) {
 	if m.fail != nil {
 		return nil, m.fail
 	}
-	return m.uploads[h], nil
+	return m.uploads[id], nil
+}
+
+func (m *mapMempool) Acks(max int) ([][32]byte, error) {
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	var out [][32]byte
+	for id, u := range m.uploads {
+		if u.Pieces != nil && len(out) < max {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out, nil
 }
 
 func (m *mapMempool) HasWork() (bool, error) {
@@ -129,7 +162,9 @@ func (m *mapMempool) HasWork() (bool, error) {
 
 func (m *mapMempool) Committed(b *Block) {
 	for _, s := range b.Subs {
-		delete(m.uploads, s.CTHash)
+		if len(s.Envelopes) == 1 {
+			delete(m.uploads, s.Envelopes[0].ID())
+		}
 	}
 	for _, o := range b.Opens {
 		delete(m.opens, string(o.SignPub))
@@ -187,6 +222,12 @@ type validator struct {
 	obs   *recorder
 	cfg   Config
 	gbook *ledger.Book
+	open  *Opener
+	// pieces is this validator's piece cache: the chain's shared one, or
+	// after a restart a fresh one (a restarted process has lost its memory),
+	// synchronized with the shared one around every call (syncPieces) as
+	// the node's piece fetching and serving would.
+	pieces *PieceCache
 }
 
 // testChain is N validators at the same height.
@@ -197,7 +238,11 @@ type chainNet struct {
 	users  map[string]*user
 	height uint64 // last finalized
 	last   *consensus.CommitCertificate
-	b      *ledger.Builder
+	b      *ledger.Dealer
+	pieces *PieceCache // shared: stands in for the node fetching pieces from peers
+	// parallel runs the validators' calls of one stage concurrently, as
+	// separate nodes would (each App is still driven by one goroutine).
+	parallel bool
 }
 
 func newChainNet(t *testing.T, faults ...Faults) *chainNet {
@@ -205,15 +250,37 @@ func newChainNet(t *testing.T, faults ...Faults) *chainNet {
 	return newChainNetOf(t, testCommittee(t), faults...)
 }
 
+// genesisUser is an account of a test chain's genesis.
+type genesisUser struct {
+	name    string
+	balance uint64
+}
+
+// defaultUsers are the accounts of every test chain but those that ask for
+// more (newChainNetGenesis).
+var defaultUsers = []genesisUser{{"alice", 100}, {"bob", 0}, {"carol", 50}}
+
 // newChainNetOf is a chain of the committee c's validators.
 func newChainNetOf(t *testing.T, c *committee, faults ...Faults) *chainNet {
 	t.Helper()
-	n := &chainNet{t: t, c: c, users: map[string]*user{}, b: ledger.NewBuilder(c.p, c.keys.PK, testChain)}
+	return newChainNetGenesis(t, c, defaultUsers, faults...)
+}
+
+// newChainNetGenesis is a chain of the committee c's validators whose
+// genesis holds the given accounts, in that order (the book fills shard 0's
+// lanes first, so the first Lanes accounts share shard 0).
+func newChainNetGenesis(t *testing.T, c *committee, users []genesisUser, faults ...Faults) *chainNet {
+	t.Helper()
+	d, err := ledger.NewDealer(c.p, c.sh, c.sealPub, testChain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &chainNet{t: t, c: c, users: map[string]*user{}, b: d, pieces: NewPieceCache()}
 	var accts []ledger.GenesisAccount
-	for _, name := range []string{"alice", "bob", "carol"} {
+	for _, g := range users {
 		pub, key, _ := ed25519.GenerateKey(rand.Reader)
-		u := &user{key: key, pub: pub, id: ledger.AccountIDOf(pub), balance: map[string]uint64{"alice": 100, "bob": 0, "carol": 50}[name]}
-		n.users[name] = u
+		u := &user{key: key, pub: pub, id: ledger.AccountIDOf(pub), balance: g.balance}
+		n.users[g.name] = u
 		accts = append(accts, ledger.GenesisAccount{SignPub: pub, Balance: u.balance})
 	}
 	for i := 0; i < c.com.N; i++ {
@@ -224,9 +291,10 @@ func newChainNetOf(t *testing.T, c *committee, faults ...Faults) *chainNet {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := &validator{mem: newMapMempool(), st: &failingStore{Memory: store.NewMemory()}, obs: &recorder{}, gbook: gbook}
+		v := &validator{mem: newMapMempool(), st: &failingStore{Memory: store.NewMemory()}, obs: &recorder{}, gbook: gbook,
+			open: &Opener{Params: c.p, Sharing: c.sh, Self: i, Key: c.seals[i]}, pieces: n.pieces}
 		v.ev = &countingEvaluator{SerialEvaluator: SerialEvaluator{Engine: c.eng.Clone()}}
-		v.cfg = Config{Params: c.p, Engine: eng, Decryptor: c.dec, Key: c.shares[i], Chain: testChain,
+		v.cfg = Config{Params: c.p, Engine: eng, Decryptor: c.dec, Key: c.shares[i], Chain: testChain, PK: c.keys.PK, Opener: v.open, Pieces: n.pieces,
 			N: c.com.N, T: c.com.T, Validators: c.vals, Mempool: v.mem, Evaluator: v.ev, Store: v.st, Observer: v.obs,
 			Now: func() time.Time { return time.Unix(1700000000, 0) }, GenesisBook: gbook}
 		if i < len(faults) {
@@ -254,6 +322,9 @@ func (n *chainNet) restart(i int) *App {
 	cfg := v.cfg
 	cfg.Restored = r
 	cfg.Evaluator = &countingEvaluator{SerialEvaluator: SerialEvaluator{Engine: n.c.eng.Clone()}}
+	// The process lost its piece cache: New re-decides the last block's
+	// pieces from what its store kept, and later pieces come from peers.
+	cfg.Pieces = NewPieceCache()
 	app, err := New(cfg)
 	if err != nil {
 		n.t.Fatal(err)
@@ -261,8 +332,31 @@ func (n *chainNet) restart(i int) *App {
 	if r.Finalized != n.height || app.finalized != n.height {
 		n.t.Fatalf("validator %d restored at %d, chain at %d", i, r.Finalized, n.height)
 	}
-	v.app = app
+	v.app, v.pieces = app, cfg.Pieces
 	return app
+}
+
+// syncPieces stands in for the node of validator i fetching the pieces a
+// proposal needs from its peers and serving its own: a validator with a
+// cache of its own (restarted) exchanges every piece with the shared one.
+func (n *chainNet) syncPieces(i int) {
+	c := n.vals[i].pieces
+	if c == nil || c == n.pieces {
+		return
+	}
+	copyPieces := func(dst, src *PieceCache) {
+		src.mu.Lock()
+		m := make(map[[32]byte]pieceEntry, len(src.m))
+		for h, e := range src.m {
+			m[h] = e
+		}
+		src.mu.Unlock()
+		for h, e := range m {
+			dst.Put(h, e.raw, e.height)
+		}
+	}
+	copyPieces(c, n.pieces)
+	copyPieces(n.pieces, c)
 }
 
 // transfer builds an upload from one user to another, as its wallet would;
@@ -275,15 +369,17 @@ func (n *chainNet) transfer(from, to string, amount, claimed uint64) *Upload {
 		n.t.Fatalf("no account for %s", from)
 	}
 	f.nonce++
-	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Lane: acct.Lane, Key: f.key, To: d.id, Amount: amount,
+	_ = acct
+	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: d.id, Amount: amount,
 		Balance: claimed, Height: n.vals[0].app.book.Height(), Nonce: f.nonce})
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return NewUpload(n.c.p, sub.Ciphertext, sub.Envelopes, time.Now())
+	return n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
 }
 
-// submit puts an upload in the mempools of the given validators (all if none).
+// submit puts an upload in the mempools of the given validators (all if
+// none), each opening its own box in it.
 func (n *chainNet) submit(u *Upload, to ...int) {
 	if len(to) == 0 {
 		for i := range n.vals {
@@ -291,14 +387,58 @@ func (n *chainNet) submit(u *Upload, to ...int) {
 		}
 	}
 	for _, i := range to {
-		n.vals[i].mem.uploads[u.Hash] = u
+		n.vals[i].mem.uploads[u.ID()] = n.vals[i].open.NewUpload(u.Raw, u.Envs, u.Received)
 	}
+}
+
+// submitAll submits uploads to every validator, the validators opening
+// their boxes concurrently (as separate nodes would).
+func (n *chainNet) submitAll(ups []*Upload) {
+	var wg sync.WaitGroup
+	for _, v := range n.vals {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, u := range ups {
+				v.mem.uploads[u.ID()] = v.open.NewUpload(u.Raw, u.Envs, u.Received)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// settle steps (proposers in turn) until every upload submitted so far is
+// decided and applied at every validator: acked, ordered, its pieces
+// decided and evaluated, its verdicts applied (four heights from a submit).
+// It returns the outcomes published meanwhile, by transfer id, at validator 0.
+func (n *chainNet) settle() map[[32]byte]ledger.Reason {
+	n.t.Helper()
+	out := map[[32]byte]ledger.Reason{}
+	for k := 0; k < 8; k++ {
+		n.step(int(n.height+1) % len(n.vals))
+		for _, o := range n.vals[0].obs.views[len(n.vals[0].obs.views)-1].Outcomes {
+			out[o.ID] = o.Reason
+		}
+		busy := false
+		for _, v := range n.vals {
+			if len(v.mem.uploads) > 0 || v.app.HasWork(0) {
+				busy = true
+			}
+		}
+		if !busy {
+			return out
+		}
+	}
+	n.t.Fatalf("uploads still pending after 8 heights")
+	return nil
 }
 
 // propose builds the next block at validator i.
 func (n *chainNet) propose(i int) []byte {
 	n.t.Helper()
+	n.syncPieces(i)
 	v, err := n.vals[i].app.BuildProposal(n.height+1, n.last)
+	n.syncPieces(i)
 	if err != nil {
 		n.t.Fatalf("validator %d builds height %d: %v", i, n.height+1, err)
 	}
@@ -311,26 +451,59 @@ func (n *chainNet) precommit(value []byte, round consensus.Round) [][]byte {
 	n.t.Helper()
 	h := n.height + 1
 	exts := make([][]byte, len(n.vals))
-	for i, v := range n.vals {
+	n.each(func(i int, v *validator) error {
+		n.syncPieces(i)
 		if err := v.app.ValidateProposal(h, value); err != nil {
-			n.t.Fatalf("validator %d refuses height %d: %v", i, h, err)
+			return fmt.Errorf("validator %d refuses height %d: %w", i, h, err)
 		}
 		x, err := v.app.ExtendVote(h, round, value)
 		if err != nil {
-			n.t.Fatalf("validator %d extends height %d: %v", i, h, err)
+			return fmt.Errorf("validator %d extends height %d: %w", i, h, err)
 		}
+		n.syncPieces(i)
 		exts[i] = x
-	}
-	for i, v := range n.vals {
+		return nil
+	})
+	n.each(func(i int, v *validator) error {
 		for j, x := range exts {
 			if i != j {
 				if err := v.app.VerifyExtension(h, j, value, x); err != nil {
-					n.t.Fatalf("validator %d refuses %d's extension: %v", i, j, err)
+					return fmt.Errorf("validator %d refuses %d's extension: %w", i, j, err)
 				}
 			}
 		}
-	}
+		return nil
+	})
 	return exts
+}
+
+// each runs f for every validator, one after another or (n.parallel)
+// concurrently, and fails the test with the first error.
+func (n *chainNet) each(f func(i int, v *validator) error) {
+	n.t.Helper()
+	errs := make([]error, len(n.vals))
+	if n.parallel {
+		var wg sync.WaitGroup
+		for i, v := range n.vals {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = f(i, v)
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i, v := range n.vals {
+			if errs[i] = f(i, v); errs[i] != nil {
+				break
+			}
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			n.t.Fatal(err)
+		}
+	}
 }
 
 // certify makes the certificate consensus would, from the precommits
@@ -375,11 +548,14 @@ func contains(xs []int, x int) bool {
 // finalize finalizes value at every validator.
 func (n *chainNet) finalize(value []byte, cert *consensus.CommitCertificate) {
 	n.t.Helper()
-	for i, v := range n.vals {
+	n.each(func(i int, v *validator) error {
+		n.syncPieces(i)
 		if err := v.app.Finalize(n.height+1, value, cert); err != nil {
-			n.t.Fatalf("validator %d finalizes height %d: %v", i, n.height+1, err)
+			return fmt.Errorf("validator %d finalizes height %d: %w", i, n.height+1, err)
 		}
-	}
+		n.syncPieces(i)
+		return nil
+	})
 	n.height++
 	n.last = cert
 }
@@ -407,7 +583,22 @@ func (n *chainNet) outcomes(i int) map[[32]byte]ledger.Reason {
 	return out
 }
 
+// verdict is the outcome of u in any view validator i published.
+func (n *chainNet) verdict(i int, u *Upload) (ledger.Reason, bool) {
+	for _, v := range n.vals[i].obs.views {
+		for _, o := range v.Outcomes {
+			if o.ID == idOf(u) {
+				return o.Reason, true
+			}
+		}
+	}
+	return 0, false
+}
+
 func idOf(u *Upload) [32]byte { return u.Envs[0].ID() }
+
+// acksOf is how many of the carried precommits of the next height ack u.
+func (n *chainNet) acksOf(u *Upload) int { return bits.OnesCount64(ackSets(n.carried())[u.ID()]) }
 
 // bookBytes is a canonical encoding of everything a book holds that matters
 // for the next decisions: height, registry, and each shard's state at every
@@ -455,4 +646,138 @@ func newOpen(t *testing.T, n *chainNet, signed bool) Open {
 		o.Sig[0] ^= 1
 	}
 	return o
+}
+
+// balance decrypts what validator i's book holds for a user's balance at
+// the book's height: the account's balance ciphertext (Engine.BalanceCiphertext)
+// threshold-decrypted with the first t key shares, as the committee would
+// (a test holds every share; no owner key is involved).
+func (n *chainNet) balance(i int, name string) uint64 {
+	n.t.Helper()
+	v := n.vals[i]
+	book := v.app.book
+	acct, ok := book.Account(n.users[name].id)
+	if !ok {
+		n.t.Fatalf("no account for %s", name)
+	}
+	st, ok := book.State(acct.Shard, book.Height())
+	if !ok {
+		n.t.Fatalf("no state for shard %d at %d", acct.Shard, book.Height())
+	}
+	ct, err := v.cfg.Engine.BalanceCiphertext(st, acct.Lane)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var shares []*ledger.DecShare
+	for k := 0; k < n.c.com.T; k++ {
+		s, err := n.c.dec.Share(n.c.shares[k], ct)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		shares = append(shares, s)
+	}
+	vals, err := n.c.dec.Combine(ct, shares)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return vals[n.c.p.Slot(0, 0, acct.Lane)]
+}
+
+// assertBalances checks every validator's book holds exactly these balances.
+func (n *chainNet) assertBalances(want map[string]uint64) {
+	n.t.Helper()
+	for i := range n.vals {
+		for name, w := range want {
+			if got := n.balance(i, name); got != w {
+				n.t.Fatalf("validator %d: %s holds %d, want %d", i, name, got, w)
+			}
+		}
+	}
+}
+
+// assertBooksIdentical checks every validator's book is byte-identical to
+// validator 0's.
+func (n *chainNet) assertBooksIdentical() {
+	n.t.Helper()
+	ref := bookBytes(n.t, n.vals[0].app.book)
+	for i := 1; i < len(n.vals); i++ {
+		if !bytes.Equal(bookBytes(n.t, n.vals[i].app.book), ref) {
+			n.t.Fatalf("validator %d's book differs from validator 0's at height %d", i, n.height)
+		}
+	}
+}
+
+// resign makes an upload of raw sealed bytes under a copy of env re-signed
+// by user name (its account as sender if from is set): what a client that
+// alters the sealed bytes, or an attacker copying them, sends.
+func (n *chainNet) resign(raw []byte, env ledger.Envelope, name string, from bool) *Upload {
+	n.t.Helper()
+	u := n.users[name]
+	env.CTHash = sha256.Sum256(raw)
+	if from {
+		env.From = u.id
+	}
+	env.Sig = ed25519.Sign(u.key, env.SigningBytes())
+	return n.vals[0].open.NewUpload(raw, []ledger.Envelope{env}, time.Now())
+}
+
+// blocks decodes the finalized blocks from..to of validator 0's store.
+func (n *chainNet) blocks(from, to uint64) []*Block {
+	n.t.Helper()
+	var out []*Block
+	for h := from; h <= to; h++ {
+		raw, err := n.vals[0].st.Block(h)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		b, err := DecodeBlock(raw)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// assertStatesIdentical checks every validator's book is at the same height
+// with byte-identical registries and newest shard states: bookBytes without
+// the whole window of older states, cheap enough to run every few heights.
+func (n *chainNet) assertStatesIdentical() {
+	n.t.Helper()
+	enc := func(b *ledger.Book) []byte {
+		var out bytes.Buffer
+		binary.Write(&out, binary.BigEndian, b.Height())
+		accts := b.Accounts()
+		sort.Slice(accts, func(i, j int) bool { return bytes.Compare(accts[i].ID[:], accts[j].ID[:]) < 0 })
+		for _, a := range accts {
+			ab, _ := a.MarshalBinary()
+			out.Write(ab)
+		}
+		for _, s := range b.Shards() {
+			if ct, ok := b.State(s, b.Height()); ok {
+				cb, _ := ct.MarshalBinary()
+				out.Write(cb)
+			}
+		}
+		return out.Bytes()
+	}
+	ref := enc(n.vals[0].app.book)
+	for i := 1; i < len(n.vals); i++ {
+		if !bytes.Equal(enc(n.vals[i].app.book), ref) {
+			n.t.Fatalf("validator %d's book differs from validator 0's at height %d", i, n.height)
+		}
+	}
+}
+
+// assertNobodyNamed fails if any validator's view ever named a validator
+// faulty.
+func (n *chainNet) assertNobodyNamed() {
+	n.t.Helper()
+	for i, v := range n.vals {
+		for _, view := range v.obs.views {
+			if len(view.Faulty) != 0 {
+				n.t.Fatalf("validator %d named %v faulty at height %d", i, view.Faulty, view.Height)
+			}
+		}
+	}
 }

@@ -73,7 +73,7 @@ func StoredPiece(st Store, h [32]byte) ([]byte, error) { return st.GetMeta(piece
 type PieceWant struct {
 	Hash  [32]byte
 	From  []int
-	Shard uint32
+	Group uint32
 	Piece int
 }
 
@@ -84,7 +84,7 @@ type PieceWant struct {
 // its hash, and the App verifies everything before using it.
 func WantedPieces(b *Block, sh *ledger.Sharing) []PieceWant {
 	type key struct {
-		shard uint32
+		group uint32
 		piece int
 		hash  [32]byte
 	}
@@ -99,7 +99,7 @@ func WantedPieces(b *Block, sh *ledger.Sharing) []PieceWant {
 			if int(pa.Piece) >= sh.Pieces() || x.Validator < 0 || x.Validator >= sh.N || !sh.Holds(x.Validator, int(pa.Piece)) {
 				continue
 			}
-			k := key{pa.Shard, int(pa.Piece), pa.Hash}
+			k := key{pa.Group, int(pa.Piece), pa.Hash}
 			if _, ok := by[k]; !ok {
 				order = append(order, k)
 			}
@@ -109,7 +109,7 @@ func WantedPieces(b *Block, sh *ledger.Sharing) []PieceWant {
 	var out []PieceWant
 	for _, k := range order {
 		if len(by[k]) >= sh.F+1 {
-			out = append(out, PieceWant{Hash: k.hash, From: by[k], Shard: k.shard, Piece: k.piece})
+			out = append(out, PieceWant{Hash: k.hash, From: by[k], Group: k.group, Piece: k.piece})
 		}
 	}
 	return out

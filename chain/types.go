@@ -24,6 +24,16 @@ type Upload struct {
 	Received time.Time
 }
 
+// ID is the upload's transfer id (its envelope's): the key the mempool,
+// acks and blocks know it by. The same sealed bytes under another envelope
+// are another upload (whose boxes do not open).
+func (u *Upload) ID() [32]byte {
+	if len(u.Envs) != 1 {
+		return [32]byte{}
+	}
+	return u.Envs[0].ID()
+}
+
 // Opener decodes uploads and opens this validator's sealed box in them.
 type Opener struct {
 	Params  *ledger.Params
@@ -78,13 +88,13 @@ var ErrUnavailable = errors.New("chain: upload unavailable")
 type Mempool interface {
 	// Candidates returns uploads ready to be proposed, oldest first.
 	Candidates(max int) ([]*Upload, error)
-	// Acks returns uploads waiting in the pool whose sealed box this
-	// validator opened (they go into its next precommit extension).
+	// Acks returns the ids of uploads waiting in the pool whose sealed box
+	// this validator opened (they go into its next precommit extension).
 	Acks(max int) ([][32]byte, error)
 	// Opens returns pending account openings.
 	Opens(max int) ([]Open, error)
-	// Get returns an upload by ciphertext hash (nil if absent).
-	Get(hash [32]byte) (*Upload, error)
+	// Get returns an upload by transfer id (nil if absent).
+	Get(id [32]byte) (*Upload, error)
 	// HasWork reports whether anything waits to be proposed.
 	HasWork() (bool, error)
 	// Committed removes what a committed block included.

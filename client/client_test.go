@@ -133,7 +133,7 @@ func TestMulti_BalanceToleratesOneNodeDownButNotTwo(t *testing.T) {
 	}
 	c.nodes[1].srv.Close()
 	_, err := m.Balance(ctx(t), h)
-	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "needs 2 of 3 validators, 1 answered") {
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "needs 3 of 4 validators, 2 answered") {
 		t.Fatalf("two nodes down: %v", err)
 	}
 }
@@ -156,6 +156,7 @@ func TestMulti_BalanceAgreesOnTheThresholdHeight(t *testing.T) {
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		c.nodes[1].advance(h, 6, 900)
+		c.nodes[2].advance(h, 6, 900)
 	}()
 	b, err = m.BalanceAt(ctx(t), h, 6)
 	if err != nil || b.Amount != 900 || b.Height != 6 {
@@ -223,11 +224,11 @@ func TestMulti_SubmitFallsBackWhenANodeIsDownAndRotates(t *testing.T) {
 			t.Fatalf("submit %d: %v %v", i, ids, err)
 		}
 	}
-	if got := c.nodes[1].submitted + c.nodes[2].submitted; got != 3 {
+	if got := c.nodes[1].submitted + c.nodes[2].submitted + c.nodes[3].submitted; got != 3 {
 		t.Fatalf("%d submissions reached live nodes", got)
 	}
 	if c.nodes[1].submitted == 0 || c.nodes[2].submitted == 0 {
-		t.Fatalf("no rotation: %d %d", c.nodes[1].submitted, c.nodes[2].submitted)
+		t.Fatalf("no rotation: %d %d %d", c.nodes[1].submitted, c.nodes[2].submitted, c.nodes[3].submitted)
 	}
 	// The envelope names the chain and verifies under the sender's key.
 	env := c.nodes[1].subs
@@ -239,6 +240,7 @@ func TestMulti_SubmitFallsBackWhenANodeIsDownAndRotates(t *testing.T) {
 	}
 	c.nodes[1].srv.Close()
 	c.nodes[2].srv.Close()
+	c.nodes[3].srv.Close()
 	if _, err := m.Submit(ctx(t), sub); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no validator answered") {
 		t.Fatalf("all down: %v", err)
 	}
@@ -312,8 +314,8 @@ func TestMulti_AccountOpenHistoryWithFallback(t *testing.T) {
 func TestDialFetchesGenesis(t *testing.T) {
 	c := newCluster(t)
 	m, err := Dial(ctx(t), strings.TrimPrefix(c.nodes[2].srv.URL, "http://"), WithParams(c.com.p))
-	if err != nil || m.Chain() != "test-chain" || len(m.Nodes()) != testN || m.Threshold() != testT {
-		t.Fatalf("dial: %v", err)
+	if err != nil || m.Chain() != "test-chain" || len(m.Nodes()) != testN || m.Threshold() != testT+(testN-1)/3 {
+		t.Fatalf("dial: %v (threshold %d)", err, m.Threshold())
 	}
 	if _, err := Dial(ctx(t), deadURL(t)); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("dead: %v", err)
@@ -341,7 +343,7 @@ func TestMulti_WaitAccountUntilAThresholdKnowsIt(t *testing.T) {
 	}
 	cx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := m.WaitAccount(cx, h.ID().String(), 3); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "known to 2 of 3") {
+	if err := m.WaitAccount(cx, h.ID().String(), 3); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "known to 2 of 4") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -39,7 +39,7 @@ var (
 	comErr  error
 )
 
-const testN, testT = 3, 2
+const testN, testT = 4, 2
 
 func testCommittee(t *testing.T) *committee {
 	t.Helper()

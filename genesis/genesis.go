@@ -54,12 +54,13 @@ type Timeouts struct {
 	Commit string `json:"commit"`
 }
 
-// DefaultThreshold is the decryption threshold for n validators: f+1 with
-// f = floor((n-1)/3). No f colluding validators can decrypt, and decisions
-// need t+f = 2f+1 validators whose shares agree, which the honest ones are
-// even with f validators down or lying (docs/PROTOCOL.md, "Robust
-// decryption"). A higher threshold (up to n-f) protects against more
-// colluders but needs more honest validators online to decide anything.
+// DefaultThreshold is the decryption threshold for n validators, and the
+// only one a genesis may name: f+1 with f = floor((n-1)/3). No f colluding
+// validators can decrypt, and decisions need t+f = 2f+1 validators whose
+// shares agree, which the honest ones are even with f validators down or
+// lying (docs/PROTOCOL.md, "Robust decryption"). A higher threshold would
+// protect nothing more: uploads are secret-shared among f-subsets of the
+// validators (sealed uploads), so any f+1 of them hold every piece.
 func DefaultThreshold(n int) int { return (n-1)/3 + 1 }
 
 // Genesis is the whole file.
@@ -113,9 +114,9 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	n := len(g.Validators)
-	if f := (n - 1) / 3; n == 0 || g.Threshold < f+1 || g.Threshold > n-f {
-		return fmt.Errorf("%w: threshold %d of %d validators (must be %d to %d: at least f+1 so f colluding validators cannot decrypt, at most N-f so that t+f validators exist to agree on a decryption; above N-2f = %d a decision needs more than the honest validators; %d is the default)",
-			ErrInvalid, g.Threshold, n, f+1, n-f, n-2*f, DefaultThreshold(n))
+	if f := (n - 1) / 3; n == 0 || g.Threshold != f+1 {
+		return fmt.Errorf("%w: threshold %d of %d validators (must be f+1 = %d: f colluding validators cannot decrypt, and any f+1 of them hold every piece of a sealed upload, so a higher threshold protects nothing more)",
+			ErrInvalid, g.Threshold, n, f+1)
 	}
 	set, _ := ledger.ParamSetByName(g.ParamSet)
 	if p, err := ledger.NewParams(set); err != nil {

@@ -77,7 +77,7 @@ func TestValidateThresholdPowerAndCommitteeSize(t *testing.T) {
 	for _, c := range []struct {
 		n, t int
 		ok   bool
-	}{{4, 1, false}, {4, 2, true}, {4, 3, true}, {4, 4, false}, {7, 2, false}, {7, 3, true}, {7, 5, true}, {7, 6, false}} {
+	}{{4, 1, false}, {4, 2, true}, {4, 3, false}, {4, 4, false}, {7, 2, false}, {7, 3, true}, {7, 5, false}, {7, 6, false}} {
 		err := withVals(c.n, c.t).Validate()
 		if (err == nil) != c.ok {
 			t.Errorf("%d-of-%d: %v", c.t, c.n, err)

@@ -30,8 +30,9 @@ const (
 	RejectLaneBusy
 	RejectSelfTransfer
 	// RejectUndecided: the validators' decryption shares disagreed and no
-	// result was backed by two subsets of them, so the batch is failed closed
-	// (a wrong share can delay a transfer, never make an invalid one valid).
+	// result was backed by t+f of them, or no f+1 holders agreed on a piece
+	// ciphertext, so the batch or group is failed closed (a wrong share or
+	// piece can delay a transfer, never make an invalid one valid).
 	RejectUndecided
 )
 
@@ -48,7 +49,7 @@ var reasonNames = map[Reason]string{
 	RejectMalformed:       "malformed transfer",
 	RejectLaneBusy:        "another debit of this account is in the same block",
 	RejectSelfTransfer:    "sender and receiver are the same account",
-	RejectUndecided:       "validators' decryption shares disagreed; resubmit",
+	RejectUndecided:       "validators did not agree on its decryption shares or piece ciphertexts; resubmit",
 }
 
 func (r Reason) String() string {

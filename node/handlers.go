@@ -77,7 +77,10 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 	}
 	var missing []chain.SubRef
 	for _, s := range blk.Subs {
-		if u, err := n.mem.Get(s.CTHash); err != nil || u != nil {
+		if len(s.Envelopes) != 1 {
+			continue
+		}
+		if u, err := n.mem.Get(s.Envelopes[0].ID()); err != nil || u != nil {
 			continue
 		}
 		if _, err := chain.StoredUpload(n.db, s.CTHash); err == nil {
@@ -101,19 +104,31 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 			return
 		}
 	}
+	if len(pieces) > maxPiecesPerVote {
+		pieces = pieces[:maxPiecesPerVote] // a block with more is not one this node can decide anyway
+	}
 	for _, pw := range pieces {
 		// Any holder that attested the piece can serve it; the hash checks
-		// the bytes, and the application decodes them before use.
+		// the bytes and the shape check that they are a piece ciphertext.
 		c, cancel := context.WithTimeout(ctx, fetchTimeout)
 		raw, err := n.fetchFrom(c, n.peersOf(pw.From, from), pw.Hash)
 		cancel()
+		if err == nil {
+			if _, derr := n.p.DecodeUpload(raw); derr != nil {
+				err = fmt.Errorf("not a piece ciphertext: %w", derr)
+			}
+		}
 		if err != nil {
 			n.log.Warn("piece ciphertext decided by a block is unavailable", "piece", hex.EncodeToString(pw.Hash[:8]), "err", err)
 			n.met.Fetches.WithLabelValues("failed").Inc()
 			continue
 		}
 		n.met.Fetches.WithLabelValues("piece").Inc()
-		n.pieces.Put(pw.Hash, raw, blk.Height-1)
+		height := blk.Height - 1
+		if v := n.view.Load(); v != nil && height > v.Height+1 {
+			height = v.Height + 1 // kept by this node's height, not the block's word
+		}
+		n.pieces.Put(pw.Hash, raw, height)
 	}
 	for _, s := range missing {
 		c, cancel := context.WithTimeout(ctx, fetchTimeout)
@@ -139,66 +154,97 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 
 // prefetchAttested fetches the piece ciphertexts a validator's signed
 // precommit attests that this node lacks, from that validator first. Only a
-// precommit that verifies makes this node fetch anything, and only pieces
-// that validator holds of a block's batches: a stranger cannot make it
-// download, and a validator can make it fetch at most its own attestations.
+// precommit that verifies, for the block this node is deciding (the next
+// height, or the last one for a late precommit), makes this node fetch
+// anything, at most maxPiecesPerVote of them, each checked against its hash
+// and its exact ciphertext shape before it is kept: a stranger cannot make it
+// download anything, and a validator only a bounded amount per vote.
 func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
 	if v.Type != consensus.Precommit || len(v.Extension) == 0 || v.Validator < 0 || v.Validator >= len(n.peers) {
 		return
 	}
+	view := n.view.Load()
+	if view == nil || v.Height != view.Height+1 && v.Height != view.Height {
+		return
+	}
 	ext, err := chain.DecodeExt(v.Extension)
-	if err != nil || len(ext.Pieces) == 0 || !consensus.VerifyVote(n.gen.ChainID, n.vset, v) {
+	if err != nil || len(ext.Pieces) == 0 || len(ext.Pieces) > maxPiecesPerVote || ext.Height != v.Height || !consensus.VerifyVote(n.gen.ChainID, n.vset, v) {
 		return
 	}
 	for _, pa := range ext.Pieces {
 		if int(pa.Piece) >= n.opener.Sharing.Pieces() || !n.opener.Sharing.Holds(v.Validator, int(pa.Piece)) || n.pieces.Get(pa.Hash) != nil {
 			continue
 		}
-		if !n.fetching.begin(pa.Hash) {
+		done, first := n.fetching.begin(pa.Hash)
+		if !first {
+			// Another handler is fetching it: wait for that, not a second copy.
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
 			continue
 		}
 		c, cancel := context.WithTimeout(ctx, pieceFetchTimeout)
 		raw, err := n.fetchFrom(c, n.peersOf([]int{v.Validator}, n.peers[v.Validator]), pa.Hash)
 		cancel()
-		n.fetching.end(pa.Hash)
+		if err == nil {
+			if _, derr := n.p.DecodeUpload(raw); derr != nil {
+				err = fmt.Errorf("not a piece ciphertext: %w", derr)
+			}
+		}
 		if err != nil {
+			n.fetching.end(pa.Hash)
 			n.log.Debug("attested piece unavailable", "piece", hex.EncodeToString(pa.Hash[:8]), "validator", v.Validator, "err", err)
 			n.met.Fetches.WithLabelValues("failed").Inc()
 			continue
 		}
 		n.met.Fetches.WithLabelValues("piece").Inc()
-		n.pieces.Put(pa.Hash, raw, ext.Height)
+		n.pieces.Put(pa.Hash, raw, view.Height+1) // kept by this node's height, not the attester's word
+		n.fetching.end(pa.Hash)
 	}
 }
 
-// pieceFetchTimeout bounds fetching one attested piece: the validator that
-// attested it computed it, so it answers at once unless it is faulty.
-const pieceFetchTimeout = 3 * time.Second
+// maxPiecesPerVote bounds the pieces one precommit can make this node fetch:
+// a block's groups (a few per shard) times the pieces a validator holds.
+const maxPiecesPerVote = 4 * 64
+
+// pieceFetchTimeout bounds fetching one attested piece from all peers; each
+// peer gets at most perPeerTimeout of it, so one that hangs does not use
+// up the others' time.
+const (
+	pieceFetchTimeout = 6 * time.Second
+	perPeerTimeout    = 2 * time.Second
+)
 
 // inflight dedupes concurrent fetches of the same bytes (precommits of
-// several holders attest the same piece).
+// several holders attest the same piece): the first caller fetches, the
+// others wait for it.
 type inflight struct {
 	mu sync.Mutex
-	m  map[[32]byte]bool
+	m  map[[32]byte]chan struct{}
 }
 
-func (f *inflight) begin(h [32]byte) bool {
+func (f *inflight) begin(h [32]byte) (done <-chan struct{}, first bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
-		f.m = map[[32]byte]bool{}
+		f.m = map[[32]byte]chan struct{}{}
 	}
-	if f.m[h] {
-		return false
+	if ch, ok := f.m[h]; ok {
+		return ch, false
 	}
-	f.m[h] = true
-	return true
+	ch := make(chan struct{})
+	f.m[h] = ch
+	return ch, true
 }
 
 func (f *inflight) end(h [32]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m, h)
+	if ch, ok := f.m[h]; ok {
+		close(ch)
+		delete(f.m, h)
+	}
 }
 
 // signs reports whether every envelope signs the upload of hash h.
@@ -244,7 +290,9 @@ func (n *Node) peersOf(validators []int, first peer.ID) []peer.ID {
 func (n *Node) fetchFrom(ctx context.Context, order []peer.ID, h [32]byte) ([]byte, error) {
 	var last error
 	for _, id := range order {
-		raw, err := n.net.Host.Request(ctx, id, protoSync, h[:])
+		c, cancel := context.WithTimeout(ctx, perPeerTimeout)
+		raw, err := n.net.Host.Request(c, id, protoSync, h[:])
+		cancel()
 		if err == nil && sha256.Sum256(raw) == h {
 			return raw, nil
 		}
@@ -405,8 +453,8 @@ func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error
 	}
 	var h [32]byte
 	copy(h[:], b)
-	if u, err := n.mem.Get(h); err == nil && u != nil {
-		return u.Raw, nil
+	if raw, err := n.mem.Raw(h); err == nil && raw != nil {
+		return raw, nil
 	}
 	if raw := n.pieces.Get(h); raw != nil {
 		return raw, nil
