@@ -102,6 +102,10 @@ type Faults struct {
 	// ShiftPiece alters this validator's pieces before it encrypts them (a
 	// byzantine holder moving money between an amount and a new balance).
 	ShiftPiece func(shard uint32, piece int, lane int, values []uint64)
+	// WithholdWork makes this validator ack nothing and attest no piece,
+	// as if no box ever opened for it (a byzantine validator trying to get
+	// honest transfers failed closed).
+	WithholdWork bool
 }
 
 // Config wires an App.
@@ -275,9 +279,6 @@ type group struct {
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
 }
 
-// full reports whether every validator acked the group's transfers.
-func (g *group) full(n int) bool { return g.acked == 1<<n-1 }
-
 // openedBy returns the accounts a block opens.
 func openedBy(b *Block) map[ledger.AccountID]bool {
 	m := map[ledger.AccountID]bool{}
@@ -286,6 +287,14 @@ func openedBy(b *Block) map[ledger.AccountID]bool {
 	}
 	return m
 }
+
+// MaxGroups bounds the groups of one block (each costs every holder one
+// piece encryption per piece it holds): groups acked by every validator
+// come first, then the others in order of appearance; transfers of groups
+// beyond the bound are rejected as undecided before anything is encrypted.
+// A dealer sealing bad boxes can open at most the few ack sets of size N-f
+// or more per shard, and cannot crowd out transfers every validator acked.
+const MaxGroups = 32
 
 // layoutOf lays a block out on book, treating accounts in later as not yet
 // open (a restarted validator's book already holds the next block's).
@@ -296,7 +305,14 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]b
 		shard uint32
 		acked uint64
 	}
-	idx := map[key]int{}
+	type placed struct {
+		sub  int
+		key  key
+		lane int
+	}
+	var order []key
+	seen := map[key]bool{}
+	var all []placed
 	taken := map[[2]uint64]bool{}
 	for i, s := range b.Subs {
 		env := &s.Envelopes[0]
@@ -318,14 +334,30 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]b
 		}
 		taken[k] = true
 		gk := key{from.Shard, acks[id]}
-		j, ok := idx[gk]
-		if !ok {
-			j = len(l.groups)
-			idx[gk] = j
-			l.groups = append(l.groups, group{shard: from.Shard, acked: acks[id]})
+		if !seen[gk] {
+			seen[gk] = true
+			order = append(order, gk)
 		}
-		l.groups[j].lanes = append(l.groups[j].lanes, from.Lane)
-		l.groups[j].subs = append(l.groups[j].subs, i)
+		all = append(all, placed{sub: i, key: gk, lane: from.Lane})
+	}
+	full := uint64(1)<<a.n - 1
+	sort.SliceStable(order, func(i, j int) bool { return order[i].acked == full && order[j].acked != full })
+	idx := map[key]int{}
+	for _, gk := range order {
+		if len(l.groups) == MaxGroups {
+			break
+		}
+		idx[gk] = len(l.groups)
+		l.groups = append(l.groups, group{shard: gk.shard, acked: gk.acked})
+	}
+	for _, p := range all {
+		j, ok := idx[p.key]
+		if !ok {
+			l.early[b.Subs[p.sub].Envelopes[0].ID()] = ledger.RejectUndecided
+			continue
+		}
+		l.groups[j].lanes = append(l.groups[j].lanes, p.lane)
+		l.groups[j].subs = append(l.groups[j].subs, p.sub)
 	}
 	return l
 }
@@ -333,8 +365,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]b
 // ackQuorum is how many validators must have opened an upload's sealed box
 // before a block may include it: N-f, so at least f+1 honest validators
 // opened it. Its group (layoutOf) is then decided by the holders among its
-// ackers; an upload every validator acked is in a group that f byzantine
-// holders cannot fail.
+// ackers.
 func (a *App) ackQuorum() int { return a.n - (a.n-1)/3 }
 
 // maxCandidates is how many waiting uploads a proposer considers.
@@ -594,11 +625,12 @@ func (a *App) decideVerdicts(d *decided, pe *checkEval, exts map[int]*Ext, fault
 // of the piece's holders attested. It returns the summed ciphertext per
 // group (nil for a group failed closed) and the holders that attested
 // another hash. A piece no f+1 holders agree on makes the block invalid if
-// the group was acked by every validator and a precommit is missing (the
-// missing one may decide it; this is how a proposer is kept from choosing a
-// quorum that fails honest transfers); otherwise its group fails closed:
-// nothing of it moves. trusted skips that refusal: a restart re-decides a
-// block the chain already accepted.
+// a holder of it that acked the group (so holds the piece) is not carried:
+// its precommit may decide it, and a proposer must not choose a quorum
+// that fails honest transfers closed. Otherwise, every holder that could
+// attest was heard, and the group fails closed: nothing of it moves.
+// trusted skips the refusal: a restart re-decides a block the chain
+// already accepted.
 func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]*rlwe.Ciphertext, []int, error) {
 	out := make([]*rlwe.Ciphertext, len(ev.layout.groups))
 	if len(ev.layout.groups) == 0 {
@@ -623,13 +655,23 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]
 		}
 	}
 	faulty := map[int]bool{}
+	var present uint64
+	for _, x := range carried {
+		if x.Validator >= 0 && x.Validator < 64 {
+			present |= 1 << x.Validator
+		}
+	}
 	for gi, g := range ev.layout.groups {
 		var cts []*rlwe.Ciphertext
 		failed := false
 		for k := 0; k < a.sh.Pieces(); k++ {
 			hash, named, err := a.sh.DecidePiece(k, attests[key{uint32(gi), k}])
 			if errors.Is(err, ledger.ErrNoPieceMajority) {
-				if !trusted && len(carried) < a.n && g.full(a.n) {
+				var holders uint64
+				for _, v := range a.sh.Holders(k) {
+					holders |= 1 << v
+				}
+				if !trusted && holders&g.acked&^present != 0 {
 					return nil, nil, fmt.Errorf("%w: group %d (shard %d) piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, k, ev.height, len(carried), err)
 				}
 				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "piece", k, "acked", g.acked)
@@ -968,6 +1010,9 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 	x := &Ext{Height: height, Block: ev.hash, Pieces: mine}
 	if x.Acks, err = a.mem.Acks(MaxAcks); err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
+	}
+	if a.faults.WithholdWork {
+		x.Acks, x.Pieces = nil, nil
 	}
 	if pe := ev.prev; pe != nil {
 		x.Digest = pe.digest

@@ -122,3 +122,32 @@ func TestAttack_ForgedSignatureOnAnAckedTransferIsRefused(t *testing.T) {
 		t.Fatalf("the genuine transfer decided %v", got[idOf(u)])
 	}
 }
+
+// A byzantine validator that withholds its acks and its piece attestations
+// (as if no box ever opened for it) leaves an honest transfer in a group not
+// acked by everyone. A proposer that then carries a quorum without one of
+// the honest holders (late, or left out on purpose) must not get that
+// transfer failed closed: the missing holder acked the group and may decide
+// the piece, so the block is refused, and the next proposal, carrying every
+// precommit, decides it.
+func TestAttack_WithheldAckCannotGetAnHonestTransferFailedClosed(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t, Faults{}, Faults{}, Faults{}, Faults{WithholdWork: true})
+	n.step(0)
+	u := n.transfer("alice", "bob", 30, 100)
+	n.submit(u)
+	n.step(1) // acks from 0, 1, 2
+	if b, _ := DecodeBlock(n.step(2)); len(b.Subs) != 1 {
+		t.Fatalf("block 3 orders %d uploads, want 1", len(b.Subs))
+	}
+	short := &Block{Height: n.height + 1, LastCommit: n.carried(0, 1, 3)}
+	for i, v := range n.vals {
+		if err := v.app.ValidateProposal(n.height+1, short.Encode()); !errors.Is(err, ErrBlock) {
+			t.Fatalf("validator %d accepts a quorum missing an acking holder: %v", i, err)
+		}
+	}
+	if got := n.settle(); got[idOf(u)] != ledger.Accepted {
+		t.Fatalf("the honest transfer decided %v", got[idOf(u)])
+	}
+	n.assertBalances(map[string]uint64{"alice": 70, "bob": 30, "carol": 50})
+}

@@ -65,8 +65,24 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 	if err != nil {
 		return
 	}
+	// The carried precommits name the pieces to fetch: only those that are
+	// their validators' signed precommits for our last block count (a
+	// certified commit's were checked by the quorum that certified it).
+	if _, isProposal := msg.(*consensus.Proposal); isProposal {
+		v := n.view.Load()
+		var ok []chain.Precommit
+		for _, x := range blk.LastCommit {
+			if v != nil && blk.Height == v.Height+1 && consensus.VerifyVote(n.gen.ChainID, n.vset, x.Vote(v.Height, consensus.BlockID(v.Hash))) {
+				ok = append(ok, x)
+			}
+		}
+		blk.LastCommit = ok
+	}
 	var pieces []chain.PieceWant
 	for _, pw := range chain.WantedPieces(blk, n.opener.Sharing) {
+		if n.opener.Sharing.Holds(n.self, pw.Piece) {
+			continue // this node computes its own
+		}
 		if n.pieces.Get(pw.Hash) != nil {
 			continue
 		}
@@ -104,8 +120,8 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 			return
 		}
 	}
-	if len(pieces) > maxPiecesPerVote {
-		pieces = pieces[:maxPiecesPerVote] // a block with more is not one this node can decide anyway
+	if len(pieces) > maxPiecesPerBlock {
+		pieces = pieces[:maxPiecesPerBlock] // a block with more is not one this node can decide anyway
 	}
 	for _, pw := range pieces {
 		// Any holder that attested the piece can serve it; the hash checks
@@ -164,16 +180,25 @@ func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
 		return
 	}
 	view := n.view.Load()
-	if view == nil || v.Height != view.Height+1 && v.Height != view.Height {
+	// The next height, or the one after while this node finalizes; or a
+	// late precommit for the last one.
+	if view == nil || v.Height < view.Height || v.Height > view.Height+2 {
 		return
 	}
 	ext, err := chain.DecodeExt(v.Extension)
-	if err != nil || len(ext.Pieces) == 0 || len(ext.Pieces) > maxPiecesPerVote || ext.Height != v.Height || !consensus.VerifyVote(n.gen.ChainID, n.vset, v) {
+	if err != nil || len(ext.Pieces) == 0 || len(ext.Pieces) > maxPiecesPerBlock || ext.Height != v.Height || !consensus.VerifyVote(n.gen.ChainID, n.vset, v) {
+		return
+	}
+	// A few extensions per validator and height (a new round may precommit
+	// another block): a validator signing many precommits (rounds, made-up
+	// blocks) gets a bounded fetch budget.
+	if !n.attested.allow(v.Validator, v.Height) {
 		return
 	}
 	for _, pa := range ext.Pieces {
-		if int(pa.Piece) >= n.opener.Sharing.Pieces() || !n.opener.Sharing.Holds(v.Validator, int(pa.Piece)) || n.pieces.Get(pa.Hash) != nil {
-			continue
+		k := int(pa.Piece)
+		if k >= n.opener.Sharing.Pieces() || !n.opener.Sharing.Holds(v.Validator, k) || n.opener.Sharing.Holds(n.self, k) || n.pieces.Get(pa.Hash) != nil {
+			continue // not its piece, or ours to compute, or held
 		}
 		done, first := n.fetching.begin(pa.Hash)
 		if !first {
@@ -199,14 +224,39 @@ func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
 			continue
 		}
 		n.met.Fetches.WithLabelValues("piece").Inc()
-		n.pieces.Put(pa.Hash, raw, view.Height+1) // kept by this node's height, not the attester's word
+		n.pieces.Put(pa.Hash, raw, min(v.Height, view.Height+2)) // bounded by this node's height, not the attester's word
 		n.fetching.end(pa.Hash)
 	}
 }
 
-// maxPiecesPerVote bounds the pieces one precommit can make this node fetch:
-// a block's groups (a few per shard) times the pieces a validator holds.
-const maxPiecesPerVote = 4 * 64
+// maxPiecesPerBlock bounds the pieces one precommit or proposal can name: a
+// block's groups times the pieces of a sharing.
+const maxPiecesPerBlock = chain.MaxGroups * ledger.MaxPieces
+
+// seenAttest counts the extensions this node fetched for, per validator and
+// height, over the last few heights.
+type seenAttest struct {
+	mu sync.Mutex
+	m  map[[2]uint64]int
+}
+
+// attestsPerHeight is how many of one validator's extensions per height
+// this node fetches pieces for.
+const attestsPerHeight = 3
+
+func (s *seenAttest) allow(validator int, height uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil || len(s.m) > 1024 {
+		s.m = map[[2]uint64]int{}
+	}
+	k := [2]uint64{uint64(validator), height}
+	if s.m[k] >= attestsPerHeight {
+		return false
+	}
+	s.m[k]++
+	return true
+}
 
 // pieceFetchTimeout bounds fetching one attested piece from all peers; each
 // peer gets at most perPeerTimeout of it, so one that hangs does not use

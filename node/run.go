@@ -60,6 +60,7 @@ type Node struct {
 	opener   *chain.Opener
 	pieces   *chain.PieceCache
 	fetching inflight
+	attested seenAttest
 	log      *slog.Logger
 	peers    []peer.ID
 
