@@ -31,6 +31,10 @@ type committed struct {
 }
 type mempoolSize struct{}
 type takeAcks struct{ Max int }
+type setPieces struct {
+	ID     [32]byte
+	Pieces map[int]*ledger.Piece
+}
 
 type sizeInfo struct{ Uploads, Opens int }
 
@@ -161,6 +165,17 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			out = append(out, m.opens[k])
 		}
 		ctx.Respond(out)
+	case *setPieces:
+		// A copy with the pieces: readers holding the old pointer never see
+		// it change.
+		for _, pool := range []map[[32]byte]*chain.Upload{m.uploads, m.fetched} {
+			if u, ok := pool[msg.ID]; ok && u.Pieces == nil {
+				c := *u
+				c.Pieces = msg.Pieces
+				pool[msg.ID] = &c
+			}
+		}
+		ctx.Respond(true)
 	case *takeAcks:
 		out := make([]*chain.Upload, 0, len(m.uploads))
 		for _, u := range m.uploads {
@@ -280,6 +295,13 @@ func (m *Mempool) AddOpen(o chain.Open) error {
 // Get returns an upload by transfer id, nil if the pool does not hold it.
 func (m *Mempool) Get(id [32]byte) (*chain.Upload, error) {
 	return ask[*chain.Upload](m, &getUpload{ID: id})
+}
+
+// SetPieces gives an upload whose box did not open the pieces this validator
+// recovered from co-holders (checked against the dealer's commitments).
+func (m *Mempool) SetPieces(id [32]byte, pieces map[int]*ledger.Piece) error {
+	_, err := ask[bool](m, &setPieces{ID: id, Pieces: pieces})
+	return err
 }
 
 // Raw returns the sealed bytes of an upload by their hash (what peers fetch),

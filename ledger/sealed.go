@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 
 	"filippo.io/edwards25519"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -623,5 +624,59 @@ func (p *Params) SumPieces(cts []*rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
 	}
 	out.IsNTT = true
 	out.Scale = p.BGV.NewScale(1)
+	return out, nil
+}
+
+// MarshalPieces encodes pieces (a holder sending a co-holder the pieces its
+// box should have held), ascending by index.
+func MarshalPieces(ps map[int]*Piece) []byte {
+	ks := make([]int, 0, len(ps))
+	for k := range ps {
+		ks = append(ks, k)
+	}
+	sort.Ints(ks)
+	var w wire.Writer
+	w.U8(sealedVersion)
+	w.U32(uint32(len(ks)))
+	for _, k := range ks {
+		w.U32(uint32(k))
+		w.Fixed(ps[k].Seed[:])
+		for _, v := range ps[k].Values {
+			w.U64(v)
+		}
+	}
+	return w.B
+}
+
+// UnmarshalPieces decodes pieces received from a co-holder. The caller
+// checks each against the upload's commitments (VerifyPiece) before use.
+func (p *Params) UnmarshalPieces(b []byte) (map[int]*Piece, error) {
+	r := wire.NewReader(b, ErrMalformed)
+	if v := r.U8(); r.Err == nil && v != sealedVersion {
+		return nil, fmt.Errorf("%w: pieces version %d", ErrMalformed, v)
+	}
+	n := r.Count(MaxPieces)
+	t := p.BGV.PlaintextModulus()
+	out := map[int]*Piece{}
+	prev := -1
+	for i := 0; i < n && r.Err == nil; i++ {
+		k := int(r.U32())
+		pc := &Piece{Values: make([]uint64, SlotValues)}
+		copy(pc.Seed[:], r.Fixed(32))
+		for j := range pc.Values {
+			pc.Values[j] = r.U64()
+			if r.Err == nil && pc.Values[j] >= t {
+				return nil, fmt.Errorf("%w: piece value not reduced", ErrMalformed)
+			}
+		}
+		if r.Err == nil && (k <= prev || k >= MaxPieces) {
+			return nil, fmt.Errorf("%w: piece index %d after %d", ErrMalformed, k, prev)
+		}
+		prev = k
+		out[k] = pc
+	}
+	if err := r.Done(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }

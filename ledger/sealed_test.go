@@ -550,3 +550,47 @@ func BenchmarkEncryptPieceBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(s.p.Lanes), "us/transfer")
 }
+
+// A holder whose box did not open gets its pieces from a co-holder and
+// keeps only those that match the dealer's commitments: a co-holder cannot
+// hand it a shifted piece.
+func TestSealed_PiecesFromACoHolderAreCheckedAgainstTheCommitments(t *testing.T) {
+	s := newSealedNet(t, 4, 2)
+	sl := s.deal(t, 1, 5, 10)
+	mine, err := s.p.Open(s.sh, 0, s.privs[0], sl.bind, sl.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.p.UnmarshalPieces(MarshalPieces(mine))
+	if err != nil || len(got) != len(mine) {
+		t.Fatalf("round trip: %d pieces, %v", len(got), err)
+	}
+	for k, pc := range got {
+		if err := s.p.VerifyPiece(sl.st, k, pc); err != nil {
+			t.Fatalf("piece %d: %v", k, err)
+		}
+		shifted := &Piece{Values: append([]uint64(nil), pc.Values...), Seed: pc.Seed}
+		shifted.Values[0] = (shifted.Values[0] + 1) % s.p.BGV.PlaintextModulus()
+		if err := s.p.VerifyPiece(sl.st, k, shifted); !errors.Is(err, ErrSealed) {
+			t.Fatalf("a shifted piece %d passed: %v", k, err)
+		}
+	}
+}
+
+func FuzzUnmarshalPieces(f *testing.F) {
+	p := MustParams(ZKB128)
+	f.Add(MarshalPieces(map[int]*Piece{1: {Values: make([]uint64, SlotValues)}}))
+	f.Add([]byte{sealedVersion, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := p.UnmarshalPieces(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error not ErrMalformed: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(MarshalPieces(ps), b) {
+			t.Fatal("decode/encode is not the identity")
+		}
+	})
+}

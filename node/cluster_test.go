@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -292,6 +293,29 @@ func (c *cluster) send(b *ledger.Dealer, from, to string, amount, balance, heigh
 	return c.sendVia(b, from, to, amount, balance, height, vals, node)
 }
 
+// sendWith builds a transfer, lets tamper alter its sealed shares (the
+// dealer re-signs), submits it and waits for its decided status.
+func (c *cluster) sendWith(b *ledger.Dealer, from, to string, amount, balance, height uint64, tamper func(*ledger.SealedTransfer), node int) api.TransferStatus {
+	c.t.Helper()
+	u := c.users[from]
+	a := c.account(from)
+	spec := ledger.TransferSpec{From: u.id, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1}
+	sub, err := b.Build(spec)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var st ledger.SealedTransfer
+	if err := st.UnmarshalBinary(sub.Sealed); err != nil {
+		c.t.Fatal(err)
+	}
+	tamper(&st)
+	sub.Sealed, _ = st.MarshalBinary()
+	env := &sub.Envelopes[0]
+	env.CTHash = sha256.Sum256(sub.Sealed)
+	env.Sig = ed25519.Sign(u.key, env.SigningBytes())
+	return c.post(sub, node)
+}
+
 // sendVia submits the transfer to every listed validator and waits at the
 // first.
 func (c *cluster) sendVia(b *ledger.Dealer, from, to string, amount, balance, height uint64, vals []uint64, nodes ...int) api.TransferStatus {
@@ -308,6 +332,13 @@ func (c *cluster) sendVia(b *ledger.Dealer, from, to string, amount, balance, he
 	} else if sub, err = b.Build(spec); err != nil {
 		c.t.Fatal(err)
 	}
+	return c.post(sub, nodes...)
+}
+
+// post submits a submission to every listed validator and waits, at the
+// first, for its decided status.
+func (c *cluster) post(sub *ledger.Submission, nodes ...int) api.TransferStatus {
+	c.t.Helper()
 	raw, _ := sub.MarshalBinary()
 	var sr api.SubmitResponse
 	for _, node := range nodes {
@@ -359,6 +390,17 @@ func TestCluster_FourValidatorsCommitRejectAndRestart(t *testing.T) {
 	}
 	for _, f := range quiet {
 		f.noRelay.Store(false)
+	}
+
+	// A dealer whose box for validator 3 does not open: validator 3 gets
+	// its pieces from co-holders (checked against the commitments), and
+	// the transfer commits.
+	bal, h = c.balance("bob", 0, 1, 2, 3)
+	if st := c.sendWith(b, "bob", "carol", 0, bal, h, func(st *ledger.SealedTransfer) { st.Boxes[3] = make([]byte, len(st.Boxes[3])) }, 0); st.Status != api.StatusCommitted {
+		t.Fatalf("transfer with a bad box for validator 3: %+v", st)
+	}
+	if got := c.metric(3, `zkbank_upload_fetches_total{result="recovered"}`); got < 1 {
+		t.Fatalf("validator 3 recovered %v uploads' pieces, want 1", got)
 	}
 	for _, name := range []string{"zkbank_consensus_step_duration_seconds_count", "zkbank_consensus_rounds_total", "zkbank_peers_best_height", "go_goroutines", "process_resident_memory_bytes"} {
 		if c.metric(0, name) <= 0 {

@@ -92,11 +92,15 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 		pieces = append(pieces, pw)
 	}
 	var missing []chain.SubRef
+	var unopened []*chain.Upload
 	for _, s := range blk.Subs {
 		if len(s.Envelopes) != 1 {
 			continue
 		}
 		if u, err := n.mem.Get(s.Envelopes[0].ID()); err != nil || u != nil {
+			if u != nil && u.Pieces == nil {
+				unopened = append(unopened, u)
+			}
 			continue
 		}
 		if _, err := chain.StoredUpload(n.db, s.CTHash); err == nil {
@@ -104,7 +108,7 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 		}
 		missing = append(missing, s)
 	}
-	if len(missing) == 0 && len(pieces) == 0 {
+	if len(missing) == 0 && len(pieces) == 0 && len(unopened) == 0 {
 		return
 	}
 	// Only a validator's signed proposal, or a decision with a quorum of
@@ -165,6 +169,15 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 		if err := n.mem.AddReferenced(u); err != nil {
 			n.log.Warn("mempool refused a fetched upload", "err", err)
 		}
+		if u.Pieces == nil {
+			unopened = append(unopened, u)
+		}
+	}
+	// Uploads a block orders whose box did not open here: get the pieces
+	// from co-holders before the block reaches consensus, so this validator
+	// can attest the group's pieces too.
+	for _, u := range unopened {
+		n.recoverPieces(ctx, u)
 	}
 }
 
@@ -429,8 +442,13 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	if u.Pieces == nil {
 		// Our box does not open: the dealer's fault (or a copy under
 		// another envelope). Kept and relayed (the others may open theirs),
-		// but this validator does not ack it.
+		// not acked; once the others have it, this validator asks them for
+		// its pieces (recover.go).
 		n.met.Submissions.WithLabelValues("bad_box").Inc()
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			n.recoverPieces(n.ctx, u)
+		}()
 	}
 	added, err := n.mem.Add(u, maxPendingPerAccount)
 	if errors.Is(err, actors.ErrSenderBusy) || errors.Is(err, actors.ErrPoolFull) {

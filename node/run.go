@@ -36,6 +36,7 @@ var (
 	protoTx        = p2p.ProtocolID("tx", 1)
 	protoOpen      = p2p.ProtocolID("open", 1)
 	protoSync      = p2p.ProtocolID("sync", 1)
+	protoPieces    = p2p.ProtocolID("pieces", 1)
 )
 
 var routeLibp2pLogs sync.Once
@@ -59,6 +60,7 @@ type Node struct {
 	// shared by the chain application and the fetch handlers.
 	opener   *chain.Opener
 	pieces   *chain.PieceCache
+	ctx      context.Context // the node's lifetime, for work it starts on its own
 	fetching inflight
 	attested seenAttest
 	log      *slog.Logger
@@ -147,7 +149,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
 		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
-		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache()}
+		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache(), ctx: ctx}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -179,6 +181,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			protoCeremony:  {MaxFrameBytes: 96 << 20, Timeout: 5 * time.Minute},
 			protoConsensus: {MaxFrameBytes: 96 << 20, Timeout: 2 * time.Minute},
 			protoSync:      {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute}, // uploads by hash
+			protoPieces:    {MaxFrameBytes: 1 << 20, Timeout: 10 * time.Second},      // a co-holder's pieces of one upload
 			protoTx:        {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute},
 		},
 	})
@@ -317,6 +320,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		{protoTx, n.handleTx},
 		{protoOpen, n.handleOpen},
 		{protoSync, n.handleSync},
+		{protoPieces, n.handlePieces},
 	} {
 		if err := host.SetHandler(hd.proto, hd.fn); err != nil {
 			return err
