@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -46,13 +47,23 @@ type user struct {
 	own *ledger.OwnerKeys
 }
 
+// freePort picks a free loopback port below the kernel's ephemeral range
+// (32768-60999 here): a port the kernel handed out and took back can be
+// reused at once as the source port of an outgoing connection (libp2p dials
+// constantly), and a node that then binds it fails. The testnet package's
+// tests pick theirs in 10000-20000.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for try := 0; try < 100; try++ {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 func newCluster(t *testing.T, n int, balances map[string]uint64, fault ...func(i int) *faults) *cluster {
