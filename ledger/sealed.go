@@ -442,6 +442,19 @@ func (p *Params) VerifyPiece(st *SealedTransfer, k int, pc *Piece) error {
 			return fmt.Errorf("%w: piece value not reduced", ErrSealed)
 		}
 	}
+	if k != 0 {
+		// A seeded piece is its seed's expansion, as Open computes it: a
+		// piece Open would refuse is refused here too.
+		want, err := expandPiece(t, k, pc.Seed)
+		if err != nil {
+			return err
+		}
+		for i, v := range want {
+			if pc.Values[i] != v {
+				return fmt.Errorf("%w: piece %d is not its seed's expansion", ErrSealed, k)
+			}
+		}
+	}
 	if pc.commit(k) != st.Commits[k] {
 		return fmt.Errorf("%w: piece %d does not match its commitment", ErrSealed, k)
 	}

@@ -577,6 +577,22 @@ func TestSealed_PiecesFromACoHolderAreCheckedAgainstTheCommitments(t *testing.T)
 	}
 }
 
+// A dealer colluding with a co-holder could commit to a seeded piece whose
+// values are not its seed's expansion: Open refuses such a box, and so must
+// recovery, or a byzantine co-holder would choose which honest validators
+// hold the transfer.
+func TestSealed_RecoveredSeededPieceMustBeItsSeedsExpansion(t *testing.T) {
+	s := newSealedNet(t, 4, 2)
+	sl := s.deal(t, 1, 5, 10)
+	odd := &Piece{Values: make([]uint64, SlotValues), Seed: [32]byte{9}}
+	st := *sl.st
+	st.Commits = append([][32]byte(nil), sl.st.Commits...)
+	st.Commits[1] = odd.commit(1)
+	if err := s.p.VerifyPiece(&st, 1, odd); !errors.Is(err, ErrSealed) {
+		t.Fatalf("a seeded piece that is not its seed's expansion passed: %v", err)
+	}
+}
+
 func FuzzUnmarshalPieces(f *testing.F) {
 	p := MustParams(ZKB128)
 	f.Add(MarshalPieces(map[int]*Piece{1: {Values: make([]uint64, SlotValues)}}))

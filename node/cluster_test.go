@@ -406,8 +406,8 @@ func TestCluster_FourValidatorsCommitRejectAndRestart(t *testing.T) {
 	// A dealer whose box for validator 3 does not open: validator 3 gets
 	// its pieces from co-holders (checked against the commitments), and
 	// the transfer commits.
-	bal, h = c.balance("bob", 0, 1, 2, 3)
-	if st := c.sendWith(b, "bob", "carol", 0, bal, h, func(st *ledger.SealedTransfer) { st.Boxes[3] = make([]byte, len(st.Boxes[3])) }, 0); st.Status != api.StatusCommitted {
+	bal, h = c.balance("carol", 0, 1, 2, 3)
+	if st := c.sendWith(b, "carol", "bob", 0, bal, h, func(st *ledger.SealedTransfer) { st.Boxes[3] = make([]byte, len(st.Boxes[3])) }, 0); st.Status != api.StatusCommitted {
 		t.Fatalf("transfer with a bad box for validator 3: %+v", st)
 	}
 	if got := c.metric(3, `zkbank_upload_fetches_total{result="recovered"}`); got < 1 {

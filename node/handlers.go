@@ -175,10 +175,17 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 	}
 	// Uploads a block orders whose box did not open here: get the pieces
 	// from co-holders before the block reaches consensus, so this validator
-	// can attest the group's pieces too.
+	// can attest the group's pieces too. All at once, so the delay is one
+	// recovery timeout at most, whatever the block holds.
+	var wg sync.WaitGroup
 	for _, u := range unopened {
-		n.recoverPieces(ctx, u)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.recoverPieces(ctx, u)
+		}()
 	}
+	wg.Wait()
 }
 
 // prefetchAttested fetches the piece ciphertexts a validator's signed
@@ -445,10 +452,6 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 		// not acked; once the others have it, this validator asks them for
 		// its pieces (recover.go).
 		n.met.Submissions.WithLabelValues("bad_box").Inc()
-		go func() {
-			time.Sleep(500 * time.Millisecond)
-			n.recoverPieces(n.ctx, u)
-		}()
 	}
 	added, err := n.mem.Add(u, maxPendingPerAccount)
 	if errors.Is(err, actors.ErrSenderBusy) || errors.Is(err, actors.ErrPoolFull) {
@@ -457,6 +460,16 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if added && u.Pieces == nil {
+		// Once the others have it, ask them for this validator's pieces
+		// (recover.go); only for an upload the pool took, once.
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			if cur, err := n.mem.Get(u.ID()); err == nil && cur != nil {
+				n.recoverPieces(n.ctx, cur)
+			}
+		}()
 	}
 	if added {
 		n.tracker.submittedNow(sub.Envelopes)

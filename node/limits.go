@@ -17,6 +17,11 @@ import (
 var (
 	// Account openings: 1 every 2 s, bursts of 20, per client IP and per peer.
 	openRate, openBurst = rate.Every(2 * time.Second), 20
+	// A validator may ask this node for pieces of 200 uploads a second
+	// (bursts of 1,000: a block's worth of bad boxes); a transfer's recovery
+	// is attempted at most twice at once, then once every 2 s.
+	pieceRequestRate, pieceRequestBurst = rate.Limit(200), 1000
+	recoverRetry                        = rate.Every(2 * time.Second)
 	// maxPendingPerAccount bounds the uploads one account may have waiting
 	// in the mempool (an account debits at most once per block anyway).
 	maxPendingPerAccount = 8

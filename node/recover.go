@@ -20,8 +20,10 @@ import (
 // the transfer's group like every other holder, so a dealer's bad boxes do
 // not leave a group short of holders.
 
-// recoverTimeout bounds one recovery (all co-holders asked in turn).
-const recoverTimeout = 5 * time.Second
+// recoverTimeout bounds one recovery: every co-holder is asked at once, and
+// whatever answered by then counts. It is short because a recovery for a
+// proposal runs before the proposal reaches consensus.
+const recoverTimeout = 2 * time.Second
 
 // errNotValidator refuses piece requests from peers outside the committee.
 var errNotValidator = errors.New("pieces are served to validators only")
@@ -30,6 +32,9 @@ var errNotValidator = errors.New("pieces are served to validators only")
 // that both this validator and it hold: the ones the dealer meant it to
 // have. Nobody else gets anything.
 func (n *Node) handlePieces(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
+	if !n.piecesByPeer.allow(from.String()) {
+		return nil, errThrottled
+	}
 	req := -1
 	for i, id := range n.peers {
 		if id == from && i != n.self {
@@ -58,33 +63,65 @@ func (n *Node) handlePieces(_ context.Context, from peer.ID, b []byte) ([]byte, 
 }
 
 // recoverPieces gets this validator's pieces of u from its co-holders when
-// its own box did not open, and hands them to the mempool. It reports
-// whether it got every piece it holds.
+// its own box did not open, and hands them to the mempool. Every other
+// validator is asked at once (so one that hangs costs nothing), one
+// recovery per transfer runs at a time, and a transfer whose recovery failed
+// recently is not retried. It reports whether it got every piece it holds.
 func (n *Node) recoverPieces(ctx context.Context, u *chain.Upload) bool {
 	if u == nil || u.Pieces != nil || u.Sealed == nil || len(u.Envs) != 1 {
 		return false
 	}
 	id := u.ID()
+	done, first := n.recovering.begin(id)
+	if !first {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return false
+	}
+	defer n.recovering.end(id)
+	if !n.recoverFailed.allow(hex.EncodeToString(id[:])) {
+		return false
+	}
 	want := n.opener.Sharing.Held(n.self)
-	got := map[int]*ledger.Piece{}
 	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 	defer cancel()
+	type answer struct {
+		v  int
+		ps map[int]*ledger.Piece
+	}
+	answers := make(chan answer, len(n.peers))
+	asked := 0
 	for v, pid := range n.peers {
-		if v == n.self || len(got) == len(want) || ctx.Err() != nil {
+		if v == n.self {
 			continue
 		}
-		c, cancelPeer := context.WithTimeout(ctx, perPeerTimeout)
-		raw, err := n.net.Host.Request(c, pid, protoPieces, id[:])
-		cancelPeer()
-		if err != nil {
+		asked++
+		go func() {
+			raw, err := n.net.Host.Request(ctx, pid, protoPieces, id[:])
+			if err != nil {
+				answers <- answer{v, nil}
+				return
+			}
+			ps, err := n.p.UnmarshalPieces(raw)
+			if err != nil {
+				ps = nil
+			}
+			answers <- answer{v, ps}
+		}()
+	}
+	got := map[int]*ledger.Piece{}
+	for i := 0; i < asked && len(got) < len(want); i++ {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			i = asked
 			continue
 		}
-		ps, err := n.p.UnmarshalPieces(raw)
-		if err != nil {
-			continue
-		}
-		for k, pc := range ps {
-			if _, have := got[k]; have || !n.opener.Sharing.Holds(n.self, k) || !n.opener.Sharing.Holds(v, k) {
+		for k, pc := range a.ps {
+			if _, have := got[k]; have || !n.opener.Sharing.Holds(n.self, k) || !n.opener.Sharing.Holds(a.v, k) {
 				continue
 			}
 			if n.p.VerifyPiece(u.Sealed, k, pc) == nil {

@@ -63,8 +63,13 @@ type Node struct {
 	ctx      context.Context // the node's lifetime, for work it starts on its own
 	fetching inflight
 	attested seenAttest
-	log      *slog.Logger
-	peers    []peer.ID
+	// recovering dedupes piece recoveries by transfer id; recoverFailed
+	// keeps one that failed from being retried at once.
+	recovering    inflight
+	recoverFailed *limiter
+	piecesByPeer  *limiter // piece requests served, per peer
+	log           *slog.Logger
+	peers         []peer.ID
 
 	db      store.Backend // safe for concurrent use: readers use it directly
 	vset    *consensus.ValidatorSet
@@ -149,7 +154,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
 		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
-		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache(), ctx: ctx}
+		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache(), ctx: ctx,
+		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst)}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
