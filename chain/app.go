@@ -183,7 +183,7 @@ func New(c Config) (*App, error) {
 			return nil, err
 		}
 		a.last = &blockEval{height: r.Finalized, hash: Hash(r.LastBlock), block: b, book: a.book, uploads: ups}
-		a.last.layout = a.layoutOf(a.book, b, nil)
+		a.last.layout = a.layoutOf(a.book, b, ackSets(b.LastCommit), nil)
 		if r.Finalized > 1 {
 			// Block finalized-1 was evaluated on this book minus the last
 			// block's openings; its pieces were decided by the last block's
@@ -197,8 +197,9 @@ func New(c Config) (*App, error) {
 				return nil, err
 			}
 			prev := &blockEval{height: r.Finalized - 1, hash: Hash(r.PrevBlock), block: pb, uploads: pups}
-			prev.layout = a.layoutOf(a.book, pb, openedBy(b))
-			cts, _, err := a.decidePieces(prev, b.LastCommit, true)
+			prev.layout = a.layoutOf(a.book, pb, ackSets(pb.LastCommit), openedBy(b))
+			exts, present, _ := carriedExts(b.LastCommit, prev.height, prev.hash)
+			cts, _, err := a.decidePieces(prev, exts, present, true)
 			if err != nil {
 				return nil, fmt.Errorf("chain: re-deciding the pieces of height %d: %w", prev.height, err)
 			}
@@ -298,9 +299,8 @@ const MaxGroups = 32
 
 // layoutOf lays a block out on book, treating accounts in later as not yet
 // open (a restarted validator's book already holds the next block's).
-func (a *App) layoutOf(book *ledger.Book, b *Block, later map[ledger.AccountID]bool) *layout {
+func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, later map[ledger.AccountID]bool) *layout {
 	l := &layout{early: map[[32]byte]ledger.Reason{}}
-	acks := ackSets(b.LastCommit)
 	type key struct {
 		shard uint32
 		acked uint64
@@ -477,22 +477,17 @@ func (a *App) decideUncached(carried []Precommit) (*decided, error) {
 	if a.last == nil { // nothing finalized yet: the first block decides nothing
 		return d, nil
 	}
-	exts := make(map[int]*Ext, len(carried))
+	exts, present, bad := carriedExts(carried, a.last.height, a.last.hash)
 	faulty := map[int]bool{}
-	for _, x := range carried {
-		ext, err := DecodeExt(x.Ext)
-		if err != nil || ext.Height != a.last.height || ext.Block != a.last.hash {
-			faulty[x.Validator] = true
-			continue
-		}
-		exts[x.Validator] = ext
+	for _, v := range bad {
+		faulty[v] = true
 	}
 	if pe := a.last.prev; pe != nil {
 		if err := a.decideVerdicts(d, pe, exts, faulty, len(carried)); err != nil {
 			return nil, err
 		}
 	}
-	cts, pieceFaulty, err := a.decidePieces(a.last, carried, false)
+	cts, pieceFaulty, err := a.decidePieces(a.last, exts, present, false)
 	if err != nil {
 		return nil, err
 	}
@@ -620,8 +615,28 @@ func (a *App) decideVerdicts(d *decided, pe *checkEval, exts map[int]*Ext, fault
 	return nil
 }
 
+// carriedExts decodes the extensions of carried precommits for block
+// (height, hash): those that decode and speak of that block by validator,
+// the validators whose extension does not (bad: their fault, signed), and
+// the set of every carried validator (heard, whatever it said).
+func carriedExts(carried []Precommit, height uint64, hash [32]byte) (exts map[int]*Ext, present uint64, bad []int) {
+	exts = make(map[int]*Ext, len(carried))
+	for _, x := range carried {
+		if x.Validator >= 0 && x.Validator < 64 {
+			present |= 1 << x.Validator
+		}
+		ext, err := DecodeExt(x.Ext)
+		if err != nil || ext.Height != height || ext.Block != hash {
+			bad = append(bad, x.Validator)
+			continue
+		}
+		exts[x.Validator] = ext
+	}
+	return exts, present, bad
+}
+
 // decidePieces decides every piece of every group of ev from the piece
-// attestations the carried precommits (of ev's height) hold: the hash f+1
+// attestations the carried extensions (of ev's height) hold: the hash f+1
 // of the piece's holders attested. It returns the summed ciphertext per
 // group (nil for a group failed closed) and the holders that attested
 // another hash. A piece no f+1 holders agree on makes the block invalid if
@@ -631,7 +646,7 @@ func (a *App) decideVerdicts(d *decided, pe *checkEval, exts map[int]*Ext, fault
 // attest was heard, and the group fails closed: nothing of it moves.
 // trusted skips the refusal: a restart re-decides a block the chain
 // already accepted.
-func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]*rlwe.Ciphertext, []int, error) {
+func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, trusted bool) ([]*rlwe.Ciphertext, []int, error) {
 	out := make([]*rlwe.Ciphertext, len(ev.layout.groups))
 	if len(ev.layout.groups) == 0 {
 		return out, nil, nil
@@ -641,26 +656,16 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]
 		piece int
 	}
 	attests := map[key]map[int][32]byte{}
-	for _, x := range carried {
-		ext, err := DecodeExt(x.Ext)
-		if err != nil || ext.Height != ev.height || ext.Block != ev.hash {
-			continue
-		}
+	for v, ext := range exts {
 		for _, pa := range ext.Pieces {
 			k := key{pa.Group, int(pa.Piece)}
 			if attests[k] == nil {
 				attests[k] = map[int][32]byte{}
 			}
-			attests[k][x.Validator] = pa.Hash
+			attests[k][v] = pa.Hash
 		}
 	}
 	faulty := map[int]bool{}
-	var present uint64
-	for _, x := range carried {
-		if x.Validator >= 0 && x.Validator < 64 {
-			present |= 1 << x.Validator
-		}
-	}
 	for gi, g := range ev.layout.groups {
 		var cts []*rlwe.Ciphertext
 		failed := false
@@ -672,7 +677,7 @@ func (a *App) decidePieces(ev *blockEval, carried []Precommit, trusted bool) ([]
 					holders |= 1 << v
 				}
 				if !trusted && holders&g.acked&^present != 0 {
-					return nil, nil, fmt.Errorf("%w: group %d (shard %d) piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, k, ev.height, len(carried), err)
+					return nil, nil, fmt.Errorf("%w: group %d (shard %d) piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, k, ev.height, bits.OnesCount64(present), err)
 				}
 				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "piece", k, "acked", g.acked)
 				failed = true
@@ -850,7 +855,7 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	}
 	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, uploads: ups,
 		applied: d.outs, credits: d.credits, faulty: d.faulty, prev: d.prev}
-	ev.layout = a.layoutOf(book, b, nil)
+	ev.layout = a.layoutOf(book, b, acks, nil)
 	a.spec[hash] = ev
 	return ev, nil
 }

@@ -63,12 +63,7 @@ func TestTransferDecidedTwoBlocksLater(t *testing.T) {
 			t.Fatalf("validator %d: overdraft decided %v", i, r)
 		}
 	}
-	ref := bookBytes(t, n.vals[0].app.book)
-	for i := 1; i < len(n.vals); i++ {
-		if !bytes.Equal(bookBytes(t, n.vals[i].app.book), ref) {
-			t.Fatalf("validator %d's book differs from validator 0's", i)
-		}
-	}
+	n.assertBooksIdentical()
 }
 
 // A block must carry a quorum of signed precommits for the previous block:
@@ -80,11 +75,7 @@ func TestBlockCarryingLessThanAQuorumIsRefused(t *testing.T) {
 	n.submit(n.transfer("alice", "bob", 10, 100))
 	n.step(1)
 	short := &Block{Height: 3, LastCommit: n.carried(0, 1)}
-	for i, v := range n.vals {
-		if err := v.app.ValidateProposal(3, short.Encode()); !errors.Is(err, ErrBlock) {
-			t.Fatalf("validator %d accepts a block carrying 2 of 4 precommits: %v", i, err)
-		}
-	}
+	n.assertRefused(3, short.Encode(), "a block carrying 2 of 4 precommits")
 	if err := n.vals[0].app.ValidateProposal(3, (&Block{Height: 3, LastCommit: n.carried(0, 1, 3)}).Encode()); err != nil {
 		t.Fatalf("a block carrying a quorum of 3: %v", err)
 	}
@@ -160,11 +151,7 @@ func (n *chainNet) refusedEverywhere(t *testing.T, name string, blk *Block, tamp
 	t.Helper()
 	b := *blk
 	b.LastCommit = tamper(append([]Precommit(nil), blk.LastCommit...))
-	for i, v := range n.vals {
-		if err := v.app.ValidateProposal(b.Height, b.Encode()); !errors.Is(err, ErrBlock) {
-			t.Fatalf("%s: validator %d accepts the block: %v", name, i, err)
-		}
-	}
+	n.assertRefused(b.Height, b.Encode(), name)
 }
 
 // A proposal naming an upload this validator holds neither in its mempool

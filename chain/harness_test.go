@@ -605,6 +605,16 @@ func (n *chainNet) acksOf(u *Upload) int { return bits.OnesCount64(ackSets(n.car
 // retained height.
 func bookBytes(t *testing.T, b *ledger.Book) []byte {
 	t.Helper()
+	from := uint64(0)
+	if b.Height() >= ledger.DefaultWindow {
+		from = b.Height() - ledger.DefaultWindow + 1
+	}
+	return bookBytesFrom(t, b, from)
+}
+
+// bookBytesFrom is bookBytes with shard states from book height from on.
+func bookBytesFrom(t testing.TB, b *ledger.Book, from uint64) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	binary.Write(&out, binary.BigEndian, b.Height())
 	accts := b.Accounts()
@@ -615,10 +625,6 @@ func bookBytes(t *testing.T, b *ledger.Book) []byte {
 			t.Fatal(err)
 		}
 		out.Write(ab)
-	}
-	from := uint64(0)
-	if b.Height() >= ledger.DefaultWindow {
-		from = b.Height() - ledger.DefaultWindow + 1
 	}
 	for _, s := range b.Shards() {
 		for h := from; h <= b.Height(); h++ {
@@ -699,9 +705,16 @@ func (n *chainNet) assertBalances(want map[string]uint64) {
 // validator 0's.
 func (n *chainNet) assertBooksIdentical() {
 	n.t.Helper()
-	ref := bookBytes(n.t, n.vals[0].app.book)
+	n.assertSameBytes(func(b *ledger.Book) []byte { return bookBytes(n.t, b) })
+}
+
+// assertSameBytes fails unless enc gives the same bytes for every
+// validator's book.
+func (n *chainNet) assertSameBytes(enc func(*ledger.Book) []byte) {
+	n.t.Helper()
+	ref := enc(n.vals[0].app.book)
 	for i := 1; i < len(n.vals); i++ {
-		if !bytes.Equal(bookBytes(n.t, n.vals[i].app.book), ref) {
+		if !bytes.Equal(enc(n.vals[i].app.book), ref) {
 			n.t.Fatalf("validator %d's book differs from validator 0's at height %d", i, n.height)
 		}
 	}
@@ -744,29 +757,7 @@ func (n *chainNet) blocks(from, to uint64) []*Block {
 // the whole window of older states, cheap enough to run every few heights.
 func (n *chainNet) assertStatesIdentical() {
 	n.t.Helper()
-	enc := func(b *ledger.Book) []byte {
-		var out bytes.Buffer
-		binary.Write(&out, binary.BigEndian, b.Height())
-		accts := b.Accounts()
-		sort.Slice(accts, func(i, j int) bool { return bytes.Compare(accts[i].ID[:], accts[j].ID[:]) < 0 })
-		for _, a := range accts {
-			ab, _ := a.MarshalBinary()
-			out.Write(ab)
-		}
-		for _, s := range b.Shards() {
-			if ct, ok := b.State(s, b.Height()); ok {
-				cb, _ := ct.MarshalBinary()
-				out.Write(cb)
-			}
-		}
-		return out.Bytes()
-	}
-	ref := enc(n.vals[0].app.book)
-	for i := 1; i < len(n.vals); i++ {
-		if !bytes.Equal(enc(n.vals[i].app.book), ref) {
-			n.t.Fatalf("validator %d's book differs from validator 0's at height %d", i, n.height)
-		}
-	}
+	n.assertSameBytes(func(b *ledger.Book) []byte { return bookBytesFrom(n.t, b, b.Height()) })
 }
 
 // assertNobodyNamed fails if any validator's view ever named a validator
@@ -778,6 +769,17 @@ func (n *chainNet) assertNobodyNamed() {
 			if len(view.Faulty) != 0 {
 				n.t.Fatalf("validator %d named %v faulty at height %d", i, view.Faulty, view.Height)
 			}
+		}
+	}
+}
+
+// assertRefused fails unless every validator refuses value at height as an
+// invalid block (ErrBlock); what names the block in the failure.
+func (n *chainNet) assertRefused(height uint64, value []byte, what string) {
+	n.t.Helper()
+	for i, v := range n.vals {
+		if err := v.app.ValidateProposal(height, value); !errors.Is(err, ErrBlock) {
+			n.t.Fatalf("%s: validator %d accepts the block: %v", what, i, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"sync"
 
@@ -54,15 +55,8 @@ func (c *PieceCache) forget(below uint64) {
 
 func pieceKey(h [32]byte) string { return "piece/" + hex.EncodeToString(h[:]) }
 
-func pieceIndexKey(height uint64) string { return "pieces/" + hex.EncodeToString(u64(height)) }
-
-func u64(v uint64) []byte {
-	var b [8]byte
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(v)
-		v >>= 8
-	}
-	return b[:]
+func pieceIndexKey(height uint64) string {
+	return "pieces/" + hex.EncodeToString(binary.BigEndian.AppendUint64(nil, height))
 }
 
 // StoredPiece returns a persisted piece ciphertext.

@@ -2,7 +2,6 @@ package chain
 
 import (
 	"crypto/rand"
-	"errors"
 	"testing"
 
 	"github.com/zkbank/zkbank/ledger"
@@ -80,11 +79,7 @@ func TestAttack_ReplayedAccountOpeningIsRefused(t *testing.T) {
 		n.vals[1].app.faults.TamperProposal = tamper
 		value := n.propose(1)
 		n.vals[1].app.faults.TamperProposal = nil
-		for i, v := range n.vals {
-			if err := v.app.ValidateProposal(n.height+1, value); !errors.Is(err, ErrBlock) {
-				t.Fatalf("%s: validator %d accepts the block: %v", name, i, err)
-			}
-		}
+		n.assertRefused(n.height+1, value, name)
 	}
 }
 
@@ -113,11 +108,7 @@ func TestAttack_ForgedSignatureOnAnAckedTransferIsRefused(t *testing.T) {
 	if b, _ := DecodeBlock(value); len(b.Subs) != 1 {
 		t.Fatalf("the proposal orders %d uploads, want 1", len(b.Subs))
 	}
-	for i, v := range n.vals {
-		if err := v.app.ValidateProposal(n.height+1, value); !errors.Is(err, ErrBlock) {
-			t.Fatalf("validator %d accepts a forged signature: %v", i, err)
-		}
-	}
+	n.assertRefused(n.height+1, value, "a forged signature")
 	if got := n.settle(); got[idOf(u)] != ledger.Accepted {
 		t.Fatalf("the genuine transfer decided %v", got[idOf(u)])
 	}
@@ -141,11 +132,7 @@ func TestAttack_WithheldAckCannotGetAnHonestTransferFailedClosed(t *testing.T) {
 		t.Fatalf("block 3 orders %d uploads, want 1", len(b.Subs))
 	}
 	short := &Block{Height: n.height + 1, LastCommit: n.carried(0, 1, 3)}
-	for i, v := range n.vals {
-		if err := v.app.ValidateProposal(n.height+1, short.Encode()); !errors.Is(err, ErrBlock) {
-			t.Fatalf("validator %d accepts a quorum missing an acking holder: %v", i, err)
-		}
-	}
+	n.assertRefused(n.height+1, short.Encode(), "a quorum missing an acking holder")
 	if got := n.settle(); got[idOf(u)] != ledger.Accepted {
 		t.Fatalf("the honest transfer decided %v", got[idOf(u)])
 	}

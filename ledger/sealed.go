@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
@@ -600,7 +599,7 @@ func (sh *Sharing) DecidePiece(k int, attests map[int][32]byte) (hash [32]byte, 
 	found := false
 	for h, c := range count {
 		if c >= sh.F+1 {
-			if found && !bytes.Equal(h[:], hash[:]) {
+			if found && h != hash {
 				// Two hashes with f+1 holders each: more than f holders lie.
 				return [32]byte{}, nil, fmt.Errorf("%w: two hashes each attested by f+1 holders of piece %d", ErrNoPieceMajority, k)
 			}

@@ -534,10 +534,12 @@ func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error
 	}
 	var h [32]byte
 	copy(h[:], b)
-	if raw, err := n.mem.Raw(h); err == nil && raw != nil {
+	// Pieces first: every validator fetches some each height, and the cache
+	// is a map lookup where the pool is an actor round trip and a scan.
+	if raw := n.pieces.Get(h); raw != nil {
 		return raw, nil
 	}
-	if raw := n.pieces.Get(h); raw != nil {
+	if raw, err := n.mem.Raw(h); err == nil && raw != nil {
 		return raw, nil
 	}
 	if raw, err := chain.StoredUpload(n.db, h); err == nil {
