@@ -49,7 +49,7 @@ type Account struct {
 	Shard     uint32 `json:"shard"`
 	Lane      int    `json:"lane"`
 	Nonce     uint64 `json:"nonce"`      // last nonce consumed; the next transfer uses Nonce+1
-	LastDebit uint64 `json:"last_debit"` // height of the last applied debit
+	LastApply uint64 `json:"last_apply"` // height whose results last moved pending funds into the available balance
 	Height    uint64 `json:"height"`     // the node's applied height when answering
 }
 

@@ -80,6 +80,7 @@ type App struct {
 	st       Store
 	observer Observer
 	now      func() time.Time
+	timing   func(string, time.Duration)
 	faults   Faults
 
 	book      *ledger.Book // results through finalized-2, accounts through finalized
@@ -132,6 +133,10 @@ type Config struct {
 	Observer   Observer // may be nil
 	Now        func() time.Time
 	Faults     Faults
+	// Timing, if set, is told how long each stage of the pipeline took
+	// (StageDecide, StagePieces, StageShares, StagePersist, StagePropose),
+	// for the node's metrics.
+	Timing func(stage string, d time.Duration)
 
 	// Restored is the state to resume from (Restore); nil starts at genesis
 	// with GenesisBook.
@@ -139,10 +144,26 @@ type Config struct {
 	GenesisBook *ledger.Book
 }
 
+// Pipeline stages reported to Config.Timing.
+const (
+	StageDecide  = "decide"  // verdicts from shares, pieces decided, the block evaluated
+	StagePieces  = "pieces"  // this validator's piece ciphertexts encrypted
+	StageShares  = "shares"  // decryption shares of the previous block's checks
+	StagePersist = "persist" // a finalized height written to the store
+	StagePropose = "propose" // a proposal built
+)
+
+// timed reports a stage's duration since start.
+func (a *App) timed(stage string, start time.Time) {
+	if a.timing != nil {
+		a.timing(stage, time.Since(start))
+	}
+}
+
 // New builds the application from a restored state.
 func New(c Config) (*App, error) {
 	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, pk: c.PK, open: c.Opener, pieces: c.Pieces, chain: c.Chain, n: c.N, t: c.T, log: c.Logger, vals: c.Validators,
-		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults,
+		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults, timing: c.Timing,
 		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decided{}}
 	if a.now == nil {
 		a.now = time.Now
@@ -275,6 +296,7 @@ type layout struct {
 
 type group struct {
 	shard uint32
+	apply bool
 	acked uint64 // bitmask of the validators that acked every transfer of the group
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
@@ -303,6 +325,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 	l := &layout{early: map[[32]byte]ledger.Reason{}}
 	type key struct {
 		shard uint32
+		apply bool // applies and payments of a shard are separate batches (ledger.Plan)
 		acked uint64
 	}
 	type placed struct {
@@ -333,7 +356,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 			continue
 		}
 		taken[k] = true
-		gk := key{from.Shard, acks[id]}
+		gk := key{from.Shard, env.IsApply(), acks[id]}
 		if !seen[gk] {
 			seen[gk] = true
 			order = append(order, gk)
@@ -348,7 +371,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 			break
 		}
 		idx[gk] = len(l.groups)
-		l.groups = append(l.groups, group{shard: gk.shard, acked: gk.acked})
+		l.groups = append(l.groups, group{shard: gk.shard, apply: gk.apply, acked: gk.acked})
 	}
 	for _, p := range all {
 		j, ok := idx[p.key]
@@ -370,6 +393,10 @@ func (a *App) ackQuorum() int { return a.n - (a.n-1)/3 }
 
 // maxCandidates is how many waiting uploads a proposer considers.
 const maxCandidates = 4096
+
+// gapWait is how long a proposer holds back an account's operation whose
+// nonce skips one, waiting for the missing operation to arrive.
+const gapWait = time.Second
 
 // ackSets returns, per transfer id, the bitmask of the carried precommits
 // that acked it.
@@ -426,10 +453,12 @@ func (a *App) decide(carried []Precommit) (*decided, error) {
 	if d, ok := a.decided[key]; ok {
 		return d, nil
 	}
+	start := time.Now()
 	d, err := a.decideUncached(carried)
 	if err != nil {
 		return nil, err
 	}
+	a.timed(StageDecide, start)
 	a.decided[key] = d
 	return d, nil
 }
@@ -882,6 +911,7 @@ func (a *App) HasWork(uint64) bool {
 // validators, at most one debit per sender) and carries the previous
 // height's precommits.
 func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([]byte, error) {
+	defer a.timed(StagePropose, time.Now())
 	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli())}
 	if last != nil {
 		// Every precommit of the certificate, late ones included: the more
@@ -906,16 +936,54 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	if err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
-	senders := map[ledger.AccountID]bool{}
+	// One operation per account and block, and an account's operations in
+	// nonce order, each in a later block than the one before: a wallet
+	// builds each operation on the available balance its previous ones
+	// leave, so an operation evaluated before its predecessor would fail.
+	// The last block's operations are still undecided in book: their nonces
+	// count as consumed.
+	used := map[ledger.AccountID]uint64{}
+	if a.last != nil {
+		for _, s := range a.last.block.Subs {
+			e := &s.Envelopes[0]
+			used[e.From] = max(used[e.From], e.Nonce)
+		}
+	}
+	next := map[ledger.AccountID]*Upload{}
+	var order []ledger.AccountID
 	for _, u := range cands {
-		if len(b.Subs) >= MaxBlockSubs || len(u.Envs) != 1 || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
+		if len(u.Envs) != 1 {
 			continue
 		}
 		e := &u.Envs[0]
-		if senders[e.From] || book.Check(e) == ledger.RejectReplay {
+		if book.Check(e) == ledger.RejectReplay || e.Nonce <= used[e.From] {
 			continue
 		}
-		senders[e.From] = true
+		if cur, ok := next[e.From]; !ok {
+			order = append(order, e.From)
+			next[e.From] = u
+		} else if e.Nonce < cur.Envs[0].Nonce {
+			next[e.From] = u
+		}
+	}
+	now := a.now()
+	for _, from := range order {
+		u := next[from]
+		// The account's next operation waits for its acks; a later one of
+		// the same account never overtakes it. One that leaves a nonce gap
+		// waits a moment for the missing one (relays can deliver a wallet's
+		// operations out of order), then goes ahead: nonces need only
+		// increase, and a gap that never fills must not stall the account.
+		if len(b.Subs) >= MaxBlockSubs || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
+			continue
+		}
+		expect := used[from]
+		if acct, ok := book.Account(from); ok {
+			expect = max(expect, acct.Nonce)
+		}
+		if u.Envs[0].Nonce != expect+1 && now.Sub(u.Received) < gapWait {
+			continue
+		}
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 	}
 	opens, err := a.mem.Opens(MaxBlockOpens)
@@ -956,6 +1024,7 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 	if ev.mine != nil {
 		return *ev.mine, nil
 	}
+	defer a.timed(StagePieces, time.Now())
 	var out []PieceAttest
 	for gi, g := range ev.layout.groups {
 		complete := true
@@ -1021,6 +1090,7 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 	}
 	if pe := ev.prev; pe != nil {
 		x.Digest = pe.digest
+		defer a.timed(StageShares, time.Now())
 		for _, e := range pe.evals {
 			bs, es, err := a.dec.ShareChecks(a.key, &e.Checks)
 			if err != nil {
@@ -1107,9 +1177,11 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	}
 	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits,
 		pieces: a.piecesToPersist(ev)}
+	pstart := time.Now()
 	if err := persistHeight(a.st, rec); err != nil {
 		return fmt.Errorf("chain: persisting height %d: %w", height, err)
 	}
+	a.timed(StagePersist, pstart)
 	a.book, a.credits, a.finalized, a.last = ev.book, ev.credits, height, ev
 	a.spec = map[[32]byte]*blockEval{}
 	a.decided = map[[32]byte]*decided{}

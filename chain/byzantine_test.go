@@ -100,8 +100,8 @@ func TestMoreThanFWrongSharesFailClosed(t *testing.T) {
 		}
 	}
 	acct, _ := n.vals[0].app.book.Account(n.users["alice"].id)
-	if acct.LastDebit != 0 {
-		t.Fatalf("a failed-closed transfer debited alice at %d", acct.LastDebit)
+	if acct.LastApply != 0 {
+		t.Fatalf("a failed-closed transfer moved alice's pending funds at %d", acct.LastApply)
 	}
 }
 

@@ -371,7 +371,7 @@ func (n *chainNet) transfer(from, to string, amount, claimed uint64) *Upload {
 	f.nonce++
 	_ = acct
 	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: d.id, Amount: amount,
-		Balance: claimed, Height: n.vals[0].app.book.Height(), Nonce: f.nonce})
+		Balance: claimed, Nonce: f.nonce})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -654,11 +654,20 @@ func newOpen(t *testing.T, n *chainNet, signed bool) Open {
 	return o
 }
 
-// balance decrypts what validator i's book holds for a user's balance at
-// the book's height: the account's balance ciphertext (Engine.BalanceCiphertext)
-// threshold-decrypted with the first t key shares, as the committee would
-// (a test holds every share; no owner key is involved).
+// balance decrypts what validator i's book holds for a user at the book's
+// height: available plus pending, everything the account owns.
 func (n *chainNet) balance(i int, name string) uint64 {
+	n.t.Helper()
+	a, p := n.balances(i, name)
+	return a + p
+}
+
+// balances decrypts a user's available and pending balances in validator
+// i's book at its height: the ciphertext validators re-encrypt to owners
+// (Engine.BalancesFromRecomposed) threshold-decrypted with the first t key
+// shares, as the committee would (a test holds every share; no owner key is
+// involved).
+func (n *chainNet) balances(i int, name string) (avail, pending uint64) {
 	n.t.Helper()
 	v := n.vals[i]
 	book := v.app.book
@@ -666,11 +675,21 @@ func (n *chainNet) balance(i int, name string) uint64 {
 	if !ok {
 		n.t.Fatalf("no account for %s", name)
 	}
-	st, ok := book.State(acct.Shard, book.Height())
-	if !ok {
+	st, ok1 := book.State(acct.Shard, book.Height())
+	pst, ok2 := book.PendingState(acct.Shard, book.Height())
+	if !ok1 || !ok2 {
 		n.t.Fatalf("no state for shard %d at %d", acct.Shard, book.Height())
 	}
-	ct, err := v.cfg.Engine.BalanceCiphertext(st, acct.Lane)
+	eng := v.cfg.Engine
+	sum, err := eng.Recompose(st)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	psum, err := eng.Recompose(pst)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ct, err := eng.BalancesFromRecomposed(sum, psum, acct.Lane)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -686,7 +705,21 @@ func (n *chainNet) balance(i int, name string) uint64 {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return vals[n.c.p.Slot(0, 0, acct.Lane)]
+	return vals[n.c.p.Slot(0, 0, acct.Lane)], vals[n.c.p.Slot(0, 1, acct.Lane)]
+}
+
+// apply builds the upload moving amount of name's pending balance (which is
+// pending at the book's height) into its available one, as its wallet would.
+func (n *chainNet) apply(name string, amount, pending uint64) *Upload {
+	n.t.Helper()
+	f := n.users[name]
+	f.nonce++
+	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: f.id, Amount: amount,
+		Balance: pending, Height: n.vals[0].app.book.Height(), Nonce: f.nonce})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
 }
 
 // assertBalances checks every validator's book holds exactly these balances.

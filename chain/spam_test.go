@@ -49,6 +49,7 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 		}
 	}
 	want := map[string]uint64{"alice": 1000, "carol": 500, "dave": 0}
+	avail := map[string]uint64{"alice": 1000, "carol": 500}
 	var honest []*Upload
 	start := time.Now()
 	n.step(0)
@@ -67,8 +68,12 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 		if round%4 == 0 {
 			// Every honest transfer submitted 4 heights ago is applied: the
 			// wallets know their balances and may send again.
-			a := n.transfer("alice", "dave", 7, want["alice"])
-			c := n.transfer("carol", "alice", 3, want["carol"])
+			// alice's credits from carol wait in her pending balance: she
+			// pays from her available one, which only her payments change.
+			a := n.transfer("alice", "dave", 7, avail["alice"])
+			c := n.transfer("carol", "alice", 3, avail["carol"])
+			avail["alice"] -= 7
+			avail["carol"] -= 3
 			n.submit(a)
 			n.submit(c)
 			honest = append(honest, a, c)

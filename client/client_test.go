@@ -204,7 +204,7 @@ func TestMulti_BalanceWaitsForNotReadyNodesUntilDeadline(t *testing.T) {
 	}
 }
 
-func TestMulti_SubmitFallsBackWhenANodeIsDownAndRotates(t *testing.T) {
+func TestMulti_SubmitFallsBackWhenANodeIsDownAndSpreadsAccounts(t *testing.T) {
 	c := newCluster(t)
 	m, _ := NewMulti(c.gen, WithParams(c.com.p))
 	b, err := m.Dealer()
@@ -224,19 +224,44 @@ func TestMulti_SubmitFallsBackWhenANodeIsDownAndRotates(t *testing.T) {
 			t.Fatalf("submit %d: %v %v", i, ids, err)
 		}
 	}
-	if got := c.nodes[1].submitted + c.nodes[2].submitted + c.nodes[3].submitted; got != 3 {
-		t.Fatalf("%d submissions reached live nodes", got)
+	// One account's operations go to one node, in order (each is built on
+	// the balance its predecessors leave).
+	reached := 0
+	for _, n := range c.nodes[1:] {
+		if n.submitted == 3 {
+			reached++
+		}
 	}
-	if c.nodes[1].submitted == 0 || c.nodes[2].submitted == 0 {
-		t.Fatalf("no rotation: %d %d %d", c.nodes[1].submitted, c.nodes[2].submitted, c.nodes[3].submitted)
+	if got := c.nodes[1].submitted + c.nodes[2].submitted + c.nodes[3].submitted; got != 3 || reached != 1 {
+		t.Fatalf("one account's 3 submissions reached live nodes %d, %d, %d times", c.nodes[1].submitted, c.nodes[2].submitted, c.nodes[3].submitted)
+	}
+	// Other accounts spread over the nodes.
+	for i := 0; i < 16; i++ {
+		h := newHolder(c.com.p)
+		s, err := b.Build(ledger.TransferSpec{From: h.ID(), Key: h.key, To: to.ID(), Amount: 1, Balance: 1, Nonce: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Submit(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := 0
+	for _, n := range c.nodes[1:] {
+		if n.submitted > 0 {
+			used++
+		}
+	}
+	if used < 2 {
+		t.Fatalf("16 accounts' submissions all reached one node")
 	}
 	// The envelope names the chain and verifies under the sender's key.
-	env := c.nodes[1].subs
-	if len(env) == 0 {
-		env = c.nodes[2].subs
-	}
-	if e := env[0].Envelopes[0]; e.Chain != "test-chain" || !e.Verify(from.pub) {
-		t.Fatalf("envelope %+v", e)
+	for _, n := range c.nodes[1:] {
+		for _, sb := range n.subs {
+			if e := sb.Envelopes[0]; e.From == from.ID() && (e.Chain != "test-chain" || !e.Verify(from.pub)) {
+				t.Fatalf("envelope %+v", e)
+			}
+		}
 	}
 	c.nodes[1].srv.Close()
 	c.nodes[2].srv.Close()

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,11 +29,15 @@ type Holder interface {
 	BalanceSignature(chain string, q ledger.BalanceQuery, ownerPK []byte) []byte
 }
 
-// Balance is a decrypted balance and the height of the state it was read at:
-// a transfer built from it names that height.
+// Balance is an account's decrypted balances and the height of the state
+// they were read at. Amount is the available balance (what the owner may
+// spend; only its own operations change it); Pending holds the credits
+// received since the owner's last apply, which an apply naming Height moves
+// into Amount.
 type Balance struct {
-	Amount uint64
-	Height uint64
+	Amount  uint64
+	Pending uint64
+	Height  uint64
 }
 
 // Multi is a client of a whole committee, built from the genesis.
@@ -45,7 +50,6 @@ type Multi struct {
 
 	mu     sync.Mutex
 	dealer *ledger.Dealer
-	next   int // round-robin start for submissions
 
 	poll time.Duration // WaitTransfer's first polling interval
 }
@@ -126,9 +130,8 @@ func (m *Multi) Balance(ctx context.Context, h Holder) (Balance, error) {
 	return m.BalanceAt(ctx, h, 0)
 }
 
-// BalanceAt is Balance at a height of at least minHeight: after a debit is
-// applied at height H, the next transfer must be built from a balance read at
-// H or later, or it is stale.
+// BalanceAt is Balance at a height of at least minHeight: after an operation
+// is decided at height H, a read at H or later includes it.
 //
 // Validators agree on a balance ciphertext only at the same height, so the
 // client first asks every node for its applied height, picks the highest
@@ -321,11 +324,11 @@ func (m *Multi) combine(owner *ledger.OwnerKeys, replies []reply, errs []error, 
 		if h < minHeight {
 			break
 		}
-		amount, height, err := m.dec.CombineBalance(owner, g)
+		b, height, err := m.dec.CombineBalances(owner, g)
 		if err != nil {
 			return Balance{}, fmt.Errorf("combine balance at height %d: %w", h, err)
 		}
-		return Balance{Amount: amount, Height: height}, nil
+		return Balance{Amount: b.Available, Pending: b.Pending, Height: height}, nil
 	}
 	return Balance{}, fmt.Errorf("%w: no %d validators agree on a height >= %d (heights %v)", errRetry, t, minHeight, heights)
 }
@@ -468,10 +471,13 @@ func (m *Multi) Dealer() (*ledger.Dealer, error) {
 // calls and moving on when a node is unreachable. It returns the transfer
 // ids, one per envelope.
 func (m *Multi) Submit(ctx context.Context, sub *ledger.Submission) ([]string, error) {
-	m.mu.Lock()
-	start := m.next
-	m.next = (m.next + 1) % len(m.nodes)
-	m.mu.Unlock()
+	// One account's operations go to the same node first, so they reach
+	// the validators in the order the wallet sent them (each is built on
+	// the available balance its predecessors leave).
+	start := 0
+	if len(sub.Envelopes) > 0 {
+		start = int(binary.BigEndian.Uint32(sub.Envelopes[0].From[:4]) % uint32(len(m.nodes)))
+	}
 	var r *api.SubmitResponse
 	err := m.anyFrom(ctx, start, func(c *Client) (err error) {
 		r, err = c.Submit(ctx, sub)

@@ -19,19 +19,46 @@ func TestAttack_ReplayedNonce(t *testing.T) {
 	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60})
 }
 
-func TestAttack_StaleHeightAfterDebit(t *testing.T) {
+// A payment built on a balance an earlier payment of the account has since
+// changed claims a new balance that no longer adds up: rejected, nothing
+// moves.
+func TestAttack_PaymentBuiltOnAnOutdatedAvailableBalance(t *testing.T) {
 	w := genesis3(t)
 	first, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
-	second := w.spec("alice", "carol", 80, 100) // built against the same height
+	second := w.spec("alice", "carol", 80, 100) // built against the same balance
 	second.Nonce++
 	s2, _ := w.b.Build(second)
 	if r := reason(t, w.block(t, first), first); r != Accepted {
 		t.Fatal(r)
 	}
-	if r := reason(t, w.block(t, s2), s2); r != RejectStaleHeight {
-		t.Fatalf("stale: %v", r)
+	if r := reason(t, w.block(t, s2), s2); r != RejectBalanceMismatch {
+		t.Fatalf("outdated: %v", r)
 	}
 	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60, "carol": 7})
+}
+
+// Two applies of the same pending read: the second names a height older
+// than the first one's commit.
+func TestAttack_StaleApply(t *testing.T) {
+	w := genesis3(t)
+	pay, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
+	if r := reason(t, w.block(t, pay), pay); r != Accepted {
+		t.Fatal(r)
+	}
+	first := w.applySpec("bob", 10, 10)
+	second := first
+	second.Nonce++
+	a1, _ := w.b.Build(first)
+	a2, _ := w.b.Build(second)
+	if r := reason(t, w.block(t, a1), a1); r != Accepted {
+		t.Fatal(r)
+	}
+	if r := reason(t, w.block(t, a2), a2); r != RejectStaleHeight {
+		t.Fatalf("second apply: %v", r)
+	}
+	if a, p := w.balances(t, "bob"); a != 60 || p != 0 {
+		t.Fatalf("bob holds %d available, %d pending; want 60, 0", a, p)
+	}
 }
 
 func TestCreditsSinceNamedHeightDoNotMakeADebitStale(t *testing.T) {
@@ -48,9 +75,9 @@ func TestCreditsSinceNamedHeightDoNotMakeADebitStale(t *testing.T) {
 	w.expectBalances(t, map[string]uint64{"alice": 106, "bob": 10, "carol": 41})
 }
 
-func TestAttack_FutureHeight(t *testing.T) {
+func TestAttack_ApplyNamingAFutureHeight(t *testing.T) {
 	w := genesis3(t)
-	s := w.spec("alice", "bob", 10, 100)
+	s := w.applySpec("alice", 0, 0)
 	s.Height = 5
 	sub, _ := w.b.Build(s)
 	if r := reason(t, w.block(t, sub), sub); r != RejectFutureHeight {
@@ -83,7 +110,7 @@ func TestAttack_BadSignature(t *testing.T) {
 	w.expectBalances(t, map[string]uint64{"alice": 100, "bob": 50})
 }
 
-func TestAttack_UnknownAccountAndSelfTransfer(t *testing.T) {
+func TestAttack_UnknownAccount(t *testing.T) {
 	w := genesis3(t)
 	s := w.spec("alice", "bob", 10, 100)
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -92,14 +119,18 @@ func TestAttack_UnknownAccountAndSelfTransfer(t *testing.T) {
 	if r := reason(t, w.block(t, sub), sub); r != RejectUnknownAccount {
 		t.Fatalf("unknown receiver: %v", r)
 	}
-	self := w.spec("alice", "alice", 10, 100)
-	if _, err := w.b.Build(self); err == nil {
-		t.Fatal("builder accepted a self transfer")
+	w.expectBalances(t, map[string]uint64{"alice": 100, "bob": 50})
+}
+
+// An apply claiming pending funds an account does not have is rejected.
+func TestAttack_ApplyOfNothingPending(t *testing.T) {
+	w := genesis3(t)
+	sub, _ := w.b.Build(w.applySpec("alice", 10, 10))
+	if r := reason(t, w.block(t, sub), sub); r != RejectBalanceMismatch {
+		t.Fatalf("apply of nothing: %v", r)
 	}
-	forged := w.b.Seal(sub.Ciphertext, self)
-	forged.Envelopes[0].CTHash = sub.Envelopes[0].CTHash
-	if r := w.book.Check(&forged.Envelopes[0]); r != RejectSelfTransfer {
-		t.Fatalf("self transfer: %v", r)
+	if a, p := w.balances(t, "alice"); a != 100 || p != 0 {
+		t.Fatalf("alice holds %d available, %d pending", a, p)
 	}
 }
 

@@ -203,6 +203,39 @@ func (e *Engine) Recompose(state *rlwe.Ciphertext) (*rlwe.Ciphertext, error) {
 	return e.recompose(state)
 }
 
+// BalancesFromRecomposed isolates one account's two balances from its
+// shard's recomposed available and pending states into one ciphertext: the
+// available balance at slot (0,0,lane), the pending one at (0,1,lane), zero
+// elsewhere. It is what a validator re-encrypts to the owner (one share for
+// both), so no other account's data and no slot junk can leak through it.
+func (e *Engine) BalancesFromRecomposed(avail, pend *rlwe.Ciphertext, lane int) (*rlwe.Ciphertext, error) {
+	if lane < 0 || lane >= e.p.Lanes {
+		return nil, fmt.Errorf("%w: lane %d", ErrBatch, lane)
+	}
+	out, err := e.slotOf(avail, e.p.Slot(0, 0, lane))
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.slotOf(pend, e.p.Slot(0, 1, lane))
+	if err != nil {
+		return nil, err
+	}
+	if err := e.eval.Add(out, p, out); err != nil {
+		return nil, err
+	}
+	return e.rescaleTo(out, LevelDecrypt)
+}
+
+// slotOf multiplies a state-level ciphertext by the indicator of one slot.
+func (e *Engine) slotOf(sum *rlwe.Ciphertext, slot int) (*rlwe.Ciphertext, error) {
+	if sum == nil || sum.Level() != LevelState {
+		return nil, fmt.Errorf("%w: state must be at level %d", ErrBatch, LevelState)
+	}
+	vals := make([]uint64, e.p.Slots)
+	vals[slot] = 1
+	return e.maskedBy(sum, vals)
+}
+
 // BalanceFromRecomposed isolates one lane's balance from a recomposed state.
 func (e *Engine) BalanceFromRecomposed(sum *rlwe.Ciphertext, lane int) (*rlwe.Ciphertext, error) {
 	if lane < 0 || lane >= e.p.Lanes {

@@ -29,8 +29,10 @@ func (k AccountKind) String() string {
 	return "deposit"
 }
 
-// Account is the plaintext registry entry of an account. Its balance exists
-// only inside its shard's state ciphertext.
+// Account is the plaintext registry entry of an account. Its balances exist
+// only inside its shard's two state ciphertexts: the available balance, which
+// only the owner's own operations change (payments and applies), and the
+// pending balance, where every credit to it lands.
 type Account struct {
 	ID        AccountID
 	SignPub   ed25519.PublicKey
@@ -39,7 +41,7 @@ type Account struct {
 	Shard     uint32
 	Lane      int
 	Nonce     uint64 // last nonce consumed
-	LastDebit uint64 // height whose results last debited this account
+	LastApply uint64 // height whose results last moved this account's pending balance into its available one
 	Created   uint64
 }
 
@@ -55,8 +57,20 @@ type Book struct {
 	height  uint64
 	byID    map[AccountID]*Account
 	byLane  map[laneKey]AccountID
-	history map[uint32]map[uint64]*rlwe.Ciphertext // shard -> height -> state
+	history map[uint32]map[uint64]*rlwe.Ciphertext // shard (or PendingKey(shard)) -> height -> state
 }
+
+// pendingBit marks the pending plane of a shard in the book's state map:
+// shard s's pending balances are kept, persisted and restored as the state
+// of shard PendingKey(s). Shards are numbered from 0 by 256 accounts, so a
+// real shard never has this bit.
+const pendingBit = uint32(1) << 31
+
+// PendingKey is the state key of shard s's pending plane.
+func PendingKey(s uint32) uint32 { return s | pendingBit }
+
+// IsPendingKey reports whether a state key is a pending plane.
+func IsPendingKey(k uint32) bool { return k&pendingBit != 0 }
 
 type laneKey struct {
 	shard uint32
@@ -106,7 +120,12 @@ func NewBook(eng *Engine, chain string, accounts []GenesisAccount) (*Book, error
 		if err != nil {
 			return nil, err
 		}
+		pend, err := eng.trivialState(nil)
+		if err != nil {
+			return nil, err
+		}
 		b.history[s] = map[uint64]*rlwe.Ciphertext{0: st}
+		b.history[PendingKey(s)] = map[uint64]*rlwe.Ciphertext{0: pend}
 	}
 	return b, nil
 }
@@ -157,7 +176,7 @@ func (b *Book) open(pub ed25519.PublicKey, ownerPK []byte, kind AccountKind, hei
 	}
 	n := len(b.byID)
 	a := &Account{ID: id, SignPub: append(ed25519.PublicKey(nil), pub...), OwnerPK: append([]byte(nil), ownerPK...), Kind: kind,
-		Shard: uint32(n / b.p.Lanes), Lane: n % b.p.Lanes, Created: height, LastDebit: height}
+		Shard: uint32(n / b.p.Lanes), Lane: n % b.p.Lanes, Created: height, LastApply: height}
 	b.byID[id] = a
 	b.byLane[laneKey{a.Shard, a.Lane}] = id
 	return a, nil
@@ -176,6 +195,7 @@ func (b *Book) Open(pub ed25519.PublicKey, ownerPK []byte, kind AccountKind) (*A
 			return nil, err
 		}
 		b.history[a.Shard] = map[uint64]*rlwe.Ciphertext{b.height: st}
+		b.history[PendingKey(a.Shard)] = map[uint64]*rlwe.Ciphertext{b.height: st}
 	}
 	return a, nil
 }
@@ -207,7 +227,8 @@ func (b *Book) Height() uint64 { return b.height }
 // Chain is the chain id envelopes must name.
 func (b *Book) Chain() string { return b.chain }
 
-// Shards lists shard ids in order.
+// Shards lists the state keys in order: every shard, then every shard's
+// pending plane (PendingKey).
 func (b *Book) Shards() []uint32 {
 	out := make([]uint32, 0, len(b.history))
 	for s := range b.history {
@@ -236,6 +257,11 @@ func (b *Book) State(shard uint32, h uint64) (*rlwe.Ciphertext, bool) {
 	return hs[best], true
 }
 
+// PendingState returns a shard's pending plane as of height h.
+func (b *Book) PendingState(shard uint32, h uint64) (*rlwe.Ciphertext, bool) {
+	return b.State(PendingKey(shard), h)
+}
+
 func (b *Book) stateAt(shard uint32, h uint64) (*rlwe.Ciphertext, error) {
 	st, ok := b.State(shard, h)
 	if !ok {
@@ -245,8 +271,17 @@ func (b *Book) stateAt(shard uint32, h uint64) (*rlwe.Ciphertext, error) {
 }
 
 // Check runs the plaintext admission checks on one envelope against the
-// current book: signature, chain, accounts, replay and staleness. It returns
-// Accepted or the reason.
+// current book: signature, chain, accounts, replay and, for an apply, the
+// pending height it names. It returns Accepted or the reason.
+//
+// A payment (To != From) names no height: its balance equation reads the
+// sender's available balance as it stands when the block is evaluated, which
+// only the sender's own earlier operations changed, so a wallet knows it
+// exactly and can send in every block without reading it. An apply
+// (To == From) moves part of the pending balance into the available one; it
+// names the height of the pending balance it was built against, which must
+// be no older than the account's last apply (else the same pending funds
+// would be claimed twice) and inside the retained window.
 func (b *Book) Check(e *Envelope) Reason {
 	from, ok := b.byID[e.From]
 	if !ok {
@@ -255,19 +290,19 @@ func (b *Book) Check(e *Envelope) Reason {
 	if _, ok := b.byID[e.To]; !ok {
 		return RejectUnknownAccount
 	}
-	if e.From == e.To {
-		return RejectSelfTransfer
-	}
 	if e.Chain != b.chain || !e.Verify(from.SignPub) {
 		return RejectBadSignature
 	}
 	if e.Nonce <= from.Nonce {
 		return RejectReplay
 	}
+	if !e.IsApply() {
+		return Accepted
+	}
 	if e.Height > b.height {
 		return RejectFutureHeight
 	}
-	if e.Height < from.LastDebit || e.Height+b.window <= b.height {
+	if e.Height < from.LastApply || e.Height+b.window <= b.height {
 		return RejectStaleHeight
 	}
 	return Accepted
@@ -280,25 +315,29 @@ type Pending struct {
 	Sub int // index of the submission in the block (envelopes of a bundle share it)
 }
 
-// Batch is the set of transfers of one shard in a block. Each is checked
-// against its shard's state at the height it names (EvaluateMixed), so one
-// batch serves any mix of named heights.
+// Batch is the set of operations of one kind (payments or applies) of one
+// shard in a block. A payment is checked against its sender's available
+// balance as the block is evaluated; an apply against its pending balance at
+// the height it names (EvaluateMixed), so one batch serves any mix of named
+// heights.
 type Batch struct {
 	Shard   uint32
-	Heights map[int]uint64 // lane -> named height
+	Apply   bool           // applies (pending into available) rather than payments
+	Heights map[int]uint64 // apply batches: lane -> named pending height
 	Items   []Item
 	Credits []Credit
 	Envs    []*Envelope // by lane order of first appearance
 	lanes   map[int]*Envelope
 }
 
-// Plan groups a block's transfers into batches and returns early verdicts for
-// those rejected by plaintext checks (keyed by transfer id). Within a block an
-// account may debit once; later debits of it are RejectLaneBusy.
+// Plan groups a block's operations into batches and returns early verdicts
+// for those rejected by plaintext checks (keyed by transfer id). Within a
+// block an account has at most one operation; later ones are RejectLaneBusy.
 func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 	early := map[[32]byte]Reason{}
 	type bk struct {
 		shard uint32
+		apply bool
 	}
 	batches := map[bk]*Batch{}
 	bySub := map[bk]map[int]int{}
@@ -320,10 +359,10 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		}
 		busy[pd.Env.From] = true
 		from, to := b.byID[pd.Env.From], b.byID[pd.Env.To]
-		k := bk{from.Shard}
+		k := bk{from.Shard, pd.Env.IsApply()}
 		bt, ok := batches[k]
 		if !ok {
-			bt = &Batch{Shard: from.Shard, Heights: map[int]uint64{}, lanes: map[int]*Envelope{}}
+			bt = &Batch{Shard: from.Shard, Apply: k.apply, Heights: map[int]uint64{}, lanes: map[int]*Envelope{}}
 			batches[k] = bt
 			bySub[k] = map[int]int{}
 			order = append(order, k)
@@ -336,9 +375,12 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		}
 		bt.Items[ix].Lanes = append(bt.Items[ix].Lanes, from.Lane)
 		bt.lanes[from.Lane] = pd.Env
-		bt.Heights[from.Lane] = pd.Env.Height
 		bt.Envs = append(bt.Envs, pd.Env)
-		bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, TargetLane: to.Lane})
+		if k.apply {
+			bt.Heights[from.Lane] = pd.Env.Height
+		} else {
+			bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, TargetLane: to.Lane})
+		}
 	}
 	out := make([]*Batch, 0, len(order))
 	for _, k := range order {
@@ -357,6 +399,9 @@ func (bt *Batch) RhoSeed(blockHash []byte, index int) []byte {
 	h.Write(blockHash)
 	var x [8]byte
 	binary.BigEndian.PutUint32(x[:4], bt.Shard)
+	if bt.Apply {
+		x[0] |= 0x80 // a pending key: payments and applies of a shard draw different masks
+	}
 	binary.BigEndian.PutUint32(x[4:], uint32(index))
 	h.Write(x[:])
 	return h.Sum(nil)
@@ -368,8 +413,9 @@ type RecCache struct {
 	m map[*rlwe.Ciphertext]*rlwe.Ciphertext
 }
 
-// EvaluateBatch evaluates a planned batch, each lane against its shard's
-// state at the height its transfer names. cache may be nil.
+// EvaluateBatch evaluates a planned batch: payments against the shard's
+// available state now, applies against its pending plane at the height each
+// names. cache may be nil.
 func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int, cache ...*RecCache) (*Evaluation, error) {
 	var rc *RecCache
 	if len(cache) > 0 {
@@ -377,11 +423,15 @@ func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int
 	}
 	local := map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
 	recFor := func(lane int) (*rlwe.Ciphertext, error) {
-		h, ok := bt.Heights[lane]
-		if !ok {
-			return nil, fmt.Errorf("%w: lane %d has no named height", ErrBatch, lane)
+		key, h := bt.Shard, b.height
+		if bt.Apply {
+			var ok bool
+			if h, ok = bt.Heights[lane]; !ok {
+				return nil, fmt.Errorf("%w: lane %d has no named height", ErrBatch, lane)
+			}
+			key = PendingKey(bt.Shard)
 		}
-		st, err := b.stateAt(bt.Shard, h)
+		st, err := b.stateAt(key, h)
 		if err != nil {
 			return nil, err
 		}
@@ -417,10 +467,12 @@ type Outcome struct {
 	Reason Reason
 }
 
-// Commit applies a block's decided batches at height h: debits and credits of
-// accepted transfers move money; every judged transfer consumes its nonce;
-// accepted ones record the debit height. It returns one outcome per judged
-// transfer in block order of batches.
+// Commit applies a block's decided batches at height h. An accepted payment
+// leaves its sender's available balance and lands in its receiver's pending
+// one; an accepted apply leaves the pending balance and lands in the
+// available one. Every judged operation consumes its nonce; accepted applies
+// record their height. It returns one outcome per judged operation in block
+// order of batches.
 func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluation, verdicts []map[int]Reason) ([]Outcome, error) {
 	if h != b.height+1 {
 		return nil, fmt.Errorf("%w: commit height %d after %d", ErrBatch, h, b.height)
@@ -429,12 +481,24 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 		return nil, fmt.Errorf("%w: %d batches, %d evaluations, %d verdicts", ErrBatch, len(batches), len(evals), len(verdicts))
 	}
 	next := map[uint32]*rlwe.Ciphertext{}
-	cur := func(s uint32) *rlwe.Ciphertext {
-		if st, ok := next[s]; ok {
+	cur := func(k uint32) *rlwe.Ciphertext {
+		if st, ok := next[k]; ok {
 			return st
 		}
-		st, _ := b.State(s, b.height)
+		st, _ := b.State(k, b.height)
 		return st
+	}
+	move := func(k uint32, d *rlwe.Ciphertext, sign int) error {
+		base := cur(k)
+		if base == nil {
+			return fmt.Errorf("%w: no state %#x", ErrBatch, k)
+		}
+		st, err := eng.ApplyDelta(base, d, sign)
+		if err != nil {
+			return err
+		}
+		next[k] = st
+		return nil
 	}
 	var out []Outcome
 	for i, bt := range batches {
@@ -442,16 +506,21 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 		if err != nil {
 			return nil, err
 		}
-		if next[bt.Shard], err = eng.ApplyDelta(cur(bt.Shard), d.Debit, -1); err != nil {
-			return nil, err
-		}
-		for s, c := range d.Credits {
-			base := cur(s)
-			if base == nil {
-				return nil, fmt.Errorf("%w: credit to unknown shard %d", ErrBatch, s)
-			}
-			if next[s], err = eng.ApplyDelta(base, c, +1); err != nil {
+		if bt.Apply {
+			if err := move(PendingKey(bt.Shard), d.Debit, -1); err != nil {
 				return nil, err
+			}
+			if err := move(bt.Shard, d.Debit, +1); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := move(bt.Shard, d.Debit, -1); err != nil {
+				return nil, err
+			}
+			for s, c := range d.Credits {
+				if err := move(PendingKey(s), c, +1); err != nil {
+					return nil, err
+				}
 			}
 		}
 		for _, l := range evals[i].Lanes {
@@ -459,15 +528,15 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 			r := verdicts[i][l]
 			a := b.byID[env.From]
 			a.Nonce = env.Nonce
-			if r == Accepted {
-				a.LastDebit = h
+			if r == Accepted && bt.Apply {
+				a.LastApply = h
 			}
 			out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
 		}
 	}
 	b.height = h
-	for s, st := range next {
-		b.history[s][h] = st
+	for k, st := range next {
+		b.history[k][h] = st
 	}
 	b.prune()
 	return out, nil

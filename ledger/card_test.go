@@ -15,6 +15,14 @@ func TestCard_ChargeAgainstLimitAndHolderDecryptsAvailable(t *testing.T) {
 	if r := reason(t, w.block(t, grant), grant); r != Accepted {
 		t.Fatal(r)
 	}
+	// The grant lands in the card's pending balance; the holder applies it.
+	if a, p := w.balances(t, "card"); a != 0 || p != 1_000 {
+		t.Fatalf("card holds %d available, %d pending after the grant", a, p)
+	}
+	ap, _ := w.b.Build(w.applySpec("card", 1_000, 1_000))
+	if r := reason(t, w.block(t, ap), ap); r != Accepted {
+		t.Fatal(r)
+	}
 	charge, _ := w.b.Build(w.spec("card", "merchant", 400, 1_000))
 	if r := reason(t, w.block(t, charge), charge); r != Accepted {
 		t.Fatal(r)

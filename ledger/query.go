@@ -8,6 +8,7 @@ import (
 	"github.com/zkbank/zkbank/internal/wire"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
@@ -116,6 +117,19 @@ func (p *Params) DecodeBalanceReply(b []byte) (*BalanceReply, error) {
 // decrypt to the same balance in every t-subset, so no f validators, sending
 // shares crafted after seeing the others, can change what the owner reads.
 func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (uint64, uint64, error) {
+	b, h, err := d.CombineBalances(owner, replies)
+	return b.Available, h, err
+}
+
+// Balances are an account's two balances as its owner decrypts them.
+type Balances struct {
+	Available uint64 // what the owner may spend: only its own operations change it
+	Pending   uint64 // credits received, waiting for the owner's apply
+}
+
+// CombineBalances is CombineBalance for both balances of the ciphertext
+// validators re-encrypt (Engine.BalancesFromRecomposed).
+func (d *Decryptor) CombineBalances(owner *OwnerKeys, replies []*BalanceReply) (Balances, uint64, error) {
 	groups := map[[32]byte][]*BalanceReply{}
 	for _, r := range replies {
 		if r == nil || r.CT == nil || r.Share == nil || r.Share.Validator != r.Validator {
@@ -170,20 +184,22 @@ func (d *Decryptor) CombineBalance(owner *OwnerKeys, replies []*BalanceReply) (u
 			if err != nil {
 				return "", false
 			}
-			v, err := d.p.DecryptBalance(owner, ct, g[0].Lane)
+			a, p, err := d.p.DecryptBalances(owner, ct, g[0].Lane)
 			if err != nil {
 				return "", false
 			}
-			return strconv.FormatUint(v, 10), true
+			return strconv.FormatUint(a, 10) + "/" + strconv.FormatUint(p, 10), true
 		})
 		if err != nil {
 			last = err
 			continue
 		}
-		v, _ := strconv.ParseUint(ag.key, 10, 64)
-		return v, g[0].Height, nil
+		as, ps, _ := strings.Cut(ag.key, "/")
+		a, _ := strconv.ParseUint(as, 10, 64)
+		p, _ := strconv.ParseUint(ps, 10, 64)
+		return Balances{Available: a, Pending: p}, g[0].Height, nil
 	}
-	return 0, 0, last
+	return Balances{}, 0, last
 }
 
 // MarshalBinary encodes owner keys for a wallet file (secret: store 0600).

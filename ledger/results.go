@@ -18,8 +18,11 @@ const (
 	// RejectNewBalanceRange: the new balance's bit slots are not all bits: the
 	// sender tried to spend more than it has (or forged its new balance).
 	RejectNewBalanceRange
-	// RejectBalanceMismatch: amount + new balance != balance at the named
-	// height: an overdraft dressed up with well-formed bits, or a wrong balance.
+	// RejectBalanceMismatch: amount + new balance != the balance the
+	// operation spends from (a payment: the sender's available balance when
+	// its block is evaluated; an apply: the pending balance at the height it
+	// names): an overdraft dressed up with well-formed bits, a wrong balance,
+	// or a payment built on an earlier one that was rejected.
 	RejectBalanceMismatch
 	RejectBadSignature
 	RejectReplay
@@ -28,6 +31,8 @@ const (
 	RejectUnknownAccount
 	RejectMalformed
 	RejectLaneBusy
+	// RejectSelfTransfer is no longer produced: a transfer to oneself is an
+	// apply (pending into available). Kept so codes keep their numbers.
 	RejectSelfTransfer
 	// RejectUndecided: the validators' decryption shares disagreed and no
 	// result was backed by t+f of them, or no f+1 holders agreed on a piece
@@ -40,14 +45,14 @@ var reasonNames = map[Reason]string{
 	Accepted:              "accepted",
 	RejectAmountRange:     "amount out of range",
 	RejectNewBalanceRange: "insufficient funds (new balance out of range)",
-	RejectBalanceMismatch: "insufficient funds or wrong balance (balance equation failed)",
+	RejectBalanceMismatch: "insufficient funds or wrong balance (balance equation failed; resync the wallet's available balance)",
 	RejectBadSignature:    "bad signature",
 	RejectReplay:          "replayed nonce",
-	RejectStaleHeight:     "stale balance height (a debit was applied since)",
+	RejectStaleHeight:     "stale pending height (an apply was committed since, or older than the retained window)",
 	RejectFutureHeight:    "balance height in the future",
 	RejectUnknownAccount:  "unknown account",
 	RejectMalformed:       "malformed transfer",
-	RejectLaneBusy:        "another debit of this account is in the same block",
+	RejectLaneBusy:        "another operation of this account is in the same block",
 	RejectSelfTransfer:    "sender and receiver are the same account",
 	RejectUndecided:       "validators did not agree on its decryption shares or piece ciphertexts; resubmit",
 }

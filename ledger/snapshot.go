@@ -44,7 +44,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	w.U32(a.Shard)
 	w.U32(uint32(a.Lane))
 	w.U64(a.Nonce)
-	w.U64(a.LastDebit)
+	w.U64(a.LastApply)
 	w.U64(a.Created)
 	return w.B, nil
 }
@@ -62,7 +62,7 @@ func (a *Account) UnmarshalBinary(p []byte) error {
 	a.Shard = r.U32()
 	a.Lane = int(r.U32())
 	a.Nonce = r.U64()
-	a.LastDebit = r.U64()
+	a.LastApply = r.U64()
 	a.Created = r.U64()
 	if err := r.Done(); err != nil {
 		return err

@@ -33,17 +33,23 @@ func ParseAccountID(s string) (AccountID, error) {
 	return a, nil
 }
 
-// Envelope is the signed, plaintext part of a transfer: who pays whom, the
-// replay nonce and the height of the balance the proof was built against.
-// The amount is not here: it exists only as sealed shares, then encrypted.
+// Envelope is the signed, plaintext part of a transfer: who pays whom and the
+// replay nonce; for an apply (To == From: move pending funds into the
+// available balance) also the height of the pending balance it was built
+// against. The amount is not here: it exists only as sealed shares, then
+// encrypted.
 type Envelope struct {
 	Chain    string
 	From, To AccountID
 	Nonce    uint64
-	Height   uint64   // the sender's balance this transfer was built against
+	Height   uint64   // apply: the pending balance it was built against; payment: not read (wallets send 0)
 	CTHash   [32]byte // SHA-256 of the upload's sealed shares (SealedTransfer encoding)
 	Sig      []byte   // ed25519 by the sender over SigningBytes
 }
+
+// IsApply reports whether the envelope moves its account's pending funds into
+// its available balance (a transfer to oneself) rather than paying another.
+func (e *Envelope) IsApply() bool { return e.From == e.To }
 
 // envelopeVersion 2: CTHash is the hash of the sealed shares (version 1
 // signed a client ciphertext).

@@ -58,14 +58,18 @@ func OwnerKeysFromSeed(p *Params, seed []byte) (*OwnerKeys, error) {
 
 // TransferSpec describes one transfer a wallet wants to make.
 type TransferSpec struct {
-	From    AccountID
-	Lane    int // the sender account's lane in its shard (engine tests only)
-	Key     ed25519.PrivateKey
-	To      AccountID
-	Amount  uint64
-	Balance uint64 // the sender's balance at Height, as the wallet decrypted it
-	Height  uint64
-	Nonce   uint64
+	From   AccountID
+	Lane   int // the sender account's lane in its shard (engine tests only)
+	Key    ed25519.PrivateKey
+	To     AccountID
+	Amount uint64
+	// Balance is what the operation spends from: for a payment the sender's
+	// available balance after its earlier operations (which the wallet
+	// tracks); for an apply (To == From) the pending balance at Height.
+	Balance uint64
+	Height  uint64 // apply only: the height Balance was read at
+
+	Nonce uint64
 }
 
 // Dealer builds a wallet's uploads: sealed shares of each transfer's slot
@@ -120,9 +124,6 @@ func (s TransferSpec) check() error {
 	if s.Amount > s.Balance {
 		return fmt.Errorf("%w: balance %d, amount %d", ErrInsufficientFunds, s.Balance, s.Amount)
 	}
-	if s.From == s.To {
-		return &RejectError{Reason: RejectSelfTransfer}
-	}
 	return nil
 }
 
@@ -154,6 +155,19 @@ func (p *Params) DecryptBalance(owner *OwnerKeys, ct *rlwe.Ciphertext, lane int)
 		return 0, fmt.Errorf("ledger: decode balance: %w", err)
 	}
 	return vals[p.Slot(0, 0, lane)], nil
+}
+
+// DecryptBalances decrypts a re-encrypted two-balance ciphertext
+// (Engine.BalancesFromRecomposed) with the owner's secret key: the available
+// and the pending balance.
+func (p *Params) DecryptBalances(owner *OwnerKeys, ct *rlwe.Ciphertext, lane int) (avail, pending uint64, err error) {
+	dec := rlwe.NewDecryptor(p.BGV, owner.SK)
+	pt := dec.DecryptNew(ct)
+	vals := make([]uint64, p.Slots)
+	if err := newEncoder(p).Decode(pt, vals); err != nil {
+		return 0, 0, fmt.Errorf("ledger: decode balance: %w", err)
+	}
+	return vals[p.Slot(0, 0, lane)], vals[p.Slot(0, 1, lane)], nil
 }
 
 // GenesisState encrypts a shard's initial balances (lane -> balance) at the

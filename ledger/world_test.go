@@ -46,6 +46,13 @@ func (w *world) spec(from, to string, amount, balance uint64) TransferSpec {
 	return TransferSpec{From: a.id, Lane: acc.Lane, Key: a.key, To: w.acct[to].id, Amount: amount, Balance: balance, Height: w.book.Height(), Nonce: acc.Nonce + 1}
 }
 
+// applySpec moves amount of name's pending balance (pending at the book's
+// height) into its available one.
+func (w *world) applySpec(name string, amount, pending uint64) TransferSpec {
+	s := w.spec(name, name, amount, pending)
+	return s
+}
+
 // block runs one block of submissions and returns each transfer's outcome by id.
 func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 	t.Helper()
@@ -117,13 +124,47 @@ func reason(t testing.TB, res map[[32]byte]Reason, s *testSub) Reason {
 // balance decrypts an account's current balance the way its owner does.
 func (w *world) balance(t testing.TB, name string) uint64 {
 	t.Helper()
+	a, p := w.balances(t, name)
+	return a + p
+}
+
+// balances is an account's available and pending balance, as its owner
+// reads them (t validators re-encrypt one ciphertext holding both).
+func (w *world) balances(t testing.TB, name string) (avail, pending uint64) {
+	t.Helper()
 	a := w.acct[name]
 	acc, _ := w.book.Account(a.id)
-	st, ok := w.book.State(acc.Shard, w.book.Height())
-	if !ok {
+	st, ok1 := w.book.State(acc.Shard, w.book.Height())
+	pst, ok2 := w.book.PendingState(acc.Shard, w.book.Height())
+	if !ok1 || !ok2 {
 		t.Fatal("no state")
 	}
-	return w.nw.balance(t, st, a)
+	eng := w.nw.eng
+	sum, err := eng.Recompose(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	psum, err := eng.Recompose(pst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := eng.BalancesFromRecomposed(sum, psum, a.lane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replies []*BalanceReply
+	for i := 0; i < w.nw.com.N; i++ {
+		s, err := w.nw.dec.ReencShare(w.nw.shares[i], ct, a.own.PK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, &BalanceReply{Validator: i, Height: w.book.Height(), Lane: a.lane, CT: ct, Share: s})
+	}
+	b, _, err := w.nw.dec.CombineBalances(a.own, replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Available, b.Pending
 }
 
 func (w *world) expectBalances(t testing.TB, want map[string]uint64) {

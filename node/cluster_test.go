@@ -254,11 +254,11 @@ func (c *cluster) balance(name string, nodes ...int) (uint64, uint64) {
 	}
 	com, _ := ledger.NewCommittee(len(c.gen.Validators), c.gen.Threshold)
 	dec, _ := ledger.NewDecryptor(c.p, com)
-	v, h, err := dec.CombineBalance(c.users[name].own, replies)
+	b, h, err := dec.CombineBalances(c.users[name].own, replies)
 	if err != nil {
 		c.t.Fatalf("balance of %s: %v", name, err)
 	}
-	return v, h
+	return b.Available + b.Pending, h // everything the account owns
 }
 
 // balanceRequest is name's signed balance request for height at, answerable

@@ -441,7 +441,9 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	}
 	id := e.ID()
 	ids := []string{hex.EncodeToString(id[:])}
-	u := n.opener.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	ostart := time.Now()
+	u := n.opener.NewUpload(sub.Sealed, sub.Envelopes, ostart)
+	n.met.Stage.WithLabelValues("open").Observe(time.Since(ostart).Seconds())
 	if u.Sealed == nil {
 		n.met.Submissions.WithLabelValues("malformed").Inc()
 		return nil, &ledger.RejectError{Reason: ledger.RejectMalformed}

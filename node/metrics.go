@@ -21,6 +21,10 @@ type Metrics struct {
 	ValidatorFaults *prometheus.CounterVec
 	// PeersBestHeight is the highest height a peer announced (heads gossip).
 	PeersBestHeight prometheus.Gauge
+	// Stage is the time spent per pipeline stage (chain.Stage*, plus
+	// "open": sealed boxes opened at admission): where a validator's time
+	// goes under load (zkbank load reports it).
+	Stage *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -37,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		PeersBestHeight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_peers_best_height", Help: "Highest finalized height announced by a peer on the heads gossip topic."}),
 	}
 	m.ValidatorFaults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_validator_faults_total", Help: "Signed precommit extensions whose shares or digest disagreed with the decision, by validator (outvoted, no credit)."}, []string{"validator"})
-	reg.MustRegister(m.ValidatorFaults, m.PeersBestHeight, m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions, m.Fetches)
+	m.Stage = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zkbank_stage_seconds", Help: "Time spent per pipeline stage: decide (verdicts, pieces decided, block evaluated), pieces (own piece ciphertexts), shares (decryption shares), persist, propose, open (sealed boxes at admission).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"stage"})
+	reg.MustRegister(m.Stage, m.ValidatorFaults, m.PeersBestHeight, m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions, m.Fetches)
 	return m
 }

@@ -291,7 +291,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	app, err := chain.New(chain.Config{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
 		PK: n.keys.PK, Opener: n.opener, Pieces: n.pieces,
 		N: com.N, T: com.T, Validators: vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
-		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook})
+		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook,
+		Timing: func(stage string, d time.Duration) { n.met.Stage.WithLabelValues(stage).Observe(d.Seconds()) }})
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func (s *server) collectiveKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func toAPI(a *ledger.Account, h uint64) api.Account {
-	return api.Account{ID: a.ID.String(), Kind: a.Kind.String(), Shard: a.Shard, Lane: a.Lane, Nonce: a.Nonce, LastDebit: a.LastDebit, Height: h}
+	return api.Account{ID: a.ID.String(), Kind: a.Kind.String(), Shard: a.Shard, Lane: a.Lane, Nonce: a.Nonce, LastApply: a.LastApply, Height: h}
 }
 
 func (s *server) account(w http.ResponseWriter, r *http.Request) {
@@ -311,8 +311,9 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		}
 		at = req.Height
 	}
-	st, ok := book.State(acct.Shard, at)
-	if !ok {
+	st, ok1 := book.State(acct.Shard, at)
+	pst, ok2 := book.PendingState(acct.Shard, at)
+	if !ok1 || !ok2 {
 		writeErr(w, http.StatusInternalServerError, "internal", "no state for the account's shard")
 		return
 	}
@@ -323,7 +324,13 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	ct, err := eng.BalanceFromRecomposed(sum, acct.Lane)
+	psum, err := s.n.recomposed(eng, ledger.PendingKey(acct.Shard), at, pst)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	// Both balances in one ciphertext: one re-encryption share answers both.
+	ct, err := eng.BalancesFromRecomposed(sum, psum, acct.Lane)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
 		return

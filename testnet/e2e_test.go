@@ -160,16 +160,22 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 	if code != 0 {
 		t.Fatal("send failed")
 	}
-	mustContain(t, "send", out, "committed in block", "alice: balance 987.66")
+	mustContain(t, "send", out, "committed in block", "alice: balance 987.66 available")
+	// The payment waits in bob's pending balance until he applies it.
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", w("bob"))
-	mustContain(t, "bob", out, "bob: balance 1012.34")
+	mustContain(t, "bob", out, "bob: balance 1000.00 available; 12.34 pending")
+	code, out, _ = cli(t, bin, "wallet", "apply", "--wallet", w("bob"))
+	if code != 0 {
+		t.Fatal("apply failed")
+	}
+	mustContain(t, "apply", out, "applying 12.34 pending", "bob: balance 1012.34 available")
 
 	// An honest wallet refuses to build an overdraft...
 	code, _, stderr := cli(t, bin, "wallet", "send", "--wallet", w("alice"), "--to", w("bob"), "--amount", "5000")
 	if code == 0 {
 		t.Fatal("overdraft accepted by the wallet")
 	}
-	oneLine(t, stderr, "insufficient funds: balance 987.66, amount 5000.00; nothing was sent")
+	oneLine(t, stderr, "insufficient funds: available 987.66, amount 5000.00; nothing was sent")
 	// ...and forged overdrafts reach the validators, which reject them all.
 	code, out, _ = cli(t, bin, "load", "--genesis", filepath.Join(dir, "genesis.json"), "--wallets", filepath.Join(dir, "wallets"),
 		"-n", "3", "-p", "2", "--max", "--invalid", "1", "--seed", "1")
@@ -206,7 +212,7 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", w("alice"))
 	mustContain(t, "alice after restart", out, "alice: balance 987.66")
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", w("bob"))
-	mustContain(t, "bob after restart", out, "bob: balance 1032.34")
+	mustContain(t, "bob after restart", out, "bob: balance 1012.34 available; 20.00 pending")
 	_, out, _ = cli(t, bin, "wallet", "available", "--wallet", w("card"))
 	mustContain(t, "card after restart", out, "available credit 480.00")
 
@@ -235,7 +241,7 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 		t.Fatal("send to a newly opened account failed")
 	}
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", fresh, "--node", node0)
-	mustContain(t, "fresh", out, "fresh: balance 1.00")
+	mustContain(t, "fresh", out, "fresh: balance 0.00 available; 1.00 pending")
 
 	// kill -9 of one validator under load, then restart it: the load completes
 	// with supply conserved and every forged overdraft rejected, and the

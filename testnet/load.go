@@ -26,12 +26,10 @@ type LoadConfig struct {
 	Invalid float64          // fraction of deliberate overdrafts, in [0, 1]
 	Seed    uint64           // 0: random
 
-	// Bundle groups transfers of senders that share a shard into one round
-	// (each its own sealed upload, submitted concurrently), as a wallet
-	// holding several accounts of a shard would; at most BundleMax per round
-	// (default 16).
-	Bundle    bool
-	BundleMax int
+	// Depth is how many operations one wallet keeps in flight (default 4):
+	// each is built on the available balance the previous ones leave, so a
+	// wallet never reads its balance between them and can pay in every block.
+	Depth int
 
 	CheckSupply     bool          // decrypt every wallet before and after; compare totals
 	TransferTimeout time.Duration // wait for one verdict (default 2 min)
@@ -41,23 +39,33 @@ type LoadConfig struct {
 }
 
 // plan is one transfer the dispatcher decided on; the sender's worker fills
-// in the amount once it knows its balance.
+// in the amount from the available balance it tracks.
 type plan struct {
 	to      *wallet.Wallet
 	invalid bool
 }
 
-// sender is one participant's worker state. Only its worker goroutine
-// touches it: one debit of an account in flight at a time.
+// sender is one participant's worker state. Its worker goroutine owns the
+// tracked balances and the nonce; the waiters of its operations in flight
+// only report back through mu.
 type sender struct {
-	w         *wallet.Wallet
-	lane      int
-	shard     uint32
-	minHeight uint64 // the next balance must be read at or after this height
-	lastNonce uint64
-	r         *rand.Rand
-	amounts   amountSampler
-	queue     chan plan
+	w       *wallet.Wallet
+	r       *rand.Rand
+	amounts amountSampler
+	queue   chan plan
+
+	avail   uint64 // available balance once every operation sent so far is accepted
+	pending uint64 // pending balance as last read, not yet applied
+	readAt  uint64 // height pending was read at
+	nonce   uint64 // last nonce used
+	synced  bool
+
+	slots    chan struct{} // one per operation in flight
+	inflight sync.WaitGroup
+	mu       sync.Mutex
+	broken   bool                          // an operation the tracked balance counts on was not accepted
+	top      uint64                        // highest height a verdict of this sender was decided at
+	waiting  map[uint64]context.CancelFunc // nonce -> stop waiting for its verdict
 }
 
 // outcome of one planned transfer.
@@ -72,6 +80,7 @@ type outcome struct {
 	start     time.Time
 	end       time.Time
 	height    uint64
+	apply     bool // moved pending funds into the available balance (not a transfer)
 }
 
 // Load runs a load test and returns what it saw. The error is about the run
@@ -106,15 +115,14 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	rep.Planned = cfg.N
 	rep.Wallets = len(cfg.Wallets)
 
+	if cfg.Depth <= 0 {
+		cfg.Depth = 4
+	}
 	senders := make([]*sender, len(cfg.Wallets))
 	for i, w := range cfg.Wallets {
-		a, err := m.Account(ctx, w.ID().String())
-		if err != nil {
-			return nil, fmt.Errorf("wallet %s (%s): %w", w.Name, w.Path(), err)
-		}
 		r := rand.New(rand.NewPCG(seed, uint64(i)+1))
-		senders[i] = &sender{w: w, lane: a.Lane, shard: a.Shard, minHeight: a.LastDebit, lastNonce: a.Nonce, r: r,
-			amounts: amountSampler{r: r, s: cfg.Zipf}, queue: make(chan plan, 64)}
+		senders[i] = &sender{w: w, r: r, amounts: amountSampler{r: r, s: cfg.Zipf}, queue: make(chan plan, 64),
+			slots: make(chan struct{}, cfg.Depth)}
 	}
 
 	var maxHeight uint64
@@ -147,6 +155,11 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	record := func(o outcome) {
 		mu.Lock()
 		defer mu.Unlock()
+		if o.apply {
+			rep.addApply(o)
+			maxHeight = max(maxHeight, o.height)
+			return
+		}
 		rep.add(o)
 		if o.submitted {
 			if first.IsZero() || o.start.Before(first) {
@@ -169,36 +182,12 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	}
 
 	var wg sync.WaitGroup
-	// A sender is owned by its own worker, or in bundle mode by its shard's
-	// bundler; the dispatcher routes each plan there.
-	var shardQueues map[uint32]chan bplan
-	if cfg.Bundle {
-		if cfg.BundleMax <= 0 {
-			cfg.BundleMax = 16
-		}
-		shardQueues = map[uint32]chan bplan{}
-		for _, s := range senders {
-			if shardQueues[s.shard] == nil {
-				shardQueues[s.shard] = make(chan bplan, 256)
-			}
-		}
-		for _, q := range shardQueues {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				bundleLoop(ctx, m, senders, q, cfg.BundleMax, cfg.TransferTimeout, record)
-			}()
-		}
-	} else {
-		for _, s := range senders {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for pl := range s.queue {
-					record(s.run(ctx, m, pl, cfg.TransferTimeout))
-				}
-			}()
-		}
+	for _, s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.loop(ctx, m, cfg.TransferTimeout, record)
+		}()
 	}
 
 	// The dispatcher paces the run and draws who pays whom.
@@ -221,14 +210,6 @@ dispatch:
 			to = pick.Index()
 		}
 		pl := plan{to: cfg.Wallets[to], invalid: master.Float64() < cfg.Invalid}
-		if cfg.Bundle {
-			select {
-			case <-ctx.Done():
-				break dispatch
-			case shardQueues[senders[from].shard] <- bplan{from: from, plan: pl}:
-			}
-			continue
-		}
 		select {
 		case <-ctx.Done():
 			break dispatch
@@ -237,9 +218,6 @@ dispatch:
 	}
 	for _, s := range senders {
 		close(s.queue)
-	}
-	for _, q := range shardQueues {
-		close(q)
 	}
 	wg.Wait()
 	if bar != nil {
@@ -263,6 +241,18 @@ dispatch:
 		rep.SupplyAfter = total
 	}
 	return rep, nil
+}
+
+// addApply counts an apply: not a transfer, but an operation the run needed.
+func (r *Report) addApply(o outcome) {
+	switch {
+	case o.status == api.StatusCommitted:
+		r.Applies++
+	case o.status == api.StatusRejected:
+		r.AppliesRejected++
+	default:
+		r.Errors["apply: "+o.errKind]++
+	}
 }
 
 func (r *Report) add(o outcome) {
@@ -300,7 +290,9 @@ func (r *Report) add(o outcome) {
 	}
 }
 
-// supply decrypts every wallet's balance at a height >= minHeight and sums.
+// supply decrypts every wallet's balances at a height >= minHeight and sums
+// them (available and pending: money received and not yet applied is still
+// the wallet's).
 func supply(ctx context.Context, m *client.Multi, ws []*wallet.Wallet, minHeight uint64) (uint64, uint64, error) {
 	var total, top uint64
 	for _, w := range ws {
@@ -308,253 +300,203 @@ func supply(ctx context.Context, m *client.Multi, ws []*wallet.Wallet, minHeight
 		if err != nil {
 			return 0, 0, fmt.Errorf("wallet %s: %w", w.Name, err)
 		}
-		total += b.Amount
+		total += b.Amount + b.Pending
 		top = max(top, b.Height)
 	}
 	return total, top, nil
 }
 
-// prepared is a transfer ready to encrypt: the spec (amount, balance,
-// height, nonce) and the new balance the upload will claim.
-type prepared struct {
-	spec    ledger.TransferSpec
-	newBal  uint64
-	invalid bool
-}
-
-// prepare reads the sender's account and balance and decides the amount: a
-// draw below the balance, or for a deliberate overdraft an amount above it
-// with the new balance as its 32-bit wrap-around (so every slot holds a bit,
-// as a hacked wallet would send). ok is false when o says why not.
-func (s *sender) prepare(ctx context.Context, m *client.Multi, pl plan) (pr prepared, o outcome, ok bool) {
-	o.invalid = pl.invalid
-	a, err := m.Account(ctx, s.w.ID().String())
-	if err != nil {
-		o.errKind, o.err = errKind("account", err), err
-		return pr, o, false
-	}
-	bal, err := m.BalanceAt(ctx, s.w, max(a.LastDebit, s.minHeight))
-	if err != nil {
-		o.errKind, o.err = errKind("balance", err), err
-		return pr, o, false
-	}
-	pr.invalid = pl.invalid
-	pr.spec = ledger.TransferSpec{
-		From: s.w.ID(), Lane: a.Lane, Key: s.w.SignKey(), To: pl.to.ID(),
-		Balance: bal.Amount, Height: bal.Height, Nonce: max(a.Nonce, s.lastNonce) + 1,
-	}
-	if pl.invalid {
-		over := 1 + s.r.Uint64N(max(bal.Amount/10, 1))
-		if bal.Amount+over > ledger.MaxAmount {
-			o.errKind, o.err = "build: balance too large to overdraw", errors.New("balance too large to overdraw")
-			return pr, o, false
+// loop is a sender's worker: for each plan it builds a payment on the
+// available balance it tracks, submits it and goes on while the verdict is
+// awaited (up to Depth in flight). It reads its balances only to start,
+// after an operation it counted on was not accepted (then its later ones
+// fail too, and it starts over from the chain's view), and to apply pending
+// funds when its available balance runs low.
+func (s *sender) loop(ctx context.Context, m *client.Multi, timeout time.Duration, record func(outcome)) {
+	defer s.inflight.Wait()
+	for pl := range s.queue {
+		if ctx.Err() != nil {
+			continue // drain: the dispatcher stops too
 		}
-		pr.spec.Amount = bal.Amount + over
-		pr.newBal = (bal.Amount - pr.spec.Amount) & ledger.MaxAmount
-		return pr, o, true
-	}
-	pr.spec.Amount = s.amounts.draw(bal.Amount)
-	if pr.spec.Amount == 0 {
-		o.skipped = true
-		return pr, o, false
-	}
-	pr.newBal = bal.Amount - pr.spec.Amount
-	return pr, o, true
-}
-
-// seal builds each prepared transfer's upload (sealed shares): through the
-// wallet's Build when it is honest, else with the forged slot values.
-func seal(d *ledger.Dealer, prs []prepared) ([]*ledger.Submission, error) {
-	subs := make([]*ledger.Submission, len(prs))
-	for i, pr := range prs {
-		var err error
-		if pr.invalid {
-			subs[i], err = d.BuildValues(pr.spec, ledger.TransferValues(pr.spec.Amount, pr.newBal))
-		} else {
-			subs[i], err = d.Build(pr.spec)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return subs, nil
-}
-
-// submitAndWait uploads each transfer's submission and waits for every
-// verdict. The returned outcomes are in the order of prs.
-func submitAndWait(ctx context.Context, m *client.Multi, subs []*ledger.Submission, prs []prepared) []outcome {
-	out := make([]outcome, len(prs))
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range out {
-		out[i].invalid = prs[i].invalid
-		out[i].start = start
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ids, err := m.Submit(ctx, subs[i])
-			if err != nil {
-				var ae *client.APIError
-				if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Code != "" {
-					// Refused at admission: a verdict, not a failure of the run.
-					out[i].submitted, out[i].status, out[i].code, out[i].end = true, api.StatusRejected, ae.Code, time.Now()
-				} else {
-					out[i].errKind, out[i].err = errKind("submit", err), err
-				}
-				return
-			}
-			out[i].submitted = true
-			st, err := m.WaitTransfer(ctx, ids[0])
-			out[i].end = time.Now()
-			if err != nil {
-				out[i].errKind, out[i].err = errKind("verdict", err), err
-				return
-			}
-			out[i].status, out[i].code, out[i].height = st.Status, st.Code, st.Height
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-// settle records what a verdict means for the sender's next transfer.
-func (s *sender) settle(pr prepared, o outcome) {
-	if o.submitted {
-		s.lastNonce = max(s.lastNonce, pr.spec.Nonce)
-	}
-	if o.status == api.StatusCommitted {
-		s.minHeight = max(s.minHeight, o.height)
-	}
-}
-
-// run makes one transfer: prepare, encrypt, submit, wait for the verdict.
-func (s *sender) run(ctx context.Context, m *client.Multi, pl plan, timeout time.Duration) outcome {
-	cx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	pr, o, ok := s.prepare(cx, m, pl)
-	if !ok {
-		return o
-	}
-	d, err := m.Dealer()
-	if err != nil {
-		o.errKind, o.err = errKind("dealer", err), err
-		return o
-	}
-	subs, err := seal(d, []prepared{pr})
-	if err != nil {
-		o.errKind, o.err = "build", err
-		return o
-	}
-	o = submitAndWait(cx, m, subs, []prepared{pr})[0]
-	s.settle(pr, o)
-	return o
-}
-
-// bplan is a plan queued for a shard's bundler.
-type bplan struct {
-	from int
-	plan plan
-}
-
-// nextBundle takes the first plan of each distinct sender, up to max, in
-// queue order; the others wait for a later bundle (one debit of an account
-// per block, and per upload).
-func nextBundle(pending []bplan, max int) (bundle, rest []bplan) {
-	seen := map[int]bool{}
-	for _, p := range pending {
-		if len(bundle) < max && !seen[p.from] {
-			seen[p.from] = true
-			bundle = append(bundle, p)
-		} else {
-			rest = append(rest, p)
-		}
-	}
-	return bundle, rest
-}
-
-// bundleLoop owns the senders of one shard: it gathers what is queued,
-// prepares one transfer per distinct sender, encrypts them into one upload,
-// and waits for every verdict before the next bundle.
-func bundleLoop(ctx context.Context, m *client.Multi, senders []*sender, q <-chan bplan, max int, timeout time.Duration, record func(outcome)) {
-	var pending []bplan
-	closed := false
-	for {
-		if len(pending) == 0 {
-			p, ok := <-q
-			if !ok {
-				return
-			}
-			pending = append(pending, p)
-		}
-	drain:
-		for !closed {
-			select {
-			case p, ok := <-q:
-				if !ok {
-					closed = true
-					break drain
-				}
-				pending = append(pending, p)
-			default:
-				break drain
+		s.mu.Lock()
+		broken := s.broken
+		s.mu.Unlock()
+		if !s.synced || broken {
+			s.inflight.Wait()
+			if err := s.sync(ctx, m, timeout); err != nil {
+				record(outcome{invalid: pl.invalid, errKind: errKind("balance", err), err: err})
+				continue
 			}
 		}
-		var round []bplan
-		round, pending = nextBundle(pending, max)
-		runBundle(ctx, m, senders, round, timeout, record)
-		if closed && len(pending) == 0 {
-			return
+		if s.pending > 0 && s.avail < s.pending && !pl.invalid {
+			s.apply(ctx, m, timeout, record)
 		}
-	}
-}
-
-func runBundle(ctx context.Context, m *client.Multi, senders []*sender, round []bplan, timeout time.Duration, record func(outcome)) {
-	cx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	prs := make([]prepared, len(round))
-	outs := make([]outcome, len(round))
-	oks := make([]bool, len(round))
-	var wg sync.WaitGroup
-	for i, bp := range round {
-		wg.Add(1)
-		go func() { // distinct senders: each goroutine touches its own
-			defer wg.Done()
-			prs[i], outs[i], oks[i] = senders[bp.from].prepare(cx, m, bp.plan)
-		}()
-	}
-	wg.Wait()
-	var ready []prepared
-	var from []*sender
-	for i := range round {
-		if !oks[i] {
-			record(outs[i])
+		spec, newBal, o, ok := s.payment(pl)
+		if !ok {
+			record(o)
 			continue
 		}
-		ready = append(ready, prs[i])
-		from = append(from, senders[round[i].from])
+		var counted uint64
+		if !pl.invalid {
+			counted = spec.Amount
+		}
+		s.send(ctx, m, timeout, spec, ledger.TransferValues(spec.Amount, newBal), pl.invalid, counted, record)
 	}
-	if len(ready) == 0 {
+}
+
+// sync reads the account and both balances at a height that includes every
+// verdict this sender has seen.
+func (s *sender) sync(ctx context.Context, m *client.Multi, timeout time.Duration) error {
+	cx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	a, err := m.Account(cx, s.w.ID().String())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	top := s.top
+	s.mu.Unlock()
+	b, err := m.BalanceAt(cx, s.w, max(top, a.Height))
+	if err != nil {
+		return err
+	}
+	s.avail, s.pending, s.readAt = b.Amount, b.Pending, b.Height
+	s.nonce = max(s.nonce, a.Nonce)
+	s.synced = true
+	s.mu.Lock()
+	s.broken = false
+	s.mu.Unlock()
+	return nil
+}
+
+// apply moves the pending balance last read into the available one; the
+// payments that follow count on it. Pending funds received since are read
+// at the next sync.
+func (s *sender) apply(ctx context.Context, m *client.Multi, timeout time.Duration, record func(outcome)) {
+	p := s.pending
+	spec := ledger.TransferSpec{From: s.w.ID(), Key: s.w.SignKey(), To: s.w.ID(), Amount: p, Balance: p, Height: s.readAt}
+	s.pending = 0
+	s.send(ctx, m, timeout, spec, ledger.TransferValues(p, 0), false, 0, func(o outcome) {
+		o.apply = true
+		record(o)
+	})
+	s.avail += p
+}
+
+// payment decides a plan's amount: a draw below the available balance, or
+// for a deliberate overdraft an amount above it with the new balance as its
+// 32-bit wrap-around (so every slot holds a bit, as a hacked wallet would
+// send). ok is false when o says why not.
+func (s *sender) payment(pl plan) (spec ledger.TransferSpec, newBal uint64, o outcome, ok bool) {
+	o.invalid = pl.invalid
+	spec = ledger.TransferSpec{From: s.w.ID(), Key: s.w.SignKey(), To: pl.to.ID(), Balance: s.avail}
+	if pl.invalid {
+		over := 1 + s.r.Uint64N(max(s.avail/10, 1))
+		if s.avail+over > ledger.MaxAmount {
+			o.errKind, o.err = "build: balance too large to overdraw", errors.New("balance too large to overdraw")
+			return spec, 0, o, false
+		}
+		spec.Amount = s.avail + over
+		return spec, (s.avail - spec.Amount) & ledger.MaxAmount, o, true
+	}
+	spec.Amount = s.amounts.draw(s.avail)
+	if spec.Amount == 0 {
+		o.skipped = true
+		return spec, 0, o, false
+	}
+	return spec, s.avail - spec.Amount, o, true
+}
+
+// send seals and submits one operation with the next nonce, takes counted
+// off the tracked available balance, and leaves a waiter for its verdict.
+// An operation the balance counts on (every one but a deliberate overdraft)
+// that is not accepted marks the sender broken: its successors were built
+// on it.
+func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duration, spec ledger.TransferSpec, values []uint64, invalid bool, counted uint64, record func(outcome)) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		record(outcome{invalid: invalid, errKind: errKind("submit", ctx.Err()), err: ctx.Err()})
 		return
 	}
-	fail := func(kind string, err error) {
-		for _, pr := range ready {
-			record(outcome{invalid: pr.invalid, errKind: kind, err: err})
+	s.nonce++
+	spec.Nonce = s.nonce
+	s.avail -= counted
+	fail := func(o outcome) {
+		<-s.slots
+		s.mu.Lock()
+		if !invalid {
+			s.broken = true
 		}
+		s.mu.Unlock()
+		record(o)
 	}
 	d, err := m.Dealer()
 	if err != nil {
-		fail(errKind("dealer", err), err)
+		fail(outcome{invalid: invalid, errKind: errKind("dealer", err), err: err})
 		return
 	}
-	subs, err := seal(d, ready)
+	sub, err := d.BuildValues(spec, values)
 	if err != nil {
-		fail("build", err)
+		fail(outcome{invalid: invalid, errKind: "build", err: err})
 		return
 	}
-	for i, o := range submitAndWait(cx, m, subs, ready) {
-		from[i].settle(ready[i], o)
-		record(o)
+	o := outcome{invalid: invalid, start: time.Now()}
+	cx, cancel := context.WithTimeout(ctx, timeout)
+	ids, err := m.Submit(cx, sub)
+	if err != nil {
+		cancel()
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Code != "" {
+			// Refused at admission: a verdict, not a failure of the run.
+			o.submitted, o.status, o.code, o.end = true, api.StatusRejected, ae.Code, time.Now()
+		} else {
+			o.errKind, o.err = errKind("submit", err), err
+		}
+		fail(o)
+		return
 	}
+	o.submitted = true
+	s.inflight.Add(1)
+	nonce := spec.Nonce
+	s.mu.Lock()
+	if s.waiting == nil {
+		s.waiting = map[uint64]context.CancelFunc{}
+	}
+	superseded := false
+	stop := func() { superseded = true; cancel() } // under s.mu
+	s.waiting[nonce] = stop
+	s.mu.Unlock()
+	go func() {
+		defer s.inflight.Done()
+		defer cancel()
+		st, err := m.WaitTransfer(cx, ids[0])
+		o.end = time.Now()
+		s.mu.Lock()
+		delete(s.waiting, nonce)
+		switch {
+		case err == nil:
+			o.status, o.code, o.height = st.Status, st.Code, st.Height
+			// A later nonce decided: earlier operations still without a
+			// verdict can never be ordered (their nonces are spent).
+			for n, stop := range s.waiting {
+				if n < nonce {
+					stop()
+				}
+			}
+		case superseded:
+			o.errKind, o.err = "verdict: superseded (a later operation was decided first)", err
+		default:
+			o.errKind, o.err = errKind("verdict", err), err
+		}
+		s.top = max(s.top, o.height)
+		if o.status != api.StatusCommitted && !invalid {
+			s.broken = true
+		}
+		s.mu.Unlock()
+		<-s.slots
+		record(o)
+	}()
 }
 
 // errKind names a failure for the report's error table.

@@ -150,18 +150,3 @@ func TestAmountSamplerBounds(t *testing.T) {
 		}
 	}
 }
-
-func TestNextBundleTakesOnePlanPerSenderInQueueOrder(t *testing.T) {
-	q := []bplan{{from: 1}, {from: 2}, {from: 1}, {from: 3}, {from: 2}, {from: 4}}
-	b, rest := nextBundle(q, 3)
-	if len(b) != 3 || b[0].from != 1 || b[1].from != 2 || b[2].from != 3 {
-		t.Fatalf("bundle %v", b)
-	}
-	if len(rest) != 3 || rest[0].from != 1 || rest[1].from != 2 || rest[2].from != 4 {
-		t.Fatalf("rest %v", rest)
-	}
-	b, rest = nextBundle(rest, 16)
-	if len(b) != 3 || len(rest) != 0 {
-		t.Fatalf("second bundle %v rest %v", b, rest)
-	}
-}

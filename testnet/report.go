@@ -21,7 +21,10 @@ type Report struct {
 	Rejected  map[string]int // by reason code
 	Errors    map[string]int // client-side failures by kind (never submitted, or no verdict)
 	Skipped   int            // sender had no funds
-	Unsettled int            // submitted but no verdict seen (timeout, node lost)
+	// Applies are the operations that moved wallets' pending funds into
+	// their available balances (not transfers: not in Committed or TPS).
+	Applies, AppliesRejected int
+	Unsettled                int // submitted but no verdict seen (timeout, node lost)
 
 	InvalidSubmitted int // deliberate overdrafts sent
 	InvalidRejected  int
@@ -111,7 +114,10 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "invalid     sent %d, rejected %d, accepted %d\n", r.InvalidSubmitted, r.InvalidRejected, r.InvalidAccepted)
 	}
 	if r.ValidRejected > 0 {
-		fmt.Fprintf(w, "honest transfers rejected: %d (see codes above)\n", r.ValidRejected)
+		fmt.Fprintf(w, "honest transfers rejected: %d (see codes above; a wallet's later payments fail with an earlier one)\n", r.ValidRejected)
+	}
+	if r.Applies+r.AppliesRejected > 0 {
+		fmt.Fprintf(w, "applies     %d committed, %d rejected (pending funds made spendable)\n", r.Applies, r.AppliesRejected)
 	}
 	fmt.Fprintf(w, "throughput  %.2f transfers/s over %s\n", r.TPS(), r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "latency     submit->commit p50 %s, p99 %s (%d samples)\n",

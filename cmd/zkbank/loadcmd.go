@@ -22,8 +22,7 @@ func newLoadCmd() *cobra.Command {
 		zipf       float64
 		invalid    float64
 		seed       uint64
-		bundle     bool
-		bundleMax  int
+		depth      int
 		noSupply   bool
 		noProgress bool
 	)
@@ -31,11 +30,14 @@ func newLoadCmd() *cobra.Command {
 		Use:   "load --genesis FILE --wallets DIR [-n 1000] [-p 8] [--rate 50|--max] [--zipf 1.2] [--invalid 0.1]",
 		Short: "Drive random transfers among wallets and check the ledger's invariants",
 		Long: `load submits n random transfers among p wallets of DIR (deposit wallets, by
-name), at a target rate or as fast as possible. Each account keeps one debit
-in flight (the ledger allows one debit per account per block, and a transfer
-must be built against a balance read after the account's last debit). A
-fraction --invalid are deliberate overdrafts, dealt the way a hacked wallet
-would (wrap-around new-balance bits): the validators must reject every one.
+name), at a target rate or as fast as possible. Each wallet keeps up to
+--depth payments in flight, each built on the available balance the previous
+ones leave: it never reads its balance between them (the ledger orders one
+operation per account per block). Money a wallet receives lands in its
+pending balance; when its available balance runs low it reads the pending
+one and applies it. A fraction --invalid are deliberate overdrafts, dealt
+the way a hacked wallet would (wrap-around new-balance bits): the
+validators must reject every one.
 
 Before and after, every wallet's balance is decrypted with its owner's keys
 and the totals compared. load exits non-zero if an invalid transfer was
@@ -62,8 +64,8 @@ accepted or the supply changed.`,
 			if zipf != 0 && zipf <= 1 {
 				return usagef(cmd, "--zipf %g: the exponent must be > 1 (0 means uniform)", zipf)
 			}
-			if bundle && (bundleMax < 1 || bundleMax > 256) {
-				return usagef(cmd, "--bundle-max %d: want 1-256 (a shard's lanes)", bundleMax)
+			if depth < 1 || depth > 64 {
+				return usagef(cmd, "--depth %d: want 1-64", depth)
 			}
 			if maxRate {
 				rate = 0
@@ -93,7 +95,7 @@ accepted or the supply changed.`,
 				}
 			}
 			errOut := cmd.ErrOrStderr()
-			cfg := testnet.LoadConfig{Multi: m, Wallets: ws, N: n, Rate: rate, Zipf: zipf, Invalid: invalid, Seed: seed, CheckSupply: !noSupply, Bundle: bundle, BundleMax: bundleMax}
+			cfg := testnet.LoadConfig{Multi: m, Wallets: ws, N: n, Rate: rate, Zipf: zipf, Invalid: invalid, Seed: seed, CheckSupply: !noSupply, Depth: depth}
 			if !noProgress {
 				cfg.Progress = errOut
 				cfg.ProgressBar = errOut == os.Stderr && isTerminal(os.Stderr)
@@ -102,9 +104,7 @@ accepted or the supply changed.`,
 			if rate == 0 {
 				mode = "max rate"
 			}
-			if bundle {
-				mode += fmt.Sprintf(", bundles of up to %d", bundleMax)
-			}
+			mode += fmt.Sprintf(", up to %d in flight per wallet", depth)
 			fmt.Fprintf(errOut, "load: %d transfers among %d wallets on %s (%s, %.0f%% invalid)\n", n, p, m.Chain(), mode, invalid*100)
 			rep, err := testnet.Load(ctx, cfg)
 			if rep != nil {
@@ -124,12 +124,11 @@ accepted or the supply changed.`,
 	c.Flags().IntVarP(&n, "n", "n", 1000, "number of transfers")
 	c.Flags().IntVarP(&p, "p", "p", 8, "number of wallets taking part")
 	c.Flags().Float64Var(&rate, "rate", 50, "target transfers per second")
-	c.Flags().BoolVar(&maxRate, "max", false, "as fast as possible (one in-flight debit per wallet)")
+	c.Flags().BoolVar(&maxRate, "max", false, "as fast as possible (up to --depth payments in flight per wallet)")
 	c.Flags().Float64Var(&zipf, "zipf", 0, "Zipf exponent (> 1) skewing counterparties and amounts; 0 = uniform")
 	c.Flags().Float64Var(&invalid, "invalid", 0, "fraction of deliberate overdrafts that must be rejected")
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed (0 = random)")
-	c.Flags().BoolVar(&bundle, "bundle", false, "submit the transfers of wallets sharing a shard together, in rounds (each is still its own sealed upload)")
-	c.Flags().IntVar(&bundleMax, "bundle-max", 16, "with --bundle: most transfers per round")
+	c.Flags().IntVar(&depth, "depth", 4, "payments each wallet keeps in flight (built on one another, no balance reads between)")
 	c.Flags().BoolVar(&noSupply, "no-supply-check", false, "skip decrypting every balance before and after")
 	c.Flags().BoolVar(&noProgress, "quiet", false, "no progress bar")
 	return c

@@ -116,7 +116,7 @@ func TestUsageErrorsAreOneLineExit2(t *testing.T) {
 		{[]string{"wallet", "balance"}, []string{"flag --wallet is required"}},
 		{[]string{"load", "--wallets", "x", "--zipf", "0.5"}, []string{"must be > 1"}},
 		{[]string{"load", "--wallets", "x", "--max", "--rate", "5"}, []string{"exclude each other"}},
-		{[]string{"load", "--wallets", "x", "--bundle", "--bundle-max", "0"}, []string{"--bundle-max"}},
+		{[]string{"load", "--wallets", "x", "--depth", "0"}, []string{"--depth"}},
 		{[]string{"load", "--wallets", "x", "--invalid", "2"}, []string{"fraction"}},
 		{[]string{"testnet", "extra"}, []string{`unknown command "extra"`}},
 	}

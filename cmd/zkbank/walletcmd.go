@@ -27,11 +27,16 @@ func newWalletCmd() *cobra.Command {
 		Long: `A wallet file holds one account's keys: the ed25519 key that names the account
 and signs its transfers, and the homomorphic key pair validators re-encrypt the
 balance to. Keep it secret (it is written with mode 0600); whoever holds it
-owns the account. Amounts are currency units with up to two decimals (12.34).`,
+owns the account. Amounts are currency units with up to two decimals (12.34).
+
+An account has two balances. Money you receive lands in its pending balance;
+'zkbank wallet apply' moves it into the available balance, the only one you
+spend from. Nobody else can change your available balance, so a payment is
+never invalidated by someone paying you meanwhile.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	c.AddCommand(newWalletCreateCmd(), newWalletShowCmd(), newWalletOpenCmd(), newWalletBalanceCmd(false),
-		newWalletTransferCmd(false), newWalletTransferCmd(true), newWalletBalanceCmd(true), newWalletHistoryCmd())
+		newWalletTransferCmd(false), newWalletTransferCmd(true), newWalletApplyCmd(), newWalletBalanceCmd(true), newWalletHistoryCmd())
 	return c
 }
 
@@ -142,43 +147,40 @@ func newWalletOpenCmd() *cobra.Command {
 		Short: "Open the wallet's account on a chain (zero balance; genesis accounts are already open)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := loadWallet(cmd, path)
-			if err != nil {
-				return err
-			}
-			ctx, m, cancel, err := cf.connect(cmd, w)
-			defer cancel()
-			if err != nil {
-				return err
-			}
-			o := cmd.OutOrStdout()
-			a, err := m.Account(ctx, w.Account)
-			if err == nil {
-				fmt.Fprintf(o, "account %s is already open on %s (%s, shard %d, lane %d)\n", w.Account, m.Chain(), a.Kind, a.Shard, a.Lane)
-				return bindAndSave(w, m.Chain())
-			}
-			if !errors.Is(err, client.ErrUnknownAccount) {
-				return err
-			}
-			req := api.OpenRequest{SignPub: hex.EncodeToString(w.SignPub()), Kind: w.Kind, Signature: hex.EncodeToString(w.OpenSignature(m.Chain()))}
-			r, err := m.Open(ctx, req)
-			if err != nil {
-				return fmt.Errorf("opening account: %w", err)
-			}
-			// Balance reads need a threshold of validators to know the account.
-			if err := m.WaitAccount(ctx, w.Account, m.Threshold()); err != nil {
-				return fmt.Errorf("account opened but not yet visible: %w", err)
-			}
-			if err := bindAndSave(w, m.Chain()); err != nil {
-				return err
-			}
-			fmt.Fprintf(o, "opened %s account %s on %s (shard %d, lane %d, balance 0.00)\n", r.Account.Kind, r.Account.ID, m.Chain(), r.Account.Shard, r.Account.Lane)
-			return nil
+			return withWallet(cmd, path, &cf, func(ctx context.Context, m *client.Multi, w *wallet.Wallet) error {
+				return openAccount(ctx, cmd.OutOrStdout(), m, w)
+			})
 		},
 	}
 	c.Flags().StringVar(&path, "wallet", "", "wallet file")
 	cf.register(c)
 	return c
+}
+
+// openAccount opens w's account on m's chain, or says it is open already.
+func openAccount(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet) error {
+	a, err := m.Account(ctx, w.Account)
+	if err == nil {
+		fmt.Fprintf(o, "account %s is already open on %s (%s, shard %d, lane %d)\n", w.Account, m.Chain(), a.Kind, a.Shard, a.Lane)
+		return bindAndSave(w, m.Chain())
+	}
+	if !errors.Is(err, client.ErrUnknownAccount) {
+		return err
+	}
+	req := api.OpenRequest{SignPub: hex.EncodeToString(w.SignPub()), Kind: w.Kind, Signature: hex.EncodeToString(w.OpenSignature(m.Chain()))}
+	r, err := m.Open(ctx, req)
+	if err != nil {
+		return fmt.Errorf("opening account: %w", err)
+	}
+	// Balance reads need a threshold of validators to know the account.
+	if err := m.WaitAccount(ctx, w.Account, m.Threshold()); err != nil {
+		return fmt.Errorf("account opened but not yet visible: %w", err)
+	}
+	if err := bindAndSave(w, m.Chain()); err != nil {
+		return err
+	}
+	fmt.Fprintf(o, "opened %s account %s on %s (shard %d, lane %d, balance 0.00)\n", r.Account.Kind, r.Account.ID, m.Chain(), r.Account.Shard, r.Account.Lane)
+	return nil
 }
 
 func bindAndSave(w *wallet.Wallet, chain string) error {
@@ -230,15 +232,61 @@ func newWalletBalanceCmd(card bool) *cobra.Command {
 }
 
 func printBalance(o io.Writer, w *wallet.Wallet, b client.Balance) {
+	pending := ""
+	if b.Pending > 0 {
+		pending = fmt.Sprintf("; %s pending (received; 'zkbank wallet apply' makes it spendable)", wallet.FormatAmount(b.Pending))
+	}
 	if !w.IsCard() {
-		fmt.Fprintf(o, "%s: balance %s (height %d)\n", w.Name, wallet.FormatAmount(b.Amount), b.Height)
+		fmt.Fprintf(o, "%s: balance %s available%s (height %d)\n", w.Name, wallet.FormatAmount(b.Amount), pending, b.Height)
 		return
 	}
 	fmt.Fprintf(o, "%s: available credit %s (height %d)", w.Name, wallet.FormatAmount(b.Amount), b.Height)
 	if w.Limit > 0 && w.Limit >= b.Amount {
 		fmt.Fprintf(o, "; limit %s, spent %s", wallet.FormatAmount(w.Limit), wallet.FormatAmount(w.Limit-b.Amount))
 	}
+	if b.Pending > 0 {
+		fmt.Fprintf(o, "; repayments of %s pending ('zkbank wallet apply')", wallet.FormatAmount(b.Pending))
+	}
 	fmt.Fprintln(o)
+}
+
+// withWallet loads the wallet at path, connects to its chain and runs f.
+func withWallet(cmd *cobra.Command, path string, cf *chainFlags, f func(context.Context, *client.Multi, *wallet.Wallet) error) error {
+	w, err := loadWallet(cmd, path)
+	if err != nil {
+		return err
+	}
+	ctx, m, cancel, err := cf.connect(cmd, w)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	return f(ctx, m, w)
+}
+
+// newWalletApplyCmd is `wallet apply`: move received funds into the
+// available balance.
+func newWalletApplyCmd() *cobra.Command {
+	var path string
+	var cf chainFlags
+	c := &cobra.Command{
+		Use:   "apply --wallet FILE [--genesis FILE|--node URL]",
+		Short: "Make received funds spendable: moves the pending balance into the available one",
+		Long: `Payments to an account land in its pending balance. This reads the pending
+balance (re-encrypted to your key, decrypted here), then sends an apply: an
+operation only you can sign that moves exactly that amount into the available
+balance. A card's repayments are applied the same way.`,
+		Example: "  zkbank wallet apply --wallet .testnet/wallets/bob.json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withWallet(cmd, path, &cf, func(ctx context.Context, m *client.Multi, w *wallet.Wallet) error {
+				return operate(ctx, cmd.OutOrStdout(), m, w, w.ID(), w.Name, 0, true)
+			})
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file")
+	cf.register(c)
+	return c
 }
 
 // recipient resolves --to: an account id, or a wallet file (only its public
@@ -316,10 +364,10 @@ func newWalletTransferCmd(card bool) *cobra.Command {
 	return c
 }
 
-// retryable rejections: nothing moved, and a transfer rebuilt from a fresh
-// balance read can succeed (the balance went stale, or another debit of the
-// account took this block's slot).
-var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true}
+// retryable rejections: nothing moved, and an operation rebuilt from a fresh
+// balance read can succeed (another operation of the account, from another
+// process, changed the balance it was built on or took this block's slot).
+var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true, "balance_mismatch": true}
 
 const maxAttempts = 3
 
@@ -327,27 +375,22 @@ const maxAttempts = 3
 // rebuilt from a fresh balance when the validators found it stale.
 func transfer(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents uint64) error {
 	if to == w.ID() {
-		return errors.New("cannot pay yourself: sender and recipient are the same account")
+		return errors.New("cannot pay yourself: sender and recipient are the same account (to make received funds spendable, use 'zkbank wallet apply')")
 	}
-	// A recipient opened a moment ago may not be visible at every node yet.
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err := m.WaitAccount(wctx, to.String(), 1)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		_, err := m.Account(ctx, to.String())
-		if errors.Is(err, client.ErrUnknownAccount) {
-			return fmt.Errorf("unknown recipient account %s on chain %s; nothing was sent", to.String(), m.Chain())
-		}
-		if err != nil {
+	return operate(ctx, o, m, w, to, toName, cents, false)
+}
+
+// operate sends one operation (a payment, or with apply the account's pending
+// funds into its available balance) and waits for its verdict.
+func operate(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents uint64, apply bool) error {
+	if !apply {
+		if err := waitRecipient(ctx, m, to); err != nil {
 			return err
 		}
 	}
 	var lastNonce uint64
 	for attempt := 1; ; attempt++ {
-		st, nonce, err := transferOnce(ctx, o, m, w, to, toName, cents, lastNonce)
+		st, nonce, err := transferOnce(ctx, o, m, w, to, toName, cents, lastNonce, apply)
 		if err != nil {
 			return err
 		}
@@ -373,29 +416,60 @@ func transfer(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Walle
 	}
 }
 
+// waitRecipient waits briefly for a recipient opened a moment ago, which may
+// not be visible at every node yet.
+func waitRecipient(ctx context.Context, m *client.Multi, to ledger.AccountID) error {
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := m.WaitAccount(wctx, to.String(), 1)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	_, err = m.Account(ctx, to.String())
+	if errors.Is(err, client.ErrUnknownAccount) {
+		return fmt.Errorf("unknown recipient account %s on chain %s; nothing was sent", to.String(), m.Chain())
+	}
+	return err
+}
+
 // transferOnce makes one attempt and returns the verdict and the nonce used.
 // The nonce is above both the account's last consumed one and lastNonce (a
 // node that has not applied the previous verdict yet may report an older one).
-func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents, lastNonce uint64) (*api.TransferStatus, uint64, error) {
+func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents, lastNonce uint64, apply bool) (*api.TransferStatus, uint64, error) {
 	a, err := m.Account(ctx, w.Account)
 	if err != nil {
 		return nil, 0, err
 	}
-	bal, err := m.BalanceAt(ctx, w, a.LastDebit)
+	// Read at or after the height the account's last consumed nonce was
+	// applied at, so every earlier operation of it is in the balance.
+	bal, err := m.BalanceAt(ctx, w, a.Height)
 	if err != nil {
 		return nil, 0, err
 	}
-	if cents > bal.Amount {
+	if apply {
+		if bal.Pending == 0 {
+			printBalance(o, w, bal)
+			return nil, 0, errors.New("nothing pending to apply; nothing was sent")
+		}
+		cents = bal.Pending
+	} else if cents > bal.Amount {
 		if w.IsCard() {
 			return nil, 0, fmt.Errorf("declined: insufficient credit (available %s, charge %s); nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
 		}
-		return nil, 0, fmt.Errorf("insufficient funds: balance %s, amount %s; nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
+		hint := ""
+		if bal.Pending > 0 {
+			hint = fmt.Sprintf(" (%s received is pending: 'zkbank wallet apply' makes it spendable)", wallet.FormatAmount(bal.Pending))
+		}
+		return nil, 0, fmt.Errorf("insufficient funds: available %s, amount %s%s; nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents), hint)
 	}
 	b, err := m.Dealer()
 	if err != nil {
 		return nil, 0, err
 	}
-	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount, Height: bal.Height, Nonce: max(a.Nonce, lastNonce) + 1}
+	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount, Nonce: max(a.Nonce, lastNonce) + 1}
+	if apply {
+		spec.Balance, spec.Height = bal.Pending, bal.Height
+	}
 	sub, err := b.Build(spec)
 	if err != nil {
 		return nil, 0, err
@@ -404,7 +478,11 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 	if w.IsCard() {
 		verb = "charging"
 	}
-	fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Sealed))
+	if apply {
+		fmt.Fprintf(o, "applying %s pending (read at height %d, sealed upload %d bytes)\n", wallet.FormatAmount(cents), bal.Height, len(sub.Sealed))
+	} else {
+		fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Sealed))
+	}
 	start := time.Now()
 	ids, err := m.Submit(ctx, sub)
 	if err != nil {
@@ -448,56 +526,55 @@ func newWalletHistoryCmd() *cobra.Command {
 		Short: "List the account's transfers (amounts you sent come from this machine's journal)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := loadWallet(cmd, path)
-			if err != nil {
-				return err
-			}
-			ctx, m, cancel, err := cf.connect(cmd, w)
-			defer cancel()
-			if err != nil {
-				return err
-			}
-			h, err := m.History(ctx, w.Account)
-			if err != nil {
-				return err
-			}
-			journal, err := w.Journal()
-			if err != nil {
-				return err
-			}
-			names := siblingNames(filepath.Dir(w.Path()))
-			o := cmd.OutOrStdout()
-			if len(h.Transfers) == 0 {
-				fmt.Fprintf(o, "no transfers for %s yet\n", w.Name)
-				return nil
-			}
-			tw := tabwriter.NewWriter(o, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "HEIGHT\tSTATUS\tDIRECTION\tCOUNTERPARTY\tAMOUNT\tID")
-			for _, t := range h.Transfers {
-				dir, other := "sent", t.To
-				if t.To == w.Account {
-					dir, other = "received", t.From
-				}
-				amount := "confidential"
-				if e, ok := journal[t.ID]; ok {
-					amount = wallet.FormatAmount(e.Amount)
-				}
-				status := t.Status
-				if t.Status == api.StatusRejected && t.Code != "" {
-					status += " (" + t.Code + ")"
-				}
-				who := shortID(other)
-				if n, ok := names[other]; ok {
-					who = n
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.Height, status, dir, who, amount, shortID(t.ID))
-			}
-			return tw.Flush()
+			return withWallet(cmd, path, &cf, func(ctx context.Context, m *client.Multi, w *wallet.Wallet) error {
+				return history(ctx, cmd, m, w)
+			})
 		},
 	}
 	c.Flags().StringVar(&path, "wallet", "", "wallet file")
 	cf.register(c)
 	return c
+}
+
+// history prints the account's transfers, with the amounts this machine's
+// journal knows.
+func history(ctx context.Context, cmd *cobra.Command, m *client.Multi, w *wallet.Wallet) error {
+	h, err := m.History(ctx, w.Account)
+	if err != nil {
+		return err
+	}
+	journal, err := w.Journal()
+	if err != nil {
+		return err
+	}
+	names := siblingNames(filepath.Dir(w.Path()))
+	o := cmd.OutOrStdout()
+	if len(h.Transfers) == 0 {
+		fmt.Fprintf(o, "no transfers for %s yet\n", w.Name)
+		return nil
+	}
+	tw := tabwriter.NewWriter(o, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HEIGHT\tSTATUS\tDIRECTION\tCOUNTERPARTY\tAMOUNT\tID")
+	for _, t := range h.Transfers {
+		dir, other := "sent", t.To
+		if t.To == w.Account {
+			dir, other = "received", t.From
+		}
+		amount := "confidential"
+		if e, ok := journal[t.ID]; ok {
+			amount = wallet.FormatAmount(e.Amount)
+		}
+		status := t.Status
+		if t.Status == api.StatusRejected && t.Code != "" {
+			status += " (" + t.Code + ")"
+		}
+		who := shortID(other)
+		if n, ok := names[other]; ok {
+			who = n
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.Height, status, dir, who, amount, shortID(t.ID))
+	}
+	return tw.Flush()
 }
 
 func shortID(s string) string {
