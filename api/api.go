@@ -50,6 +50,7 @@ type Account struct {
 	Lane      int    `json:"lane"`
 	Nonce     uint64 `json:"nonce"`      // last nonce consumed; the next transfer uses Nonce+1
 	LastApply uint64 `json:"last_apply"` // height whose results last moved pending funds into the available balance
+	LastOp    string `json:"last_op"`    // hex ID of the last accepted operation: the next one's Prev
 	Height    uint64 `json:"height"`     // the node's applied height when answering
 }
 

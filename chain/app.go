@@ -394,10 +394,6 @@ func (a *App) ackQuorum() int { return a.n - (a.n-1)/3 }
 // maxCandidates is how many waiting uploads a proposer considers.
 const maxCandidates = 4096
 
-// gapWait is how long a proposer holds back an account's operation whose
-// nonce skips one, waiting for the missing operation to arrive.
-const gapWait = time.Second
-
 // ackSets returns, per transfer id, the bitmask of the carried precommits
 // that acked it.
 func ackSets(carried []Precommit) map[[32]byte]uint64 {
@@ -837,9 +833,18 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 		return nil, err
 	}
 	acks := ackSets(b.LastCommit)
+	prevOps := a.lastOps()
 	for _, s := range b.Subs {
 		env := &s.Envelopes[0]
 		id := env.ID()
+		// An operation must be built on the account's operation in the
+		// previous block if it had one, else on its last accepted one: a
+		// proposer cannot skip a wallet's operations (which would get the
+		// rest of its pipeline rejected) nor order one whose predecessor
+		// was already rejected.
+		if want, ok := expectedPrev(d.book, prevOps, env.From); ok && env.Prev != want {
+			return nil, fmt.Errorf("%w: transfer %x is not built on its account's last operation", ErrBlock, id[:8])
+		}
 		if n := bits.OnesCount64(acks[id]); n < a.ackQuorum() {
 			return nil, fmt.Errorf("%w: transfer %x acked by %d validators, %d needed", ErrBlock, id[:8], n, a.ackQuorum())
 		}
@@ -889,6 +894,33 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	return ev, nil
 }
 
+// lastOps maps each account with an operation in the last finalized block to
+// that operation's ID: its results are not in the book yet.
+func (a *App) lastOps() map[ledger.AccountID][32]byte {
+	out := map[ledger.AccountID][32]byte{}
+	if a.last != nil && a.last.block != nil {
+		for _, s := range a.last.block.Subs {
+			e := &s.Envelopes[0]
+			out[e.From] = e.ID()
+		}
+	}
+	return out
+}
+
+// expectedPrev is the Prev an account's next operation must name: its
+// operation in the last block if any (prevOps), else its last accepted one.
+// ok is false for an unknown account (rejected as such later).
+func expectedPrev(book *ledger.Book, prevOps map[ledger.AccountID][32]byte, from ledger.AccountID) ([32]byte, bool) {
+	if id, ok := prevOps[from]; ok {
+		return id, true
+	}
+	acct, ok := book.Account(from)
+	if !ok {
+		return [32]byte{}, false
+	}
+	return acct.LastOp, true
+}
+
 // HasWork implements consensus.WorkSignaler: the proposer of a height waits
 // (up to the commit timeout) for something to propose before proposing an
 // empty block. Blocks still in the pipeline count: their pieces and verdicts
@@ -936,54 +968,33 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	if err != nil {
 		return nil, fmt.Errorf("chain: mempool: %w", err)
 	}
-	// One operation per account and block, and an account's operations in
-	// nonce order, each in a later block than the one before: a wallet
-	// builds each operation on the available balance its previous ones
-	// leave, so an operation evaluated before its predecessor would fail.
-	// The last block's operations are still undecided in book: their nonces
-	// count as consumed.
-	used := map[ledger.AccountID]uint64{}
-	if a.last != nil {
-		for _, s := range a.last.block.Subs {
-			e := &s.Envelopes[0]
-			used[e.From] = max(used[e.From], e.Nonce)
-		}
-	}
-	next := map[ledger.AccountID]*Upload{}
-	var order []ledger.AccountID
+	// One operation per account and block: the one built on the account's
+	// operation in the last block, else on its last accepted one (prepare
+	// refuses anything else). A wallet's later operations wait for their
+	// predecessors; one whose predecessor was rejected is never ordered.
+	prevOps := a.lastOps()
+	taken := map[ledger.AccountID]bool{}
 	for _, u := range cands {
+		if len(b.Subs) >= MaxBlockSubs {
+			break
+		}
 		if len(u.Envs) != 1 {
 			continue
 		}
 		e := &u.Envs[0]
-		if book.Check(e) == ledger.RejectReplay || e.Nonce <= used[e.From] {
+		if taken[e.From] || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
 			continue
 		}
-		if cur, ok := next[e.From]; !ok {
-			order = append(order, e.From)
-			next[e.From] = u
-		} else if e.Nonce < cur.Envs[0].Nonce {
-			next[e.From] = u
-		}
-	}
-	now := a.now()
-	for _, from := range order {
-		u := next[from]
-		// The account's next operation waits for its acks; a later one of
-		// the same account never overtakes it. One that leaves a nonce gap
-		// waits a moment for the missing one (relays can deliver a wallet's
-		// operations out of order), then goes ahead: nonces need only
-		// increase, and a gap that never fills must not stall the account.
-		if len(b.Subs) >= MaxBlockSubs || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
+		want, ok := expectedPrev(book, prevOps, e.From)
+		if !ok || e.Prev != want {
 			continue
 		}
-		expect := used[from]
-		if acct, ok := book.Account(from); ok {
-			expect = max(expect, acct.Nonce)
-		}
-		if u.Envs[0].Nonce != expect+1 && now.Sub(u.Received) < gapWait {
+		// Admission verified the signature; the other plaintext checks are
+		// cheap. A replayed or expired operation is never proposed.
+		if r := book.CheckVerified(e); r == ledger.RejectReplay || r == ledger.RejectStaleHeight {
 			continue
 		}
+		taken[e.From] = true
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 	}
 	opens, err := a.mem.Opens(MaxBlockOpens)

@@ -211,6 +211,19 @@ type user struct {
 	id      ledger.AccountID
 	balance uint64 // what the user's wallet believes
 	nonce   uint64
+	last    *Upload // the user's last operation built
+}
+
+// prev is the Prev a user's next operation names, as its wallet tracks it:
+// its last operation while that is undecided, else the book's last accepted.
+func (n *chainNet) prev(u *user) [32]byte {
+	if u.last != nil {
+		if _, decided := n.verdict(0, u.last); !decided {
+			return idOf(u.last)
+		}
+	}
+	a, _ := n.vals[0].app.book.Account(u.id)
+	return a.LastOp
 }
 
 // validator is one application with its collaborators.
@@ -371,11 +384,12 @@ func (n *chainNet) transfer(from, to string, amount, claimed uint64) *Upload {
 	f.nonce++
 	_ = acct
 	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: d.id, Amount: amount,
-		Balance: claimed, Nonce: f.nonce})
+		Balance: claimed, Height: n.vals[0].app.book.Height(), Prev: n.prev(f), Nonce: f.nonce})
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	f.last = n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	return f.last
 }
 
 // submit puts an upload in the mempools of the given validators (all if
@@ -715,11 +729,12 @@ func (n *chainNet) apply(name string, amount, pending uint64) *Upload {
 	f := n.users[name]
 	f.nonce++
 	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: f.id, Amount: amount,
-		Balance: pending, Height: n.vals[0].app.book.Height(), Nonce: f.nonce})
+		Balance: pending, Height: n.vals[0].app.book.Height(), Prev: n.prev(f), Nonce: f.nonce})
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	f.last = n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
+	return f.last
 }
 
 // assertBalances checks every validator's book holds exactly these balances.

@@ -95,7 +95,7 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 					// evaluated on the book of F+1, where its previous
 					// transfer (ordered at F+1) is applied.
 					sub, err := n.b.Build(ledger.TransferSpec{From: u.id, Key: u.key, To: n.users["dave"].id,
-						Amount: 0, Balance: 0, Height: n.height + 1, Nonce: u.nonce + 1})
+						Amount: 0, Balance: 0, Height: n.vals[0].app.book.Height(), Nonce: u.nonce + 1, Prev: prevOf(u)})
 					if err != nil {
 						errs[i] = err
 						continue
@@ -110,6 +110,7 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 				t.Fatal(err)
 			}
 			n.users[spammer(i)].nonce++
+			n.users[spammer(i)].last = ups[i]
 		}
 		n.submitAll(ups)
 		sent += batch
@@ -147,3 +148,12 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 const zeroSpamTarget = 10000
 
 func spammer(i int) string { return fmt.Sprintf("spammer%03d", i) }
+
+// prevOf is the ID of u's last operation (each spammer's previous transfer
+// was ordered in the previous block), zero before its first.
+func prevOf(u *user) [32]byte {
+	if u.last == nil {
+		return [32]byte{}
+	}
+	return idOf(u.last)
+}

@@ -40,6 +40,21 @@ type Balance struct {
 	Height  uint64
 }
 
+// ParseOpID decodes an account's last accepted operation (api.Account
+// LastOp): the Prev of its next operation. Empty means none.
+func ParseOpID(s string) ([32]byte, error) {
+	var id [32]byte
+	if s == "" {
+		return id, nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return id, fmt.Errorf("last operation id %q: want 64 hex digits", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
 // Multi is a client of a whole committee, built from the genesis.
 type Multi struct {
 	g     *genesis.Genesis

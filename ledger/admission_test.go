@@ -19,9 +19,10 @@ func TestAttack_ReplayedNonce(t *testing.T) {
 	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60})
 }
 
-// A payment built on a balance an earlier payment of the account has since
-// changed claims a new balance that no longer adds up: rejected, nothing
-// moves.
+// A payment built on the same balance as an earlier, accepted payment of the
+// account names an operation that is no longer the last: rejected in
+// plaintext, nothing moves. Lying about Prev does not help: its claimed new
+// balance no longer adds up.
 func TestAttack_PaymentBuiltOnAnOutdatedAvailableBalance(t *testing.T) {
 	w := genesis3(t)
 	first, _ := w.b.Build(w.spec("alice", "bob", 10, 100))
@@ -31,8 +32,13 @@ func TestAttack_PaymentBuiltOnAnOutdatedAvailableBalance(t *testing.T) {
 	if r := reason(t, w.block(t, first), first); r != Accepted {
 		t.Fatal(r)
 	}
-	if r := reason(t, w.block(t, s2), s2); r != RejectBalanceMismatch {
+	if r := reason(t, w.block(t, s2), s2); r != RejectPredecessor {
 		t.Fatalf("outdated: %v", r)
+	}
+	lie := w.spec("alice", "carol", 80, 100) // Prev is now the first payment
+	s3, _ := w.b.Build(lie)
+	if r := reason(t, w.block(t, s3), s3); r != RejectBalanceMismatch {
+		t.Fatalf("outdated with a current Prev: %v", r)
 	}
 	w.expectBalances(t, map[string]uint64{"alice": 90, "bob": 60, "carol": 7})
 }

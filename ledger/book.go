@@ -40,8 +40,9 @@ type Account struct {
 	Kind      AccountKind
 	Shard     uint32
 	Lane      int
-	Nonce     uint64 // last nonce consumed
-	LastApply uint64 // height whose results last moved this account's pending balance into its available one
+	Nonce     uint64   // last nonce consumed
+	LastOp    [32]byte // ID of the last accepted operation (Envelope.Prev of the next one)
+	LastApply uint64   // height whose results last moved this account's pending balance into its available one
 	Created   uint64
 }
 
@@ -271,18 +272,37 @@ func (b *Book) stateAt(shard uint32, h uint64) (*rlwe.Ciphertext, error) {
 }
 
 // Check runs the plaintext admission checks on one envelope against the
-// current book: signature, chain, accounts, replay and, for an apply, the
-// pending height it names. It returns Accepted or the reason.
+// current book: signature, chain, accounts, replay, the operation it was
+// built on, and its height. It returns Accepted or the reason.
 //
-// A payment (To != From) names no height: its balance equation reads the
-// sender's available balance as it stands when the block is evaluated, which
-// only the sender's own earlier operations changed, so a wallet knows it
-// exactly and can send in every block without reading it. An apply
-// (To == From) moves part of the pending balance into the available one; it
-// names the height of the pending balance it was built against, which must
-// be no older than the account's last apply (else the same pending funds
-// would be claimed twice) and inside the retained window.
+// An operation names the account's last accepted operation it was built on
+// (Prev). The available balance changes only through the account's own
+// accepted operations, so a wallet knows exactly what each one spends from
+// and can send in every block without reading its balance; an operation
+// whose Prev is not the account's last accepted one (an earlier one it
+// counted on was rejected or never ordered) is rejected here, in plaintext,
+// before anything about it is evaluated or decrypted.
+//
+// A payment (To != From) names the height it was made at and expires a
+// window later, so a payment a wallet gave up on cannot be ordered long
+// after. An apply (To == From) moves part of the pending balance into the
+// available one; it names the height of the pending balance it was built
+// against, which must be no older than the account's last apply (else the
+// same pending funds would be claimed twice) and inside the window.
 func (b *Book) Check(e *Envelope) Reason {
+	from, ok := b.byID[e.From]
+	if !ok {
+		return RejectUnknownAccount
+	}
+	if e.Chain != b.chain || !e.Verify(from.SignPub) {
+		return RejectBadSignature
+	}
+	return b.CheckVerified(e)
+}
+
+// CheckVerified is Check for an envelope whose signature was verified
+// before (a proposer filtering its mempool).
+func (b *Book) CheckVerified(e *Envelope) Reason {
 	from, ok := b.byID[e.From]
 	if !ok {
 		return RejectUnknownAccount
@@ -290,20 +310,20 @@ func (b *Book) Check(e *Envelope) Reason {
 	if _, ok := b.byID[e.To]; !ok {
 		return RejectUnknownAccount
 	}
-	if e.Chain != b.chain || !e.Verify(from.SignPub) {
-		return RejectBadSignature
-	}
 	if e.Nonce <= from.Nonce {
 		return RejectReplay
-	}
-	if !e.IsApply() {
-		return Accepted
 	}
 	if e.Height > b.height {
 		return RejectFutureHeight
 	}
-	if e.Height < from.LastApply || e.Height+b.window <= b.height {
+	if e.Height+b.window <= b.height {
 		return RejectStaleHeight
+	}
+	if e.IsApply() && e.Height < from.LastApply {
+		return RejectStaleHeight
+	}
+	if e.Prev != from.LastOp {
+		return RejectPredecessor
 	}
 	return Accepted
 }
@@ -407,6 +427,9 @@ func (bt *Batch) RhoSeed(blockHash []byte, index int) []byte {
 	return h.Sum(nil)
 }
 
+// recCacheMax bounds a RecCache.
+const recCacheMax = 8
+
 // RecCache remembers recomposed states (keyed by the state ciphertext, which
 // the book never mutates). Not safe for concurrent use: one per shard actor.
 type RecCache struct {
@@ -450,7 +473,10 @@ func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int
 		}
 		local[st] = r
 		if rc != nil {
-			if rc.m == nil || len(rc.m) > 4*int(DefaultWindow) {
+			// Payments read the newest state only, applies a few recent
+			// pending planes: a handful of entries (768 KiB each) serves
+			// both; more only held memory (it was up to 256 per shard).
+			if rc.m == nil || len(rc.m) >= recCacheMax {
 				rc.m = map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
 			}
 			rc.m[st] = r
@@ -528,8 +554,11 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 			r := verdicts[i][l]
 			a := b.byID[env.From]
 			a.Nonce = env.Nonce
-			if r == Accepted && bt.Apply {
-				a.LastApply = h
+			if r == Accepted {
+				a.LastOp = env.ID()
+				if bt.Apply {
+					a.LastApply = h
+				}
 			}
 			out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
 		}

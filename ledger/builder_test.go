@@ -72,7 +72,7 @@ func (b *builder) Seal(ctb []byte, specs ...TransferSpec) *testSub {
 	h := sha256.Sum256(ctb)
 	sub := &testSub{Ciphertext: ctb}
 	for _, s := range specs {
-		e := Envelope{Chain: b.chain, From: s.From, To: s.To, Nonce: s.Nonce, Height: s.Height, CTHash: h}
+		e := Envelope{Chain: b.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height, CTHash: h}
 		e.Sig = ed25519.Sign(s.Key, e.SigningBytes())
 		sub.Envelopes = append(sub.Envelopes, e)
 	}

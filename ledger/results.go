@@ -39,6 +39,11 @@ const (
 	// ciphertext, so the batch or group is failed closed (a wrong share or
 	// piece can delay a transfer, never make an invalid one valid).
 	RejectUndecided
+	// RejectPredecessor: the operation was built on an operation of the
+	// account that is not its last accepted one (an earlier operation it
+	// counted on was rejected, or never ordered). Decided in plaintext,
+	// before any evaluation: the wallet rebuilds from its last accepted one.
+	RejectPredecessor
 )
 
 var reasonNames = map[Reason]string{
@@ -55,6 +60,7 @@ var reasonNames = map[Reason]string{
 	RejectLaneBusy:        "another operation of this account is in the same block",
 	RejectSelfTransfer:    "sender and receiver are the same account",
 	RejectUndecided:       "validators did not agree on its decryption shares or piece ciphertexts; resubmit",
+	RejectPredecessor:     "built on an operation of the account that was not accepted; rebuild from the last accepted one",
 }
 
 func (r Reason) String() string {
@@ -93,6 +99,8 @@ func (r Reason) Code() string {
 		return "self_transfer"
 	case RejectUndecided:
 		return "undecided"
+	case RejectPredecessor:
+		return "predecessor"
 	}
 	return "unknown"
 }

@@ -36,7 +36,7 @@ func (b *Book) Clone() *Book {
 // MarshalBinary encodes an account registry entry.
 func (a *Account) MarshalBinary() ([]byte, error) {
 	var w wire.Writer
-	w.U8(1)
+	w.U8(2)
 	w.Fixed(a.ID[:])
 	w.Bytes(a.SignPub)
 	w.Bytes(a.OwnerPK)
@@ -44,6 +44,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	w.U32(a.Shard)
 	w.U32(uint32(a.Lane))
 	w.U64(a.Nonce)
+	w.Fixed(a.LastOp[:])
 	w.U64(a.LastApply)
 	w.U64(a.Created)
 	return w.B, nil
@@ -52,7 +53,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes an account registry entry.
 func (a *Account) UnmarshalBinary(p []byte) error {
 	r := wire.NewReader(p, ErrMalformed)
-	if v := r.U8(); r.Err == nil && v != 1 {
+	if v := r.U8(); r.Err == nil && v != 2 {
 		return fmt.Errorf("%w: account version %d", ErrMalformed, v)
 	}
 	copy(a.ID[:], r.Fixed(32))
@@ -62,6 +63,7 @@ func (a *Account) UnmarshalBinary(p []byte) error {
 	a.Shard = r.U32()
 	a.Lane = int(r.U32())
 	a.Nonce = r.U64()
+	copy(a.LastOp[:], r.Fixed(32))
 	a.LastApply = r.U64()
 	a.Created = r.U64()
 	if err := r.Done(); err != nil {

@@ -33,27 +33,33 @@ func ParseAccountID(s string) (AccountID, error) {
 	return a, nil
 }
 
-// Envelope is the signed, plaintext part of a transfer: who pays whom and the
-// replay nonce; for an apply (To == From: move pending funds into the
-// available balance) also the height of the pending balance it was built
-// against. The amount is not here: it exists only as sealed shares, then
-// encrypted.
+// Envelope is the signed, plaintext part of a transfer: who pays whom, the
+// replay nonce, the account's operation it was built on (Prev) and a height:
+// for an apply (To == From: move pending funds into the available balance)
+// the height of the pending balance it was built against, for a payment the
+// height it was made at (it expires a window later). The amount is not here:
+// it exists only as sealed shares, then encrypted.
 type Envelope struct {
 	Chain    string
 	From, To AccountID
 	Nonce    uint64
-	Height   uint64   // apply: the pending balance it was built against; payment: not read (wallets send 0)
-	CTHash   [32]byte // SHA-256 of the upload's sealed shares (SealedTransfer encoding)
-	Sig      []byte   // ed25519 by the sender over SigningBytes
+	// Prev is the ID of the account's last accepted operation this one was
+	// built on (zero for none): the available balance it spends from is the
+	// one that chain of operations leaves. An operation whose Prev is not
+	// the account's last accepted one is rejected before evaluation.
+	Prev   [32]byte
+	Height uint64   // apply: the pending balance it was built against; payment: when it was made
+	CTHash [32]byte // SHA-256 of the upload's sealed shares (SealedTransfer encoding)
+	Sig    []byte   // ed25519 by the sender over SigningBytes
 }
 
 // IsApply reports whether the envelope moves its account's pending funds into
 // its available balance (a transfer to oneself) rather than paying another.
 func (e *Envelope) IsApply() bool { return e.From == e.To }
 
-// envelopeVersion 2: CTHash is the hash of the sealed shares (version 1
-// signed a client ciphertext).
-const envelopeVersion = 2
+// envelopeVersion 3: Prev (version 2 had none; version 1 signed a client
+// ciphertext).
+const envelopeVersion = 3
 
 // maxSealed bounds a sealed transfer on the wire.
 const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
@@ -61,11 +67,12 @@ const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
 // SigningBytes is the canonical encoding the signature covers.
 func (e *Envelope) SigningBytes() []byte {
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/envelope/v2\x00"))
+	w.Fixed([]byte("zkbank/envelope/v3\x00"))
 	w.Bytes([]byte(e.Chain))
 	w.Fixed(e.From[:])
 	w.Fixed(e.To[:])
 	w.U64(e.Nonce)
+	w.Fixed(e.Prev[:])
 	w.U64(e.Height)
 	w.Fixed(e.CTHash[:])
 	return w.B
@@ -87,6 +94,7 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 	w.Fixed(e.From[:])
 	w.Fixed(e.To[:])
 	w.U64(e.Nonce)
+	w.Fixed(e.Prev[:])
 	w.U64(e.Height)
 	w.Fixed(e.CTHash[:])
 	w.Bytes(e.Sig)
@@ -103,6 +111,7 @@ func (e *Envelope) UnmarshalBinary(p []byte) error {
 	copy(e.From[:], r.Fixed(32))
 	copy(e.To[:], r.Fixed(32))
 	e.Nonce = r.U64()
+	copy(e.Prev[:], r.Fixed(32))
 	e.Height = r.U64()
 	copy(e.CTHash[:], r.Fixed(32))
 	e.Sig = append([]byte(nil), r.Bytes(maxField)...)

@@ -67,7 +67,12 @@ type TransferSpec struct {
 	// available balance after its earlier operations (which the wallet
 	// tracks); for an apply (To == From) the pending balance at Height.
 	Balance uint64
-	Height  uint64 // apply only: the height Balance was read at
+	// Height: for an apply the height Balance was read at; for a payment a
+	// recent height (it expires DefaultWindow heights later).
+	Height uint64
+	// Prev is the ID of the account's last accepted operation (zero for
+	// none) whose resulting available balance this one spends from.
+	Prev [32]byte
 
 	Nonce uint64
 }
@@ -140,7 +145,7 @@ func (d *Dealer) BuildValues(s TransferSpec, values []uint64) (*Submission, erro
 	if err != nil {
 		return nil, err
 	}
-	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Height: s.Height, CTHash: sha256.Sum256(raw)}
+	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height, CTHash: sha256.Sum256(raw)}
 	e.Sig = ed25519.Sign(s.Key, e.SigningBytes())
 	return &Submission{Envelopes: []Envelope{e}, Sealed: raw}, nil
 }

@@ -43,7 +43,7 @@ func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]Account
 func (w *world) spec(from, to string, amount, balance uint64) TransferSpec {
 	a := w.acct[from]
 	acc, _ := w.book.Account(a.id)
-	return TransferSpec{From: a.id, Lane: acc.Lane, Key: a.key, To: w.acct[to].id, Amount: amount, Balance: balance, Height: w.book.Height(), Nonce: acc.Nonce + 1}
+	return TransferSpec{From: a.id, Lane: acc.Lane, Key: a.key, To: w.acct[to].id, Amount: amount, Balance: balance, Height: w.book.Height(), Nonce: acc.Nonce + 1, Prev: acc.LastOp}
 }
 
 // applySpec moves amount of name's pending balance (pending at the book's

@@ -47,14 +47,28 @@ type user struct {
 	own *ledger.OwnerKeys
 }
 
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
 // freePort picks a free loopback port below the kernel's ephemeral range
 // (32768-60999 here): a port the kernel handed out and took back can be
 // reused at once as the source port of an outgoing connection (libp2p dials
 // constantly), and a node that then binds it fails. The testnet package's
 // tests pick theirs in 10000-20000.
+//
+// Clusters start in parallel: a port is handed out once per process, or two
+// tests could both find it free before either binds it.
 func freePort(t testing.TB) int {
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	for try := 0; try < 100; try++ {
 		port := 20000 + mrand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		portsGiven[port] = true
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -310,7 +324,7 @@ func (c *cluster) sendWith(b *ledger.Dealer, from, to string, amount, balance, h
 	c.t.Helper()
 	u := c.users[from]
 	a := c.account(from)
-	spec := ledger.TransferSpec{From: u.id, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1}
+	spec := ledger.TransferSpec{From: u.id, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1, Prev: c.lastOp(a)}
 	sub, err := b.Build(spec)
 	if err != nil {
 		c.t.Fatal(err)
@@ -327,13 +341,23 @@ func (c *cluster) sendWith(b *ledger.Dealer, from, to string, amount, balance, h
 	return c.post(sub, node)
 }
 
+// lastOp is the account's last accepted operation: the next one's Prev.
+func (c *cluster) lastOp(a api.Account) [32]byte {
+	c.t.Helper()
+	id, err := client.ParseOpID(a.LastOp)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return id
+}
+
 // sendVia submits the transfer to every listed validator and waits at the
 // first.
 func (c *cluster) sendVia(b *ledger.Dealer, from, to string, amount, balance, height uint64, vals []uint64, nodes ...int) api.TransferStatus {
 	c.t.Helper()
 	u := c.users[from]
 	a := c.account(from)
-	spec := ledger.TransferSpec{From: u.id, Lane: a.Lane, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1}
+	spec := ledger.TransferSpec{From: u.id, Lane: a.Lane, Key: u.key, To: c.users[to].id, Amount: amount, Balance: balance, Height: height, Nonce: a.Nonce + 1, Prev: c.lastOp(a)}
 	var sub *ledger.Submission
 	var err error
 	if vals != nil {

@@ -434,7 +434,7 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	}
 	e := &sub.Envelopes[0]
 	switch r := n.view.Load().Book.Check(e); r {
-	case ledger.Accepted, ledger.RejectFutureHeight:
+	case ledger.Accepted, ledger.RejectFutureHeight, ledger.RejectPredecessor: // its predecessor may still be in flight
 	default:
 		n.met.Submissions.WithLabelValues(r.Code()).Inc()
 		return nil, &ledger.RejectError{Reason: r}

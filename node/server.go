@@ -90,7 +90,7 @@ func (s *server) collectiveKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func toAPI(a *ledger.Account, h uint64) api.Account {
-	return api.Account{ID: a.ID.String(), Kind: a.Kind.String(), Shard: a.Shard, Lane: a.Lane, Nonce: a.Nonce, LastApply: a.LastApply, Height: h}
+	return api.Account{ID: a.ID.String(), Kind: a.Kind.String(), Shard: a.Shard, Lane: a.Lane, Nonce: a.Nonce, LastApply: a.LastApply, LastOp: hex.EncodeToString(a.LastOp[:]), Height: h}
 }
 
 func (s *server) account(w http.ResponseWriter, r *http.Request) {

@@ -28,8 +28,12 @@ const (
 	IssuerFunds   = 10_000_00 // the issuer's funds before granting the card's line
 	DemoLoadFunds = 1_000_00  // each background-load wallet
 	demoLoaders   = 4
-	maxAccounts   = 200
+	maxAccounts   = 4096 // 16 shards
 	maxValidators = 16
+
+	// summaryAccounts is how many deposit accounts the startup summary
+	// decrypts and lists.
+	summaryAccounts = 10
 )
 
 // InitInfo is what `zkbank node init` prints on stdout: the validator's

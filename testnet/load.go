@@ -54,13 +54,15 @@ type sender struct {
 	amounts amountSampler
 	queue   chan plan
 
-	avail   uint64 // available balance once every operation sent so far is accepted
-	pending uint64 // pending balance as last read, not yet applied
-	readAt  uint64 // height pending was read at
-	nonce   uint64 // last nonce used
+	avail   uint64   // available balance once every operation sent so far is accepted
+	pending uint64   // pending balance as last read, not yet applied
+	readAt  uint64   // height pending was read at
+	nonce   uint64   // last nonce used
+	prev    [32]byte // the last operation sent: the next one's Prev
 	synced  bool
 
 	slots    chan struct{} // one per operation in flight
+	reads    chan struct{} // shared by every sender: balance reads in flight
 	inflight sync.WaitGroup
 	mu       sync.Mutex
 	broken   bool                          // an operation the tracked balance counts on was not accepted
@@ -119,10 +121,13 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 		cfg.Depth = 4
 	}
 	senders := make([]*sender, len(cfg.Wallets))
+	// Each balance read costs every validator a re-encryption share: a
+	// thousand wallets syncing at once would swamp them.
+	reads := make(chan struct{}, maxReads)
 	for i, w := range cfg.Wallets {
 		r := rand.New(rand.NewPCG(seed, uint64(i)+1))
 		senders[i] = &sender{w: w, r: r, amounts: amountSampler{r: r, s: cfg.Zipf}, queue: make(chan plan, 64),
-			slots: make(chan struct{}, cfg.Depth)}
+			slots: make(chan struct{}, cfg.Depth), reads: reads}
 	}
 
 	var maxHeight uint64
@@ -294,14 +299,36 @@ func (r *Report) add(o outcome) {
 // them (available and pending: money received and not yet applied is still
 // the wallet's).
 func supply(ctx context.Context, m *client.Multi, ws []*wallet.Wallet, minHeight uint64) (uint64, uint64, error) {
-	var total, top uint64
+	var (
+		mu         sync.Mutex
+		total, top uint64
+		firstErr   error
+		wg         sync.WaitGroup
+	)
+	next := make(chan *wallet.Wallet)
+	for k := 0; k < maxReads; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range next {
+				b, err := m.BalanceAt(ctx, w, minHeight)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("wallet %s: %w", w.Name, err)
+				}
+				total += b.Amount + b.Pending
+				top = max(top, b.Height)
+				mu.Unlock()
+			}
+		}()
+	}
 	for _, w := range ws {
-		b, err := m.BalanceAt(ctx, w, minHeight)
-		if err != nil {
-			return 0, 0, fmt.Errorf("wallet %s: %w", w.Name, err)
-		}
-		total += b.Amount + b.Pending
-		top = max(top, b.Height)
+		next <- w
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, firstErr
 	}
 	return total, top, nil
 }
@@ -344,11 +371,20 @@ func (s *sender) loop(ctx context.Context, m *client.Multi, timeout time.Duratio
 	}
 }
 
+// maxReads bounds the balance reads a load run has in flight.
+const maxReads = 8
+
 // sync reads the account and both balances at a height that includes every
 // verdict this sender has seen.
 func (s *sender) sync(ctx context.Context, m *client.Multi, timeout time.Duration) error {
 	cx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	select {
+	case s.reads <- struct{}{}:
+		defer func() { <-s.reads }()
+	case <-cx.Done():
+		return cx.Err()
+	}
 	a, err := m.Account(cx, s.w.ID().String())
 	if err != nil {
 		return err
@@ -360,7 +396,11 @@ func (s *sender) sync(ctx context.Context, m *client.Multi, timeout time.Duratio
 	if err != nil {
 		return err
 	}
-	s.avail, s.pending, s.readAt = b.Amount, b.Pending, b.Height
+	prev, err := client.ParseOpID(a.LastOp)
+	if err != nil {
+		return err
+	}
+	s.avail, s.pending, s.readAt, s.prev = b.Amount, b.Pending, b.Height, prev
 	s.nonce = max(s.nonce, a.Nonce)
 	s.synced = true
 	s.mu.Lock()
@@ -420,7 +460,10 @@ func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duratio
 		return
 	}
 	s.nonce++
-	spec.Nonce = s.nonce
+	s.mu.Lock()
+	spec.Height = max(s.readAt, s.top) // a payment expires a window after it
+	s.mu.Unlock()
+	spec.Nonce, spec.Prev = s.nonce, s.prev
 	s.avail -= counted
 	fail := func(o outcome) {
 		<-s.slots
@@ -440,6 +483,11 @@ func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duratio
 	if err != nil {
 		fail(outcome{invalid: invalid, errKind: "build", err: err})
 		return
+	}
+	if !invalid {
+		// The next operation is built on this one; a deliberate overdraft
+		// is expected to be rejected, so the next one skips it.
+		s.prev = sub.Envelopes[0].ID()
 	}
 	o := outcome{invalid: invalid, start: time.Now()}
 	cx, cancel := context.WithTimeout(ctx, timeout)
@@ -477,15 +525,17 @@ func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duratio
 		switch {
 		case err == nil:
 			o.status, o.code, o.height = st.Status, st.Code, st.Height
-			// A later nonce decided: earlier operations still without a
-			// verdict can never be ordered (their nonces are spent).
-			for n, stop := range s.waiting {
-				if n < nonce {
-					stop()
+			// Operations built on one that was not accepted can never be
+			// ordered (each names its predecessor): stop waiting for them.
+			if st.Status != api.StatusCommitted && !invalid {
+				for n, stop := range s.waiting {
+					if n > nonce {
+						stop()
+					}
 				}
 			}
 		case superseded:
-			o.errKind, o.err = "verdict: superseded (a later operation was decided first)", err
+			o.errKind, o.err = "verdict: dropped (built on an operation that was rejected)", err
 		default:
 			o.errKind, o.err = errKind("verdict", err), err
 		}

@@ -207,11 +207,20 @@ func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genes
 		fmt.Fprintf(w, "\nwallets: %v\n", err)
 		return
 	}
-	fmt.Fprintln(w, "\naccounts (balances decrypted here, with each owner's wallet)")
+	fmt.Fprintln(w, "\naccounts (available balances decrypted here, with each owner's wallet)")
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var first, other, card *wallet.Wallet
+	shown := 0
 	for _, wl := range ws {
+		// Each balance is a threshold re-encryption: show the card and the
+		// first few deposit accounts, count the rest.
+		if !wl.IsCard() && shown >= summaryAccounts {
+			continue
+		}
+		if !wl.IsCard() {
+			shown++
+		}
 		b, err := m.Balance(bctx, wl)
 		bal := "?"
 		if err != nil {
@@ -230,6 +239,9 @@ func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genes
 		case other == nil:
 			other = wl
 		}
+	}
+	if hidden := len(ws) - shown - 1; hidden > 0 {
+		fmt.Fprintf(w, "  ... and %d more in %s\n", hidden, l.Wallets())
 	}
 	fmt.Fprintln(w, "\ntry")
 	if first != nil && other != nil {

@@ -367,7 +367,7 @@ func newWalletTransferCmd(card bool) *cobra.Command {
 // retryable rejections: nothing moved, and an operation rebuilt from a fresh
 // balance read can succeed (another operation of the account, from another
 // process, changed the balance it was built on or took this block's slot).
-var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true, "balance_mismatch": true}
+var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true, "predecessor": true}
 
 const maxAttempts = 3
 
@@ -466,9 +466,14 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 	if err != nil {
 		return nil, 0, err
 	}
-	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount, Nonce: max(a.Nonce, lastNonce) + 1}
+	prev, err := client.ParseOpID(a.LastOp)
+	if err != nil {
+		return nil, 0, err
+	}
+	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount,
+		Height: bal.Height, Prev: prev, Nonce: max(a.Nonce, lastNonce) + 1}
 	if apply {
-		spec.Balance, spec.Height = bal.Pending, bal.Height
+		spec.Balance = bal.Pending
 	}
 	sub, err := b.Build(spec)
 	if err != nil {

@@ -1,0 +1,71 @@
+package chain
+
+import (
+	"testing"
+	"time"
+
+	"github.com/zkbank/zkbank/ledger"
+)
+
+// Attacks on a wallet's pipeline of operations found by review. Ordering a
+// wallet's third payment in place of its first would get it rejected and
+// the first two replayed (the whole pipeline thrown away), and its
+// rejection would have decrypted the skipped amounts for anyone to read (rho
+// is public). An operation names the one it was built on (Prev), and a block
+// that orders one not built on its account's operation in the previous block
+// (or its last accepted one) is invalid.
+func TestAttack_ProposerSkippingAWalletsOperationsIsRefused(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	p1 := n.transfer("alice", "bob", 13, 100)
+	p2 := n.transfer("alice", "bob", 21, 87)
+	p3 := n.transfer("alice", "bob", 5, 66)
+	n.submitAll([]*Upload{p1, p2, p3})
+	n.step(1) // acks
+	n.syncPieces(2)
+	n.vals[2].app.faults.TamperProposal = func(b *Block) {
+		for i := range b.Subs {
+			if b.Subs[i].Envelopes[0].ID() == idOf(p1) {
+				b.Subs[i] = SubRef{CTHash: p3.Hash, Envelopes: p3.Envs}
+			}
+		}
+	}
+	value, err := n.vals[2].app.BuildProposal(n.height+1, n.last)
+	n.vals[2].app.faults.TamperProposal = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.assertRefused(n.height+1, value, "a block ordering a wallet's third payment first")
+	for i, r := range n.runUntil([]*Upload{p1, p2, p3}, 16) {
+		if r != ledger.Accepted {
+			t.Fatalf("payment %d decided %v", i+1, r)
+		}
+	}
+	n.settle()
+	n.assertHolds("alice", 100-13-21-5, 0)
+}
+
+// A wallet submits an account's operations to one node. If that node relays
+// the second payment but withholds the first, honest proposers never order
+// the second before it: it waits, and both commit once the first arrives.
+func TestAttack_WithheldPredecessorDoesNotBreakTheWalletsPipeline(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	p1 := n.transfer("alice", "bob", 13, 100) // withheld by alice's entry node
+	p2 := n.transfer("alice", "bob", 21, 87)
+	old := time.Unix(1700000000, 0).Add(-time.Minute) // the harness clock: p2 has waited long
+	p2 = n.vals[0].open.NewUpload(p2.Raw, p2.Envs, old)
+	n.submitAll([]*Upload{p2})
+	for k := 0; k < 4; k++ {
+		n.step(int(n.height+1) % len(n.vals))
+	}
+	if r, ok := n.verdict(0, p2); ok {
+		t.Fatalf("the second payment was ordered before the first: %v", r)
+	}
+	n.submitAll([]*Upload{p1}) // the entry node finally relays p1
+	for i, r := range n.runUntil([]*Upload{p1, p2}, 12) {
+		if r != ledger.Accepted {
+			t.Fatalf("payment %d decided %v", i+1, r)
+		}
+	}
+}
