@@ -620,8 +620,8 @@ func (n *chainNet) acksOf(u *Upload) int { return bits.OnesCount64(ackSets(n.car
 func bookBytes(t *testing.T, b *ledger.Book) []byte {
 	t.Helper()
 	from := uint64(0)
-	if b.Height() >= ledger.DefaultWindow {
-		from = b.Height() - ledger.DefaultWindow + 1
+	if b.Height() >= ledger.StateWindow {
+		from = b.Height() - ledger.StateWindow + 1
 	}
 	return bookBytesFrom(t, b, from)
 }

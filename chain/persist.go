@@ -206,7 +206,7 @@ func persistHeight(st Store, r *heightRecord) error {
 	if err := st.Commit(r.height, batch); err != nil {
 		return err
 	}
-	if applied := r.book.Height(); r.height%pruneEvery == 0 && applied > ledger.DefaultWindow {
+	if applied := r.book.Height(); r.height%pruneEvery == 0 && applied > ledger.StateWindow {
 		return prune(st, r.book, applied)
 	}
 	return nil
@@ -215,7 +215,7 @@ func persistHeight(st Store, r *heightRecord) error {
 // prune drops states older than the window, after re-saving every shard's
 // newest state at the window's start so idle shards keep theirs.
 func prune(st Store, book *ledger.Book, applied uint64) error {
-	keepFrom := applied - ledger.DefaultWindow + 1 // book height; stored at keepFrom+lag
+	keepFrom := applied - ledger.StateWindow + 1 // book height; stored at keepFrom+lag
 	for _, s := range book.Shards() {
 		if _, err := st.State(keepFrom+lag, s); err == nil {
 			continue
@@ -305,8 +305,8 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 		return nil, err
 	}
 	from := uint64(1)
-	if applied > 2*ledger.DefaultWindow {
-		from = applied - 2*ledger.DefaultWindow
+	if applied > 2*ledger.StateWindow {
+		from = applied - 2*ledger.StateWindow
 	}
 	for _, s := range shards {
 		if snap.States[s] == nil {

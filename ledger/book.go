@@ -78,8 +78,15 @@ type laneKey struct {
 	lane  int
 }
 
-// DefaultWindow is how many recent heights of state are kept: a transfer may
-// name a balance at most this many heights old.
+// StateWindow is how many recent heights of shard states (both planes) are
+// kept: an apply may name a pending balance at most this many heights old,
+// and balance queries are answered this far back. Each shard state is 768
+// KiB and under load every shard changes every height, so this is most of a
+// validator's ledger memory (2 planes x 768 KiB x shards x StateWindow).
+const StateWindow = 16
+
+// DefaultWindow is how long a payment stays valid after the height it names
+// (it needs no state).
 const DefaultWindow = 64
 
 // GenesisAccount is an account that exists at height 0.
@@ -319,7 +326,7 @@ func (b *Book) CheckVerified(e *Envelope) Reason {
 	if e.Height+b.window <= b.height {
 		return RejectStaleHeight
 	}
-	if e.IsApply() && e.Height < from.LastApply {
+	if e.IsApply() && (e.Height < from.LastApply || e.Height+StateWindow <= b.height) {
 		return RejectStaleHeight
 	}
 	if e.Prev != from.LastOp {
@@ -584,10 +591,10 @@ func (b *Book) Skip(h uint64) error {
 // prune drops states older than the window (keeping the newest one at or
 // below the window's start, which is still that height's state).
 func (b *Book) prune() {
-	if b.height < b.window {
+	if b.height < StateWindow {
 		return
 	}
-	floor := b.height - b.window + 1
+	floor := b.height - StateWindow + 1
 	for _, hs := range b.history {
 		keep := uint64(0)
 		for k := range hs {

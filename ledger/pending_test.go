@@ -91,12 +91,12 @@ func TestApplyAtTheWindowEdgeReadsThePrunedPendingState(t *testing.T) {
 	if r := reason(t, w.block(t, pay), pay); r != Accepted {
 		t.Fatal(r)
 	}
-	for h := w.book.Height() + 1; h <= DefaultWindow+10; h++ {
+	for h := w.book.Height() + 1; h <= StateWindow+10; h++ {
 		if err := w.book.Skip(h); err != nil {
 			t.Fatal(err)
 		}
 	}
-	floor := w.book.Height() + 1 - DefaultWindow + 1 // the next block evaluates at Height(); Check: h+window > height
+	floor := w.book.Height() + 1 - StateWindow + 1 // the next block evaluates at Height(); Check: h+window > height
 	tooOld := w.applySpec("bob", 30, 30)
 	tooOld.Height = floor - 2
 	s0, _ := w.b.Build(tooOld)
@@ -104,7 +104,7 @@ func TestApplyAtTheWindowEdgeReadsThePrunedPendingState(t *testing.T) {
 		t.Fatalf("apply naming a height out of the window: %v", r)
 	}
 	edge := w.applySpec("bob", 30, 30)
-	edge.Height = w.book.Height() - DefaultWindow + 1
+	edge.Height = w.book.Height() - StateWindow + 1
 	s1, _ := w.b.Build(edge)
 	if r := reason(t, w.block(t, s1), s1); r != Accepted {
 		t.Fatalf("apply naming the window's oldest height: %v", r)

@@ -305,8 +305,8 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusConflict, "not_yet", fmt.Sprintf("this node has applied height %d, asked for %d; retry", at, req.Height))
 			return
 		}
-		if req.Height+ledger.DefaultWindow <= at {
-			writeErr(w, http.StatusGone, "pruned", fmt.Sprintf("height %d is older than the %d retained heights", req.Height, ledger.DefaultWindow))
+		if req.Height+ledger.StateWindow <= at {
+			writeErr(w, http.StatusGone, "pruned", fmt.Sprintf("height %d is older than the %d retained heights", req.Height, ledger.StateWindow))
 			return
 		}
 		at = req.Height
