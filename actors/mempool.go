@@ -28,7 +28,11 @@ type takeOpens struct{ Max int }
 type committed struct {
 	IDs     [][32]byte
 	OpenPub [][]byte
+	// LastOp is the finalized book's last accepted operation of an account;
+	// nil evicts nothing.
+	LastOp func(ledger.AccountID) ([32]byte, bool)
 }
+type knows struct{ ID [32]byte }
 type mempoolSize struct{}
 type takeAcks struct{ Max int }
 type setPieces struct {
@@ -52,6 +56,32 @@ type mempoolActor struct {
 	order   [][32]byte                 // fetched, oldest first
 	opens   map[string]chain.Open
 	pending map[ledger.AccountID]int // submitted uploads waiting, by sender
+	recent  map[[32]byte]int         // operations of the last recentBlocks blocks -> block sequence
+	seq     int                      // committed blocks seen
+}
+
+// recentBlocks is how many committed blocks' operations count as in flight:
+// their results reach the book two blocks later.
+const recentBlocks = 3
+
+// evictDead drops submitted uploads that can never be ordered: built on an
+// operation that is not their account's last accepted one in book, not in a
+// recent block, and not waiting here (it was rejected, or never existed), so
+// no block may order them. Their successors follow at the next block.
+func (m *mempoolActor) evictDead(lastOp func(ledger.AccountID) ([32]byte, bool)) {
+	for id, u := range m.uploads {
+		e := &u.Envs[0]
+		if _, ok := m.recent[e.Prev]; ok {
+			continue
+		}
+		if p, ok := m.uploads[e.Prev]; ok && p.Envs[0].From == e.From {
+			continue
+		}
+		if last, ok := lastOp(e.From); ok && last == e.Prev {
+			continue
+		}
+		m.drop(id)
+	}
 }
 
 // maxFetched bounds the uploads kept for proposals: four blocks' worth.
@@ -193,13 +223,27 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(hs)
 	case *committed:
+		m.seq++
 		for _, id := range msg.IDs {
 			m.drop(id)
 			delete(m.fetched, id)
+			m.recent[id] = m.seq
+		}
+		for id, s := range m.recent {
+			if s+recentBlocks <= m.seq {
+				delete(m.recent, id)
+			}
+		}
+		if msg.LastOp != nil {
+			m.evictDead(msg.LastOp)
 		}
 		for _, p := range msg.OpenPub {
 			delete(m.opens, string(p))
 		}
+	case *knows:
+		_, inBlock := m.recent[msg.ID]
+		_, waiting := m.uploads[msg.ID]
+		ctx.Respond(inBlock || waiting)
 	case *mempoolSize:
 		m.expire(time.Now())
 		ctx.Respond(sizeInfo{Uploads: len(m.uploads), Opens: len(m.opens)})
@@ -227,7 +271,7 @@ var _ chain.Mempool = (*Mempool)(nil)
 // proposal references are admitted beyond that).
 func NewMempool(sys *actor.ActorSystem, max int) *Mempool {
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, pending: map[ledger.AccountID]int{}}
+		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, pending: map[ledger.AccountID]int{}, recent: map[[32]byte]int{}}
 	})
 	return &Mempool{sys: sys, pid: sys.Root.Spawn(props)}
 }
@@ -332,9 +376,19 @@ func (m *Mempool) HasWork() (bool, error) {
 	return s.Uploads+s.Opens > 0, err
 }
 
-// Committed drops what a committed block included.
-func (m *Mempool) Committed(b *chain.Block) {
+// Committed drops what a committed block included, and the uploads that can
+// never be ordered any more (mempoolActor.evictDead) given the finalized book.
+func (m *Mempool) Committed(b *chain.Block, book *ledger.Book) {
 	msg := &committed{}
+	if book != nil {
+		msg.LastOp = func(id ledger.AccountID) ([32]byte, bool) {
+			a, ok := book.Account(id)
+			if !ok {
+				return [32]byte{}, false
+			}
+			return a.LastOp, true
+		}
+	}
 	for _, s := range b.Subs {
 		for i := range s.Envelopes {
 			msg.IDs = append(msg.IDs, s.Envelopes[i].ID())
@@ -344,6 +398,12 @@ func (m *Mempool) Committed(b *chain.Block) {
 		msg.OpenPub = append(msg.OpenPub, o.SignPub)
 	}
 	m.sys.Root.Send(m.pid, msg)
+}
+
+// Knows reports whether an operation is waiting in the pool or was in one of
+// the last blocks: an operation built on it may still be ordered.
+func (m *Mempool) Knows(id [32]byte) (bool, error) {
+	return ask[bool](m, &knows{ID: id})
 }
 
 // Size is the number of uploads waiting.

@@ -38,7 +38,7 @@ func TestMempoolCapsWaitingUploadsPerAccount(t *testing.T) {
 	if ok, err := m.Add(upload(5, honest), 4); !ok || err != nil {
 		t.Fatalf("another account's upload: %v %v", ok, err)
 	}
-	m.Committed(&chain.Block{Subs: []chain.SubRef{{CTHash: first.Hash, Envelopes: first.Envs}}})
+	m.Committed(&chain.Block{Subs: []chain.SubRef{{CTHash: first.Hash, Envelopes: first.Envs}}}, nil)
 	if ok, err := m.Add(upload(6, spammer), 4); !ok || err != nil {
 		t.Fatalf("after a commit freed a slot: %v %v", ok, err)
 	}
@@ -49,5 +49,70 @@ func TestMempoolCapsWaitingUploadsPerAccount(t *testing.T) {
 	}
 	if _, err := m.Add(upload(14, ledger.AccountID{14}), 4); !errors.Is(err, ErrPoolFull) {
 		t.Fatalf("upload into a full pool: %v, want ErrPoolFull", err)
+	}
+}
+
+// Uploads that can never be ordered leave the pool at the next block instead
+// of squatting it until they expire: one built on an operation that is not
+// its account's last accepted one, not in a recent block and not waiting in
+// the pool (a made-up Prev, or one built on a rejected operation). Chained
+// operations waiting on each other, and ones built on an operation of a
+// block whose results are not applied yet, stay. Admission lets an
+// operation through only if Knows its Prev.
+func TestAttack_UnorderableOperationsLeaveThePool(t *testing.T) {
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer sys.Shutdown()
+	m := NewMempool(sys, 64)
+	alice, bob := ledger.AccountID{1}, ledger.AccountID{2}
+	lastAlice, inBlock, bogus := [32]byte{0xa}, [32]byte{0xb}, [32]byte{0xc}
+	op := func(from ledger.AccountID, nonce uint64, prev [32]byte) *chain.Upload {
+		return &chain.Upload{Hash: [32]byte{byte(nonce), from[0]}, Envs: []ledger.Envelope{{From: from, Nonce: nonce, Prev: prev, CTHash: [32]byte{byte(nonce), from[0]}}}}
+	}
+	first := op(alice, 1, lastAlice)
+	second := op(alice, 2, first.ID()) // waits for first
+	squat := op(alice, 3, bogus)
+	onBlock := op(bob, 1, inBlock)
+	for _, u := range []*chain.Upload{first, second, squat, onBlock} {
+		if ok, err := m.Add(u, 8); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	lastOp := func(id ledger.AccountID) ([32]byte, bool) {
+		if id == alice {
+			return lastAlice, true
+		}
+		return [32]byte{}, true
+	}
+	commit := func(ids ...[32]byte) {
+		sys.Root.Send(m.pid, &committed{IDs: ids, LastOp: lastOp})
+	}
+	commit(inBlock)
+	for _, c := range []struct {
+		u    *chain.Upload
+		stay bool
+	}{{first, true}, {second, true}, {squat, false}, {onBlock, true}} {
+		got, err := m.Get(c.u.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got != nil) != c.stay {
+			t.Fatalf("upload of nonce %d from %x: in pool %v, want %v", c.u.Envs[0].Nonce, c.u.Envs[0].From[:1], got != nil, c.stay)
+		}
+	}
+	for id, want := range map[[32]byte]bool{first.ID(): true, inBlock: true, bogus: false} {
+		if got, err := m.Knows(id); err != nil || got != want {
+			t.Fatalf("Knows(%x) = %v %v, want %v", id[:1], got, err, want)
+		}
+	}
+	// Three blocks later bob's Prev is neither recent nor his last accepted
+	// operation (its block rejected it): his upload leaves too.
+	commit()
+	commit()
+	commit()
+	if got, _ := m.Get(onBlock.ID()); got != nil {
+		t.Fatal("an upload built on a rejected operation stayed in the pool")
+	}
+	if got, _ := m.Get(second.ID()); got == nil {
+		t.Fatal("a chained upload left the pool")
 	}
 }

@@ -834,9 +834,16 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	}
 	acks := ackSets(b.LastCommit)
 	prevOps := a.lastOps()
+	senders := map[ledger.AccountID]bool{}
 	for _, s := range b.Subs {
 		env := &s.Envelopes[0]
 		id := env.ID()
+		// One operation per account and block (the next block is built on
+		// it: with two, it could be the one that does not execute).
+		if senders[env.From] {
+			return nil, fmt.Errorf("%w: two operations of account %s", ErrBlock, env.From.Short())
+		}
+		senders[env.From] = true
 		// An operation must be built on the account's operation in the
 		// previous block if it had one, else on its last accepted one: a
 		// proposer cannot skip a wallet's operations (which would get the
@@ -1199,7 +1206,7 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	if height > 4 {
 		a.pieces.forget(height - 4)
 	}
-	a.mem.Committed(ev.block)
+	a.mem.Committed(ev.block, ev.book)
 	if a.observer != nil {
 		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Hash: ev.hash, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty}
 		if height > 2 {

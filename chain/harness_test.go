@@ -160,7 +160,7 @@ func (m *mapMempool) HasWork() (bool, error) {
 	return len(m.uploads)+len(m.opens) > 0, m.fail
 }
 
-func (m *mapMempool) Committed(b *Block) {
+func (m *mapMempool) Committed(b *Block, _ *ledger.Book) {
 	for _, s := range b.Subs {
 		if len(s.Envelopes) == 1 {
 			delete(m.uploads, s.Envelopes[0].ID())

@@ -97,8 +97,11 @@ type Mempool interface {
 	Get(id [32]byte) (*Upload, error)
 	// HasWork reports whether anything waits to be proposed.
 	HasWork() (bool, error)
-	// Committed removes what a committed block included.
-	Committed(b *Block)
+	// Committed removes what a committed block included, and the uploads
+	// that can never be ordered any more: those built on an operation that
+	// is neither their account's last accepted one in book, nor in one of
+	// the last blocks, nor waiting in the pool.
+	Committed(b *Block, book *ledger.Book)
 }
 
 // Evaluator evaluates a block's batches (in parallel across shards, in the

@@ -433,8 +433,17 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 		return nil, fmt.Errorf("%w: the envelope does not sign these sealed shares", &ledger.RejectError{Reason: ledger.RejectMalformed})
 	}
 	e := &sub.Envelopes[0]
-	switch r := n.view.Load().Book.Check(e); r {
-	case ledger.Accepted, ledger.RejectFutureHeight, ledger.RejectPredecessor: // its predecessor may still be in flight
+	r := n.view.Load().Book.Check(e)
+	if r == ledger.RejectPredecessor {
+		// Built on an operation still in flight (waiting here or in a block
+		// whose results are not applied yet) may still be ordered; on
+		// anything else it never will, and would only hold a pool slot.
+		if known, err := n.mem.Knows(e.Prev); err == nil && known {
+			r = ledger.Accepted
+		}
+	}
+	switch r {
+	case ledger.Accepted, ledger.RejectFutureHeight:
 	default:
 		n.met.Submissions.WithLabelValues(r.Code()).Inc()
 		return nil, &ledger.RejectError{Reason: r}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // profiles on a separate, opt-in listener (ZKBANK_PPROF)
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,7 +28,11 @@ The home holds node_key (libp2p identity), consensus_key, node.json (listen
 addresses), genesis.json and, after the first start, key_share (this
 validator's Shamir share of the collective key, mode 0600) and data/ (Badger).
 On first start the validators of the genesis run the key ceremony among
-themselves; every later start resumes from data/.`,
+themselves; every later start resumes from data/.
+
+Set ZKBANK_PPROF=127.0.0.1:6060 to serve Go profiles (/debug/pprof/) on that
+address, for finding where memory and CPU go; off by default, and never on
+the client API's address.`,
 		Example: `  zkbank node init --home ./v0 --p2p /ip4/127.0.0.1/tcp/27000 --api http://127.0.0.1:27100
   zkbank node --home ./v0`,
 		Args: cobra.NoArgs,
@@ -45,6 +51,14 @@ themselves; every later start resumes from data/.`,
 					return err
 				}
 				defer cancel()
+			}
+			if addr := os.Getenv("ZKBANK_PPROF"); addr != "" {
+				go func() {
+					logger.Info("serving profiles", "addr", addr)
+					if err := http.ListenAndServe(addr, nil); err != nil {
+						logger.Warn("profiles not served", "addr", addr, "err", err)
+					}
+				}()
 			}
 			return node.Run(ctx, home, logger)
 		},
