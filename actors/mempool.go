@@ -28,9 +28,9 @@ type takeOpens struct{ Max int }
 type committed struct {
 	IDs     [][32]byte
 	OpenPub [][]byte
-	// LastOp is the finalized book's last accepted operation of an account;
-	// nil evicts nothing.
-	LastOp func(ledger.AccountID) ([32]byte, bool)
+	// LastOp is the finalized book's last accepted operation of an account
+	// and its last consumed nonce; nil evicts nothing.
+	LastOp func(ledger.AccountID) ([32]byte, uint64, bool)
 }
 type knows struct{ ID [32]byte }
 type mempoolSize struct{}
@@ -68,16 +68,21 @@ const recentBlocks = 3
 // operation that is not their account's last accepted one in book, not in a
 // recent block, and not waiting here (it was rejected, or never existed), so
 // no block may order them. Their successors follow at the next block.
-func (m *mempoolActor) evictDead(lastOp func(ledger.AccountID) ([32]byte, bool)) {
+func (m *mempoolActor) evictDead(lastOp func(ledger.AccountID) ([32]byte, uint64, bool)) {
 	for id, u := range m.uploads {
 		e := &u.Envs[0]
+		last, nonce, known := lastOp(e.From)
+		if known && e.Nonce <= nonce {
+			m.drop(id) // its nonce is spent: a replay from now on
+			continue
+		}
 		if _, ok := m.recent[e.Prev]; ok {
 			continue
 		}
 		if p, ok := m.uploads[e.Prev]; ok && p.Envs[0].From == e.From {
 			continue
 		}
-		if last, ok := lastOp(e.From); ok && last == e.Prev {
+		if known && last == e.Prev {
 			continue
 		}
 		m.drop(id)
@@ -381,12 +386,12 @@ func (m *Mempool) HasWork() (bool, error) {
 func (m *Mempool) Committed(b *chain.Block, book *ledger.Book) {
 	msg := &committed{}
 	if book != nil {
-		msg.LastOp = func(id ledger.AccountID) ([32]byte, bool) {
+		msg.LastOp = func(id ledger.AccountID) ([32]byte, uint64, bool) {
 			a, ok := book.Account(id)
 			if !ok {
-				return [32]byte{}, false
+				return [32]byte{}, 0, false
 			}
-			return a.LastOp, true
+			return a.LastOp, a.Nonce, true
 		}
 	}
 	for _, s := range b.Subs {

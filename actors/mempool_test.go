@@ -63,7 +63,7 @@ func TestAttack_UnorderableOperationsLeaveThePool(t *testing.T) {
 	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer sys.Shutdown()
 	m := NewMempool(sys, 64)
-	alice, bob := ledger.AccountID{1}, ledger.AccountID{2}
+	alice, bob, carol := ledger.AccountID{1}, ledger.AccountID{2}, ledger.AccountID{3}
 	lastAlice, inBlock, bogus := [32]byte{0xa}, [32]byte{0xb}, [32]byte{0xc}
 	op := func(from ledger.AccountID, nonce uint64, prev [32]byte) *chain.Upload {
 		return &chain.Upload{Hash: [32]byte{byte(nonce), from[0]}, Envs: []ledger.Envelope{{From: from, Nonce: nonce, Prev: prev, CTHash: [32]byte{byte(nonce), from[0]}}}}
@@ -72,16 +72,20 @@ func TestAttack_UnorderableOperationsLeaveThePool(t *testing.T) {
 	second := op(alice, 2, first.ID()) // waits for first
 	squat := op(alice, 3, bogus)
 	onBlock := op(bob, 1, inBlock)
-	for _, u := range []*chain.Upload{first, second, squat, onBlock} {
+	replay := op(carol, 3, [32]byte{}) // carol's nonce 5 is consumed
+	for _, u := range []*chain.Upload{first, second, squat, onBlock, replay} {
 		if ok, err := m.Add(u, 8); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
-	lastOp := func(id ledger.AccountID) ([32]byte, bool) {
-		if id == alice {
-			return lastAlice, true
+	lastOp := func(id ledger.AccountID) ([32]byte, uint64, bool) {
+		switch id {
+		case alice:
+			return lastAlice, 0, true
+		case carol:
+			return [32]byte{}, 5, true
 		}
-		return [32]byte{}, true
+		return [32]byte{}, 0, true
 	}
 	commit := func(ids ...[32]byte) {
 		sys.Root.Send(m.pid, &committed{IDs: ids, LastOp: lastOp})
@@ -90,7 +94,7 @@ func TestAttack_UnorderableOperationsLeaveThePool(t *testing.T) {
 	for _, c := range []struct {
 		u    *chain.Upload
 		stay bool
-	}{{first, true}, {second, true}, {squat, false}, {onBlock, true}} {
+	}{{first, true}, {second, true}, {squat, false}, {onBlock, true}, {replay, false}} {
 		got, err := m.Get(c.u.ID())
 		if err != nil {
 			t.Fatal(err)

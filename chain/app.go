@@ -914,6 +914,19 @@ func (a *App) lastOps() map[ledger.AccountID][32]byte {
 	return out
 }
 
+// opOf returns the nonce of the account's operation in this block, if any.
+func (ev *blockEval) opOf(from ledger.AccountID) (uint64, bool) {
+	if ev == nil || ev.block == nil {
+		return 0, false
+	}
+	for _, s := range ev.block.Subs {
+		if e := &s.Envelopes[0]; e.From == from {
+			return e.Nonce, true
+		}
+	}
+	return 0, false
+}
+
 // expectedPrev is the Prev an account's next operation must name: its
 // operation in the last block if any (prevOps), else its last accepted one.
 // ok is false for an unknown account (rejected as such later).
@@ -979,29 +992,45 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	// operation in the last block, else on its last accepted one (prepare
 	// refuses anything else). A wallet's later operations wait for their
 	// predecessors; one whose predecessor was rejected is never ordered.
+	// Several operations may name the same Prev (a wallet's deliberate or
+	// rebuilt ones): the lowest nonce goes first, or it would become a
+	// replay of the higher one.
 	prevOps := a.lastOps()
-	taken := map[ledger.AccountID]bool{}
+	pick := map[ledger.AccountID]*Upload{}
+	var order []ledger.AccountID
 	for _, u := range cands {
-		if len(b.Subs) >= MaxBlockSubs {
-			break
-		}
 		if len(u.Envs) != 1 {
 			continue
 		}
 		e := &u.Envs[0]
-		if taken[e.From] || bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
+		if bits.OnesCount64(acks[u.ID()]) < a.ackQuorum() {
 			continue
 		}
 		want, ok := expectedPrev(book, prevOps, e.From)
 		if !ok || e.Prev != want {
 			continue
 		}
+		if op, ok := a.last.opOf(e.From); ok && e.Nonce <= op {
+			continue // consumed by the last block's operation
+		}
 		// Admission verified the signature; the other plaintext checks are
 		// cheap. A replayed or expired operation is never proposed.
 		if r := book.CheckVerified(e); r == ledger.RejectReplay || r == ledger.RejectStaleHeight {
 			continue
 		}
-		taken[e.From] = true
+		cur, seen := pick[e.From]
+		if !seen {
+			order = append(order, e.From)
+		}
+		if !seen || e.Nonce < cur.Envs[0].Nonce {
+			pick[e.From] = u
+		}
+	}
+	for _, from := range order {
+		if len(b.Subs) >= MaxBlockSubs {
+			break
+		}
+		u := pick[from]
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 	}
 	opens, err := a.mem.Opens(MaxBlockOpens)

@@ -69,3 +69,26 @@ func TestAttack_WithheldPredecessorDoesNotBreakTheWalletsPipeline(t *testing.T) 
 		}
 	}
 }
+
+// Two operations of one wallet naming the same Prev (here two forged
+// overdrafts, each built on the balance as if the other had not been sent):
+// the proposer orders the lower nonce first even when the higher one arrived
+// first, so both are judged (ordering the higher first would have made the
+// lower a replay, never ordered).
+func TestTwoOperationsOnOnePrevAreOrderedByNonce(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	first := n.transfer("alice", "bob", 500, 500) // overdrafts: alice holds 100
+	n.users["alice"].last = nil
+	second := n.transfer("alice", "bob", 400, 400)
+	early := time.Now().Add(-time.Minute)
+	second = n.vals[0].open.NewUpload(second.Raw, second.Envs, early) // arrived first
+	n.submitAll([]*Upload{second, first})
+	for i, r := range n.runUntil([]*Upload{first, second}, 16) {
+		if r == ledger.Accepted {
+			t.Fatalf("overdraft %d accepted", i+1)
+		}
+	}
+	n.settle()
+	n.assertHolds("alice", 100, 0)
+}

@@ -30,8 +30,46 @@ type Deltas struct {
 // recomposed amount the sender proved), routed lane-to-lane with a
 // baby-step/giant-step rotation schedule: babySteps-1 hoisted rotations shared
 // by the batch, one masked multiply-accumulate per credit, and at most
-// Lanes/babySteps-1 rotations per receiving shard.
+// Lanes/babySteps-1 rotations per receiving shard. Book.Commit routes a
+// whole block's batches with one giant-step pass per receiving shard
+// (ApplyParts, then Routes.Finish).
 func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit) (*Deltas, error) {
+	debit, routes, err := e.ApplyParts(ev, verdicts, credits)
+	if err != nil {
+		return nil, err
+	}
+	out := &Deltas{Debit: debit}
+	if out.Credits, err = routes.Finish(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Routes accumulates the baby-step inner sums of credits from any number of
+// batches, by receiving shard and giant step; Finish runs the giant steps
+// once per receiving shard. Sums are exact, so the result does not depend on
+// the order batches were added in.
+type Routes struct {
+	e     *Engine
+	inner map[routeKey]*rlwe.Ciphertext
+	top   map[uint32]int // receiving shard -> highest giant step
+}
+
+type routeKey struct {
+	shard uint32
+	k2    int
+}
+
+// NewRoutes returns an empty accumulator.
+func (e *Engine) NewRoutes() *Routes {
+	return &Routes{e: e, inner: map[routeKey]*rlwe.Ciphertext{}, top: map[uint32]int{}}
+}
+
+// ApplyParts is Apply without the giant steps: the debit of the batch's
+// accepted lanes, and its credits' inner sums, to be added to a Routes with
+// those of the block's other batches.
+func (e *Engine) ApplyParts(ev *Evaluation, verdicts map[int]Reason, credits []Credit) (*rlwe.Ciphertext, *Routes, error) {
+	routes := e.NewRoutes()
 	accepted := map[int]bool{}
 	for l, r := range verdicts {
 		if r == Accepted {
@@ -56,41 +94,35 @@ func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit
 		}
 		y4, err := e.isolate(items, LevelUpload)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		y3 = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
 		if err := e.eval.Rescale(y4, y3); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	out := &Deltas{Credits: map[uint32]*rlwe.Ciphertext{}}
 	debit, err := e.rescaleTo(y3, LevelState)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out.Debit = debit
 
 	// Group accepted credits by receiving shard and giant step.
-	type key struct {
-		shard uint32
-		k2    int
-	}
-	groups := map[key][]Credit{}
+	groups := map[routeKey][]Credit{}
 	needBaby := map[int]bool{}
 	for _, c := range credits {
 		if !accepted[c.SourceLane] {
 			continue
 		}
 		if c.TargetLane < 0 || c.TargetLane >= e.p.Lanes {
-			return nil, fmt.Errorf("%w: credit target lane %d", ErrBatch, c.TargetLane)
+			return nil, nil, fmt.Errorf("%w: credit target lane %d", ErrBatch, c.TargetLane)
 		}
 		k := ((c.SourceLane-c.TargetLane)%e.p.Lanes + e.p.Lanes) % e.p.Lanes // left rotation moving source onto target
 		k1, k2 := k%babySteps, k/babySteps
-		groups[key{c.TargetShard, k2}] = append(groups[key{c.TargetShard, k2}], c)
+		groups[routeKey{c.TargetShard, k2}] = append(groups[routeKey{c.TargetShard, k2}], c)
 		needBaby[k1] = true
 	}
 	if len(groups) == 0 {
-		return out, nil
+		return debit, routes, nil
 	}
 
 	// Baby steps: hoisted rotations of the accepted batch by k1 in [0, babySteps).
@@ -104,14 +136,12 @@ func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit
 		baby[k1] = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
 		g := e.p.BGV.GaloisElementForColRotation(k1)
 		if err := e.eval.AutomorphismHoisted(LevelChecked, y3, decomp, g, baby[k1]); err != nil {
-			return nil, fmt.Errorf("ledger: baby-step rotation: %w", err)
+			return nil, nil, fmt.Errorf("ledger: baby-step rotation: %w", err)
 		}
 	}
 
 	// Inner sums per (shard, k2): mask(lane s - k1) * rot_k1(batch), accumulated.
 	rq := e.p.BGV.RingQ().AtLevel(LevelChecked)
-	inner := map[key]*rlwe.Ciphertext{}
-	shards := map[uint32]int{} // shard -> max k2
 	for g, cs := range groups {
 		acc := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
 		acc.Scale = y3.Scale
@@ -127,39 +157,72 @@ func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit
 		}
 		r, err := e.rescaleTo(acc, LevelState)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		inner[g] = r
-		if cur, ok := shards[g.shard]; !ok || g.k2 > cur {
-			shards[g.shard] = g.k2
+		if err := routes.add(g, r); err != nil {
+			return nil, nil, err
 		}
 	}
+	return debit, routes, nil
+}
 
-	// Giant steps per shard, Horner: H = inner_max; H = rot_16(H) + inner_k2.
-	ids := make([]uint32, 0, len(shards))
-	for s := range shards {
+func (r *Routes) add(k routeKey, ct *rlwe.Ciphertext) error {
+	if cur, ok := r.inner[k]; ok {
+		return r.e.eval.Add(cur, ct, cur)
+	}
+	r.inner[k] = ct
+	if top, ok := r.top[k.shard]; !ok || k.k2 > top {
+		r.top[k.shard] = k.k2
+	}
+	return nil
+}
+
+// Merge adds another batch's inner sums into r (same engine parameters).
+func (r *Routes) Merge(o *Routes) error {
+	keys := make([]routeKey, 0, len(o.inner))
+	for k := range o.inner {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].shard < keys[j].shard || keys[i].shard == keys[j].shard && keys[i].k2 < keys[j].k2
+	})
+	for _, k := range keys {
+		if err := r.add(k, o.inner[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Finish runs the giant steps, per receiving shard, Horner:
+// H = inner_max; H = rot_babySteps(H) + inner_k2, and returns each receiving
+// shard's credit delta at LevelState.
+func (r *Routes) Finish() (map[uint32]*rlwe.Ciphertext, error) {
+	out := map[uint32]*rlwe.Ciphertext{}
+	ids := make([]uint32, 0, len(r.top))
+	for s := range r.top {
 		ids = append(ids, s)
 	}
 	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
 	for _, s := range ids {
 		var h *rlwe.Ciphertext
-		for k2 := shards[s]; k2 >= 0; k2-- {
+		for k2 := r.top[s]; k2 >= 0; k2-- {
 			if h != nil {
-				rot := bgv.NewCiphertext(e.p.BGV, 1, LevelState)
-				if err := e.eval.RotateColumns(h, babySteps, rot); err != nil {
+				rot := bgv.NewCiphertext(r.e.p.BGV, 1, LevelState)
+				if err := r.e.eval.RotateColumns(h, babySteps, rot); err != nil {
 					return nil, fmt.Errorf("ledger: giant-step rotation: %w", err)
 				}
 				h = rot
 			}
-			if in, ok := inner[key{s, k2}]; ok {
+			if in, ok := r.inner[routeKey{s, k2}]; ok {
 				if h == nil {
-					h = in
-				} else if err := e.eval.Add(h, in, h); err != nil {
+					h = in.CopyNew()
+				} else if err := r.e.eval.Add(h, in, h); err != nil {
 					return nil, err
 				}
 			}
 		}
-		out.Credits[s] = h
+		out[s] = h
 	}
 	return out, nil
 }

@@ -534,26 +534,27 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 		return nil
 	}
 	var out []Outcome
+	// Credits of every payment batch are routed together: one giant-step
+	// pass per receiving shard per block, not per batch.
+	routes := eng.NewRoutes()
 	for i, bt := range batches {
-		d, err := eng.Apply(evals[i], verdicts[i], bt.Credits)
+		debit, r, err := eng.ApplyParts(evals[i], verdicts[i], bt.Credits)
 		if err != nil {
 			return nil, err
 		}
 		if bt.Apply {
-			if err := move(PendingKey(bt.Shard), d.Debit, -1); err != nil {
+			if err := move(PendingKey(bt.Shard), debit, -1); err != nil {
 				return nil, err
 			}
-			if err := move(bt.Shard, d.Debit, +1); err != nil {
+			if err := move(bt.Shard, debit, +1); err != nil {
 				return nil, err
 			}
 		} else {
-			if err := move(bt.Shard, d.Debit, -1); err != nil {
+			if err := move(bt.Shard, debit, -1); err != nil {
 				return nil, err
 			}
-			for s, c := range d.Credits {
-				if err := move(PendingKey(s), c, +1); err != nil {
-					return nil, err
-				}
+			if err := routes.Merge(r); err != nil {
+				return nil, err
 			}
 		}
 		for _, l := range evals[i].Lanes {
@@ -568,6 +569,15 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 				}
 			}
 			out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
+		}
+	}
+	credits, err := routes.Finish()
+	if err != nil {
+		return nil, err
+	}
+	for s, c := range credits {
+		if err := move(PendingKey(s), c, +1); err != nil {
+			return nil, err
 		}
 	}
 	b.height = h
