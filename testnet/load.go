@@ -115,6 +115,7 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	}
 	rep := newReport()
 	rep.Planned = cfg.N
+	stagesBefore := scrapeStages(ctx, m)
 	rep.Wallets = len(cfg.Wallets)
 
 	if cfg.Depth <= 0 {
@@ -229,6 +230,9 @@ dispatch:
 		bar.Finish()
 	}
 	rep.Elapsed = last.Sub(first)
+	if after := scrapeStages(ctx, m); after.Nodes > 0 && after.Nodes == stagesBefore.Nodes {
+		rep.Stages = after.delta(stagesBefore)
+	}
 
 	if cfg.CheckSupply && ctx.Err() != nil {
 		// Interrupted: transfers abandoned in flight may still commit between

@@ -150,3 +150,36 @@ func TestAmountSamplerBounds(t *testing.T) {
 		}
 	}
 }
+
+// The load report reads the validators' stage timings from their metrics
+// text and reports what a run spent per stage.
+func TestStagesFromMetricsText(t *testing.T) {
+	text := `# TYPE zkbank_stage_seconds histogram
+zkbank_stage_seconds_bucket{stage="decide",le="+Inf"} 3
+zkbank_stage_seconds_sum{stage="decide"} 2.5
+zkbank_stage_seconds_count{stage="decide"} 3
+zkbank_stage_seconds_bucket{stage="persist",le="+Inf"} 3
+zkbank_stage_seconds_sum{stage="persist"} 0.5
+zkbank_stage_seconds_count{stage="persist"} 3
+# TYPE zkbank_evaluation_seconds histogram
+zkbank_evaluation_seconds_bucket{le="+Inf"} 2
+zkbank_evaluation_seconds_sum 1
+zkbank_evaluation_seconds_count 2
+`
+	fams, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fams["zkbank_stage_seconds"].GetMetric()[0].GetHistogram().GetSampleSum(); got != 2.5 {
+		t.Fatalf("decide sum %v", got)
+	}
+	before := Stages{Nodes: 1, Seconds: map[string]float64{"decide": 0.5}}
+	after := Stages{Nodes: 1, Seconds: map[string]float64{"decide": 2.5, "persist": 0.5}}
+	var b strings.Builder
+	after.delta(before).write(&b, 4*time.Second, 100)
+	for _, want := range []string{"decide 2.0s (50%) 20.0ms/tx", "persist 0.5s (12%) 5.0ms/tx"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}

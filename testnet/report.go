@@ -34,6 +34,10 @@ type Report struct {
 	Elapsed   time.Duration   // first submission to last verdict
 	Latencies []time.Duration // submit -> commit, committed transfers only
 
+	// Stages is where the validators' time went during the run, from their
+	// own metrics (zero Nodes if they could not be read).
+	Stages Stages
+
 	SupplyChecked bool
 	SupplyBefore  uint64
 	SupplyAfter   uint64
@@ -122,6 +126,7 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "throughput  %.2f transfers/s over %s\n", r.TPS(), r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "latency     submit->commit p50 %s, p99 %s (%d samples)\n",
 		Percentile(r.Latencies, 50).Round(time.Millisecond), Percentile(r.Latencies, 99).Round(time.Millisecond), len(r.Latencies))
+	r.Stages.write(w, r.Elapsed, r.Committed)
 	if r.SupplyChecked {
 		verdict := "conserved"
 		if r.SupplyBefore != r.SupplyAfter {
