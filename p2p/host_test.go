@@ -110,7 +110,12 @@ func TestSeparateRegistriesDoNotCollide(t *testing.T) {
 	}
 
 	sentB := counterValue(t, regB, "zkbank_p2p_bytes_sent_total", "protocol", string(protoEcho))
-	sentA := counterValue(t, regA, "zkbank_p2p_bytes_sent_total", "protocol", string(protoEcho))
+	// a counts its reply after writing it: b can read the reply first.
+	var sentA float64
+	waitFor(t, 5*time.Second, func() bool {
+		sentA = counterValue(t, regA, "zkbank_p2p_bytes_sent_total", "protocol", string(protoEcho))
+		return sentA == 1005
+	}, "a to count its reply")
 	if sentB != 1005 || sentA != 1005 {
 		t.Fatalf("bytes sent: b %v, a %v, want 1005 each (one frame each way)", sentB, sentA)
 	}
