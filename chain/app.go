@@ -901,38 +901,31 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	return ev, nil
 }
 
+// lastOp is an account's operation in the last finalized block.
+type lastOp struct {
+	id    [32]byte
+	nonce uint64
+}
+
 // lastOps maps each account with an operation in the last finalized block to
-// that operation's ID: its results are not in the book yet.
-func (a *App) lastOps() map[ledger.AccountID][32]byte {
-	out := map[ledger.AccountID][32]byte{}
+// that operation: its results are not in the book yet.
+func (a *App) lastOps() map[ledger.AccountID]lastOp {
+	out := map[ledger.AccountID]lastOp{}
 	if a.last != nil && a.last.block != nil {
 		for _, s := range a.last.block.Subs {
 			e := &s.Envelopes[0]
-			out[e.From] = e.ID()
+			out[e.From] = lastOp{id: e.ID(), nonce: e.Nonce}
 		}
 	}
 	return out
 }
 
-// opOf returns the nonce of the account's operation in this block, if any.
-func (ev *blockEval) opOf(from ledger.AccountID) (uint64, bool) {
-	if ev == nil || ev.block == nil {
-		return 0, false
-	}
-	for _, s := range ev.block.Subs {
-		if e := &s.Envelopes[0]; e.From == from {
-			return e.Nonce, true
-		}
-	}
-	return 0, false
-}
-
 // expectedPrev is the Prev an account's next operation must name: its
 // operation in the last block if any (prevOps), else its last accepted one.
 // ok is false for an unknown account (rejected as such later).
-func expectedPrev(book *ledger.Book, prevOps map[ledger.AccountID][32]byte, from ledger.AccountID) ([32]byte, bool) {
-	if id, ok := prevOps[from]; ok {
-		return id, true
+func expectedPrev(book *ledger.Book, prevOps map[ledger.AccountID]lastOp, from ledger.AccountID) ([32]byte, bool) {
+	if op, ok := prevOps[from]; ok {
+		return op.id, true
 	}
 	acct, ok := book.Account(from)
 	if !ok {
@@ -1010,7 +1003,7 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		if !ok || e.Prev != want {
 			continue
 		}
-		if op, ok := a.last.opOf(e.From); ok && e.Nonce <= op {
+		if op, ok := prevOps[e.From]; ok && e.Nonce <= op.nonce {
 			continue // consumed by the last block's operation
 		}
 		// Admission verified the signature; the other plaintext checks are

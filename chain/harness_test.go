@@ -376,15 +376,20 @@ func (n *chainNet) syncPieces(i int) {
 // claimed is the balance the wallet proves against (a lie makes an overdraft).
 func (n *chainNet) transfer(from, to string, amount, claimed uint64) *Upload {
 	n.t.Helper()
-	f, d := n.users[from], n.users[to]
-	acct, ok := n.vals[0].app.book.Account(f.id)
-	if !ok {
+	return n.operation(from, n.users[to].id, amount, claimed)
+}
+
+// operation builds a user's next operation as its wallet would: the next
+// nonce, built on its last one (prev), at the book's height.
+func (n *chainNet) operation(from string, to ledger.AccountID, amount, balance uint64) *Upload {
+	n.t.Helper()
+	f := n.users[from]
+	if _, ok := n.vals[0].app.book.Account(f.id); !ok {
 		n.t.Fatalf("no account for %s", from)
 	}
 	f.nonce++
-	_ = acct
-	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: d.id, Amount: amount,
-		Balance: claimed, Height: n.vals[0].app.book.Height(), Prev: n.prev(f), Nonce: f.nonce})
+	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: to, Amount: amount,
+		Balance: balance, Height: n.vals[0].app.book.Height(), Prev: n.prev(f), Nonce: f.nonce})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -726,15 +731,7 @@ func (n *chainNet) balances(i int, name string) (avail, pending uint64) {
 // pending at the book's height) into its available one, as its wallet would.
 func (n *chainNet) apply(name string, amount, pending uint64) *Upload {
 	n.t.Helper()
-	f := n.users[name]
-	f.nonce++
-	sub, err := n.b.Build(ledger.TransferSpec{From: f.id, Key: f.key, To: f.id, Amount: amount,
-		Balance: pending, Height: n.vals[0].app.book.Height(), Prev: n.prev(f), Nonce: f.nonce})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	f.last = n.vals[0].open.NewUpload(sub.Sealed, sub.Envelopes, time.Now())
-	return f.last
+	return n.operation(name, n.users[name].id, amount, pending)
 }
 
 // assertBalances checks every validator's book holds exactly these balances.
@@ -819,6 +816,20 @@ func (n *chainNet) assertNobodyNamed() {
 			}
 		}
 	}
+}
+
+// tamperedProposal is validator i's next proposal, altered by tamper as a
+// byzantine proposer would.
+func (n *chainNet) tamperedProposal(i int, tamper func(*Block)) []byte {
+	n.t.Helper()
+	n.syncPieces(i)
+	n.vals[i].app.faults.TamperProposal = tamper
+	value, err := n.vals[i].app.BuildProposal(n.height+1, n.last)
+	n.vals[i].app.faults.TamperProposal = nil
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return value
 }
 
 // assertRefused fails unless every validator refuses value at height as an
