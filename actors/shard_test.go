@@ -124,7 +124,11 @@ func newShardFixture(t *testing.T) *shardFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batches, early := book.Plan([]ledger.Pending{{Env: &sub.Envelopes[0], CT: ct}})
+	credit, err := p.EncryptCreditBatch(keys.PK, []ledger.LaneCredit{{Lane: 1, Index: 0, Piece: &ledger.Piece{Values: ledger.TransferValues(5, 95)}}}, [32]byte{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, early := book.Plan([]ledger.Pending{{Env: &sub.Envelopes[0], CT: ct, Credit: credit}})
 	if len(early) != 0 || len(batches) != 1 {
 		t.Fatalf("plan: %d batches, early %v", len(batches), early)
 	}

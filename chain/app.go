@@ -103,6 +103,10 @@ type Faults struct {
 	// ShiftPiece alters this validator's pieces before it encrypts them (a
 	// byzantine holder moving money between an amount and a new balance).
 	ShiftPiece func(shard uint32, piece int, lane int, values []uint64)
+	// ShiftCredit replaces this validator's credits of a group's layer
+	// before it encrypts them (a byzantine holder crediting more than was
+	// debited).
+	ShiftCredit func(shard uint32, piece int, credits []ledger.LaneCredit) []ledger.LaneCredit
 	// WithholdWork makes this validator ack nothing and attest no piece,
 	// as if no box ever opened for it (a byzantine validator trying to get
 	// honest transfers failed closed).
@@ -220,11 +224,11 @@ func New(c Config) (*App, error) {
 			prev := &blockEval{height: r.Finalized - 1, hash: Hash(r.PrevBlock), block: pb, uploads: pups}
 			prev.layout = a.layoutOf(a.book, pb, ackSets(pb.LastCommit), openedBy(b))
 			exts, present, _ := carriedExts(b.LastCommit, prev.height, prev.hash)
-			cts, _, err := a.decidePieces(prev, exts, present, true)
+			cts, credits, _, err := a.decidePieces(prev, exts, present, true)
 			if err != nil {
 				return nil, fmt.Errorf("chain: re-deciding the pieces of height %d: %w", prev.height, err)
 			}
-			if a.last.prev, err = a.evaluate(prev, a.book, cts); err != nil {
+			if a.last.prev, err = a.evaluate(prev, a.book, cts, credits); err != nil {
 				return nil, err
 			}
 		}
@@ -291,6 +295,7 @@ func (a *App) uploadsOf(b *Block) ([]*Upload, error) {
 // rejected before any group.
 type layout struct {
 	groups []group // by shard, then by ack set, in order of first appearance
+	parts  int     // attestation indexes: the groups' batches, then their credit layers
 	early  map[[32]byte]ledger.Reason
 }
 
@@ -300,6 +305,11 @@ type group struct {
 	acked uint64 // bitmask of the validators that acked every transfer of the group
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
+	// Credits of a payment group (ledger.CreditLayout): subs[i] pays into
+	// receiver lane to[i], at index[i] of credit layer layer[i]; the group's
+	// layers are attested at indexes part, part+1, ... (after the groups).
+	to, layer, index []int
+	layers, part     int
 }
 
 // openedBy returns the accounts a block opens.
@@ -381,6 +391,20 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 		}
 		l.groups[j].lanes = append(l.groups[j].lanes, p.lane)
 		l.groups[j].subs = append(l.groups[j].subs, p.sub)
+	}
+	l.parts = len(l.groups)
+	for j := range l.groups {
+		g := &l.groups[j]
+		if g.apply {
+			continue
+		}
+		for _, i := range g.subs {
+			to, _ := book.Account(b.Subs[i].Envelopes[0].To)
+			g.to = append(g.to, to.Lane)
+		}
+		g.layer, g.index, g.layers = a.p.CreditLayout(g.to)
+		g.part = l.parts
+		l.parts += g.layers
 	}
 	return l
 }
@@ -512,14 +536,14 @@ func (a *App) decideUncached(carried []Precommit) (*decided, error) {
 			return nil, err
 		}
 	}
-	cts, pieceFaulty, err := a.decidePieces(a.last, exts, present, false)
+	cts, credits, pieceFaulty, err := a.decidePieces(a.last, exts, present, false)
 	if err != nil {
 		return nil, err
 	}
 	for _, v := range pieceFaulty {
 		faulty[v] = true
 	}
-	if d.prev, err = a.evaluate(a.last, d.book, cts); err != nil {
+	if d.prev, err = a.evaluate(a.last, d.book, cts, credits); err != nil {
 		return nil, err
 	}
 	for v := range faulty {
@@ -661,23 +685,25 @@ func carriedExts(carried []Precommit, height uint64, hash [32]byte) (exts map[in
 }
 
 // decidePieces decides every piece of every group of ev from the piece
-// attestations the carried extensions (of ev's height) hold: the hash f+1
-// of the piece's holders attested. It returns the summed ciphertext per
-// group (nil for a group failed closed) and the holders that attested
-// another hash. A piece no f+1 holders agree on makes the block invalid if
-// a holder of it that acked the group (so holds the piece) is not carried:
-// its precommit may decide it, and a proposer must not choose a quorum
-// that fails honest transfers closed. Otherwise, every holder that could
-// attest was heard, and the group fails closed: nothing of it moves.
-// trusted skips the refusal: a restart re-decides a block the chain
-// already accepted.
-func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, trusted bool) ([]*rlwe.Ciphertext, []int, error) {
+// attestations the carried extensions (of ev's height) hold: for the
+// group's batch and for each of its credit layers, the hash f+1 of the
+// piece's holders attested. It returns the summed batch ciphertext per
+// group and its summed credit ciphertexts per layer (nil for a group failed
+// closed), and the holders that attested another hash. A piece no f+1
+// holders agree on makes the block invalid if a holder of it that acked the
+// group (so holds the piece) is not carried: its precommit may decide it,
+// and a proposer must not choose a quorum that fails honest transfers
+// closed. Otherwise, every holder that could attest was heard, and the
+// group fails closed: nothing of it moves, credits included. trusted skips
+// the refusal: a restart re-decides a block the chain already accepted.
+func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, trusted bool) ([]*rlwe.Ciphertext, [][]*rlwe.Ciphertext, []int, error) {
 	out := make([]*rlwe.Ciphertext, len(ev.layout.groups))
+	credits := make([][]*rlwe.Ciphertext, len(ev.layout.groups))
 	if len(ev.layout.groups) == 0 {
-		return out, nil, nil
+		return out, credits, nil, nil
 	}
 	type key struct {
-		group uint32
+		part  uint32
 		piece int
 	}
 	attests := map[key]map[int][32]byte{}
@@ -691,25 +717,25 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		}
 	}
 	faulty := map[int]bool{}
-	for gi, g := range ev.layout.groups {
+	// sum decides every piece of one attestation index and sums them; nil
+	// if some piece has no f+1 agreeing holders (the group fails closed).
+	sum := func(gi int, g group, part int) (*rlwe.Ciphertext, error) {
 		var cts []*rlwe.Ciphertext
-		failed := false
 		for k := 0; k < a.sh.Pieces(); k++ {
-			hash, named, err := a.sh.DecidePiece(k, attests[key{uint32(gi), k}])
+			hash, named, err := a.sh.DecidePiece(k, attests[key{uint32(part), k}])
 			if errors.Is(err, ledger.ErrNoPieceMajority) {
 				var holders uint64
 				for _, v := range a.sh.Holders(k) {
 					holders |= 1 << v
 				}
 				if !trusted && holders&g.acked&^present != 0 {
-					return nil, nil, fmt.Errorf("%w: group %d (shard %d) piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, k, ev.height, bits.OnesCount64(present), err)
+					return nil, fmt.Errorf("%w: group %d (shard %d) part %d piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, part, k, ev.height, bits.OnesCount64(present), err)
 				}
-				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "piece", k, "acked", g.acked)
-				failed = true
-				break
+				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "part", part, "piece", k, "acked", g.acked)
+				return nil, nil
 			}
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			for _, v := range named {
 				faulty[v] = true
@@ -717,34 +743,49 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 			raw := a.pieces.Get(hash)
 			if raw == nil {
 				if raw, err = StoredPiece(a.st, hash); err != nil {
-					return nil, nil, fmt.Errorf("%w: %w: piece %x", ErrBlock, ErrUnavailable, hash[:8])
+					return nil, fmt.Errorf("%w: %w: piece %x", ErrBlock, ErrUnavailable, hash[:8])
 				}
 				a.pieces.Put(hash, raw, ev.height)
 			}
 			if sha256.Sum256(raw) != hash {
-				return nil, nil, fmt.Errorf("chain: stored piece %x does not match its hash", hash[:8])
+				return nil, fmt.Errorf("chain: stored piece %x does not match its hash", hash[:8])
 			}
 			ct, err := a.p.DecodeUpload(raw)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%w: piece %x does not decode", ErrBlock, hash[:8])
+				return nil, fmt.Errorf("%w: piece %x does not decode", ErrBlock, hash[:8])
 			}
 			cts = append(cts, ct)
 		}
-		if failed {
+		return a.p.SumPieces(cts)
+	}
+	for gi, g := range ev.layout.groups {
+		ct, err := sum(gi, g, gi)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if ct == nil {
 			continue
 		}
-		sum, err := a.p.SumPieces(cts)
-		if err != nil {
-			return nil, nil, err
+		layers := make([]*rlwe.Ciphertext, g.layers)
+		for l := range layers {
+			if layers[l], err = sum(gi, g, g.part+l); err != nil {
+				return nil, nil, nil, err
+			}
+			if layers[l] == nil {
+				break
+			}
 		}
-		out[gi] = sum
+		if g.layers > 0 && layers[g.layers-1] == nil {
+			continue // a credit layer failed closed: so does the group
+		}
+		out[gi], credits[gi] = ct, layers
 	}
 	var named []int
 	for v := range faulty {
 		named = append(named, v)
 	}
 	sort.Ints(named)
-	return out, named, nil
+	return out, credits, named, nil
 }
 
 func envByID(b *Block, id [32]byte) *ledger.Envelope {
@@ -761,7 +802,7 @@ func envByID(b *Block, id [32]byte) *ledger.Envelope {
 // evaluate plans ev's transfers on book with their shards' batch
 // ciphertexts and evaluates the checks. A transfer whose shard batch failed
 // closed is rejected as undecided; nothing of it is evaluated.
-func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext) (*checkEval, error) {
+func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext, credits [][]*rlwe.Ciphertext) (*checkEval, error) {
 	ce := &checkEval{height: ev.height, hash: ev.hash, block: ev.block, early: map[[32]byte]ledger.Reason{}}
 	for id, r := range ev.layout.early {
 		ce.early[id] = r
@@ -769,7 +810,7 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext)
 	var pend []ledger.Pending
 	for gi, g := range ev.layout.groups {
 		ct := cts[gi]
-		for _, i := range g.subs {
+		for j, i := range g.subs {
 			env := &ev.block.Subs[i].Envelopes[0]
 			if ct == nil {
 				ce.early[env.ID()] = ledger.RejectUndecided
@@ -777,7 +818,11 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext)
 			}
 			// One item per group in its shard's batch: the circuit masks
 			// each group's ciphertext to the group's planned lanes.
-			pend = append(pend, ledger.Pending{Env: env, CT: ct, Sub: gi})
+			pd := ledger.Pending{Env: env, CT: ct, Sub: gi}
+			if !g.apply {
+				pd.Credit, pd.CreditIndex = credits[gi][g.layer[j]], g.index[j]
+			}
+			pend = append(pend, pd)
 		}
 	}
 	batches, early := book.Plan(pend)
@@ -1091,13 +1136,32 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 			if err != nil {
 				return nil, err
 			}
-			raw, err := ct.MarshalBinary()
+			pa, err := a.attestPiece(ev.height, uint32(gi), k, ct)
 			if err != nil {
 				return nil, err
 			}
-			h := sha256.Sum256(raw)
-			a.pieces.Put(h, raw, ev.height)
-			out = append(out, PieceAttest{Group: uint32(gi), Piece: uint32(k), Hash: h})
+			out = append(out, pa)
+			// The group's credits: the same pieces placed in the receivers'
+			// lanes (ledger.EncryptCreditBatch), one ciphertext per layer.
+			byLayer := make([][]ledger.LaneCredit, g.layers)
+			for j := range g.layer {
+				byLayer[g.layer[j]] = append(byLayer[g.layer[j]], ledger.LaneCredit{Lane: g.to[j], Index: g.index[j], Piece: lps[j].Piece})
+			}
+			for l, lcs := range byLayer {
+				if a.faults.ShiftCredit != nil {
+					lcs = a.faults.ShiftCredit(g.shard, k, lcs)
+				}
+				part := uint32(g.part + l)
+				ct, err := a.p.EncryptCreditBatch(a.pk, lcs, ledger.CreditBatchSeed(a.chain, ev.height, part, k, lcs))
+				if err != nil {
+					return nil, err
+				}
+				pa, err := a.attestPiece(ev.height, part, k, ct)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, pa)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -1105,6 +1169,18 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 	})
 	ev.mine = &out
 	return out, nil
+}
+
+// attestPiece caches a piece ciphertext this validator computed and returns
+// its attestation.
+func (a *App) attestPiece(height uint64, part uint32, k int, ct *rlwe.Ciphertext) (PieceAttest, error) {
+	raw, err := ct.MarshalBinary()
+	if err != nil {
+		return PieceAttest{}, err
+	}
+	h := sha256.Sum256(raw)
+	a.pieces.Put(h, raw, height)
+	return PieceAttest{Group: part, Piece: uint32(k), Hash: h}, nil
 }
 
 // ExtendVote returns this validator's extension for a block: its piece
@@ -1189,7 +1265,7 @@ func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []
 		}
 	}
 	for _, pa := range x.Pieces {
-		if int(pa.Group) >= len(ev.layout.groups) || int(pa.Piece) >= a.sh.Pieces() || !a.sh.Holds(validator, int(pa.Piece)) {
+		if int(pa.Group) >= ev.layout.parts || int(pa.Piece) >= a.sh.Pieces() || !a.sh.Holds(validator, int(pa.Piece)) {
 			return fmt.Errorf("%w: validator %d attests piece %d of group %d, which it does not hold or the block does not have", ErrBlock, validator, pa.Piece, pa.Group)
 		}
 	}

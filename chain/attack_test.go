@@ -273,12 +273,13 @@ func TestAttack_InconsistentDealToOneValidatorNeitherBlocksNorFramesIt(t *testin
 		for _, pa := range x.Pieces {
 			groups[pa.Group] = true
 		}
-		want := 2
+		// Each payment group is two parts: its batch and its credit layer.
+		want := 2 * 2
 		if s.Validator == victim {
-			want = 1
+			want = 1 * 2
 		}
 		if len(groups) != want || len(x.Pieces) != want*held {
-			t.Fatalf("validator %d attests %d pieces of %d groups of block 3, want %d of %d", s.Validator, len(x.Pieces), len(groups), want*held, want)
+			t.Fatalf("validator %d attests %d pieces of %d parts of block 3, want %d of %d", s.Validator, len(x.Pieces), len(groups), want*held, want)
 		}
 	}
 	got := n.settle()
@@ -376,5 +377,60 @@ func TestAttack_ByzantineProposerSwappingTheEnvelopeOfAnAckedUploadLearnsNothing
 		t.Fatalf("decided %v, want only the victim's transfer, accepted", got)
 	}
 	n.assertBalances(map[string]uint64{"alice": 70, "bob": 30, "carol": 100})
+	n.assertBooksIdentical()
+}
+
+// A byzantine holder (validator 1) encrypts its piece of a payment's credit
+// with 1,000 more than its piece of the amount: were it used, bob would
+// receive 1,030 for alice's 30. Its two honest co-holders attest the honest
+// credit ciphertext (the same pieces placed in bob's lane), so the credit is
+// decided on theirs: bob's pending balance gains exactly 30, validator 1 is
+// named, and every validator's book is the same.
+func TestAttack_ByzantineHolderCreditingMoreThanTheDebitIsOutvotedAndNamed(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	const byz = 1
+	n.step(0)
+	pay := n.transfer("alice", "bob", 30, 100)
+	n.submit(pay)
+	n.step(1) // acks the payment
+	k := n.c.sh.Held(byz)[0]
+	tm := n.c.p.BGV.PlaintextModulus()
+	shifted := 0
+	n.vals[byz].app.faults.ShiftCredit = func(shard uint32, piece int, credits []ledger.LaneCredit) []ledger.LaneCredit {
+		if piece != k {
+			return credits
+		}
+		out := make([]ledger.LaneCredit, len(credits))
+		for i, c := range credits {
+			v := append([]uint64(nil), c.Piece.Values...)
+			v[0] = (v[0] + 1000) % tm
+			out[i] = ledger.LaneCredit{Lane: c.Lane, Index: c.Index, Piece: &ledger.Piece{Values: v, Seed: c.Piece.Seed}}
+			shifted++
+		}
+		return out
+	}
+	if b, _ := DecodeBlock(n.step(2)); len(b.Subs) != 1 { // orders the payment
+		t.Fatalf("the block orders %d uploads, want 1", len(b.Subs))
+	}
+	if shifted != 1 {
+		t.Fatalf("the byzantine holder shifted %d credits, want 1", shifted)
+	}
+	n.step(3) // decides the payment's pieces and credit
+	for i := range n.vals {
+		v := lastView(n, i)
+		if len(v.Faulty) != 1 || v.Faulty[0] != byz {
+			t.Fatalf("validator %d named %v at height %d, want [%d]", i, v.Faulty, v.Height, byz)
+		}
+	}
+	n.vals[byz].app.faults.ShiftCredit = nil
+	n.step(0) // decides the payment
+	for i := range n.vals {
+		if r, ok := n.verdict(i, pay); !ok || r != ledger.Accepted {
+			t.Fatalf("validator %d: payment %v", i, r)
+		}
+	}
+	n.assertHolds("alice", 70, 0)
+	n.assertHolds("bob", 0, 30)
 	n.assertBooksIdentical()
 }

@@ -271,7 +271,9 @@ func TestTransfersNamingDifferentHeightsShareOneBatch(t *testing.T) {
 	bad := w.forged(t, vals, bs)
 	var pend []Pending
 	for i, s := range []*testSub{a, c, bad} {
-		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: w.nw.upload(t, s), Sub: i})
+		ct := w.nw.upload(t, s)
+		cr := w.credits(t, ct, s)[0]
+		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: ct, Sub: i, Credit: cr.Credit, CreditIndex: cr.CreditIndex})
 	}
 	if batches, _ := w.book.Plan(pend); len(batches) != 1 {
 		t.Fatalf("%d batches for one shard", len(batches))

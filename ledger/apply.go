@@ -8,68 +8,51 @@ import (
 	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
 )
 
-// Credit says that the transfer in SourceLane of a batch credits the account
-// in (TargetShard, TargetLane).
+// Credit is one payment's credit: the decided credit ciphertext of its
+// group's layer (LevelUpload, EncryptCreditBatch summed over the pieces)
+// and the slot its amount occupies in it (row 0 of the receiver's lane in
+// shard TargetShard). SourceLane is the paying lane, whose verdict decides
+// whether the credit lands.
 type Credit struct {
 	SourceLane  int
 	TargetShard uint32
-	TargetLane  int
+	CT          *rlwe.Ciphertext
+	Slot        int
 }
 
 // Deltas are the state changes of one evaluated batch: Debit is subtracted
-// from the source shard's state; Credits[s] is added to shard s's state. All
-// are at LevelState with the state scale.
+// from the source shard's state; Credits[s] is added to shard s's pending
+// state. All are at LevelState with the state scale.
 type Deltas struct {
 	Debit   *rlwe.Ciphertext
 	Credits map[uint32]*rlwe.Ciphertext
 }
 
 // Apply turns the verdicts of an evaluated batch into state deltas. Only
-// accepted lanes move money; a rejected lane changes nothing. Credits are
-// derived from the verified debit itself (the receiver gets exactly the
-// recomposed amount the sender proved), routed lane-to-lane with a
-// baby-step/giant-step rotation schedule: babySteps-1 hoisted rotations shared
-// by the batch, one masked multiply-accumulate per credit, and at most
-// Lanes/babySteps-1 rotations per receiving shard. Book.Commit routes a
-// whole block's batches with one giant-step pass per receiving shard
-// (ApplyParts, then Routes.Finish).
+// accepted lanes move money; a rejected lane changes nothing. Book.Commit
+// does the same for a whole block (Debit per batch, CreditDeltas once).
 func (e *Engine) Apply(ev *Evaluation, verdicts map[int]Reason, credits []Credit) (*Deltas, error) {
-	debit, routes, err := e.ApplyParts(ev, verdicts, credits)
+	debit, err := e.Debit(ev, verdicts)
 	if err != nil {
 		return nil, err
 	}
+	var acc []Credit
+	for _, c := range credits {
+		if verdicts[c.SourceLane] == Accepted {
+			acc = append(acc, c)
+		}
+	}
 	out := &Deltas{Debit: debit}
-	if out.Credits, err = routes.Finish(); err != nil {
+	if out.Credits, err = e.CreditDeltas(acc); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// Routes accumulates the baby-step inner sums of credits from any number of
-// batches, by receiving shard and giant step; Finish runs the giant steps
-// once per receiving shard. Sums are exact, so the result does not depend on
-// the order batches were added in.
-type Routes struct {
-	e     *Engine
-	inner map[routeKey]*rlwe.Ciphertext
-	top   map[uint32]int // receiving shard -> highest giant step
-}
-
-type routeKey struct {
-	shard uint32
-	k2    int
-}
-
-// NewRoutes returns an empty accumulator.
-func (e *Engine) NewRoutes() *Routes {
-	return &Routes{e: e, inner: map[routeKey]*rlwe.Ciphertext{}, top: map[uint32]int{}}
-}
-
-// ApplyParts is Apply without the giant steps: the debit of the batch's
-// accepted lanes, and its credits' inner sums, to be added to a Routes with
-// those of the block's other batches.
-func (e *Engine) ApplyParts(ev *Evaluation, verdicts map[int]Reason, credits []Credit) (*rlwe.Ciphertext, *Routes, error) {
-	routes := e.NewRoutes()
+// Debit is the delta an evaluated batch takes from its shard: the batch
+// over its accepted lanes (amount bits in row 0, the rest bits in row 1),
+// at LevelState.
+func (e *Engine) Debit(ev *Evaluation, verdicts map[int]Reason) (*rlwe.Ciphertext, error) {
 	accepted := map[int]bool{}
 	for l, r := range verdicts {
 		if r == Accepted {
@@ -94,135 +77,81 @@ func (e *Engine) ApplyParts(ev *Evaluation, verdicts map[int]Reason, credits []C
 		}
 		y4, err := e.isolate(items, LevelUpload)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		y3 = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
 		if err := e.eval.Rescale(y4, y3); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	debit, err := e.rescaleTo(y3, LevelState)
-	if err != nil {
-		return nil, nil, err
-	}
+	return e.rescaleTo(y3, LevelState)
+}
 
-	// Group accepted credits by receiving shard and giant step.
-	groups := map[routeKey][]Credit{}
-	needBaby := map[int]bool{}
+// CreditDeltas adds accepted credits into their receiving shards' deltas:
+// per credit ciphertext and receiving shard, one multiply by the indicator
+// of the slots of that shard's credits, accumulated per shard at
+// LevelUpload and rescaled to LevelState exactly as a debit is (same levels
+// and scale, and the same noise). No rotation: the credit ciphertexts
+// already hold each amount in its receiver's lane. A slot named twice, or
+// outside row 0, is an error.
+func (e *Engine) CreditDeltas(credits []Credit) (map[uint32]*rlwe.Ciphertext, error) {
+	type key struct {
+		shard uint32
+		ct    *rlwe.Ciphertext
+	}
+	slots := map[key][]int{}
+	var order []key
+	seen := map[key]map[int]bool{}
 	for _, c := range credits {
-		if !accepted[c.SourceLane] {
-			continue
+		if c.CT == nil || c.CT.Degree() != 1 || c.CT.Level() != LevelUpload {
+			return nil, fmt.Errorf("%w: credit ciphertext shape", ErrBatch)
 		}
-		if c.TargetLane < 0 || c.TargetLane >= e.p.Lanes {
-			return nil, nil, fmt.Errorf("%w: credit target lane %d", ErrBatch, c.TargetLane)
+		if c.Slot < 0 || c.Slot >= e.p.RowLen() {
+			return nil, fmt.Errorf("%w: credit slot %d outside row 0", ErrBatch, c.Slot)
 		}
-		k := ((c.SourceLane-c.TargetLane)%e.p.Lanes + e.p.Lanes) % e.p.Lanes // left rotation moving source onto target
-		k1, k2 := k%babySteps, k/babySteps
-		groups[routeKey{c.TargetShard, k2}] = append(groups[routeKey{c.TargetShard, k2}], c)
-		needBaby[k1] = true
+		k := key{c.TargetShard, c.CT}
+		if seen[k] == nil {
+			seen[k] = map[int]bool{}
+			order = append(order, k)
+		}
+		if seen[k][c.Slot] {
+			return nil, fmt.Errorf("%w: two credits in slot %d", ErrBatch, c.Slot)
+		}
+		seen[k][c.Slot] = true
+		slots[k] = append(slots[k], c.Slot)
 	}
-	if len(groups) == 0 {
-		return debit, routes, nil
+	rq := e.p.BGV.RingQ().AtLevel(LevelUpload)
+	acc := map[uint32]*rlwe.Ciphertext{}
+	var shards []uint32
+	for _, k := range order {
+		vals := make([]uint64, e.p.Slots)
+		for _, s := range slots[k] {
+			vals[s] = 1
+		}
+		m := e.masks.encodeMask(vals, LevelUpload)
+		a, ok := acc[k.shard]
+		if !ok {
+			a = bgv.NewCiphertext(e.p.BGV, 1, LevelUpload)
+			a.Scale = e.p.BGV.NewScale(1)
+			acc[k.shard] = a
+			shards = append(shards, k.shard)
+		}
+		for i := 0; i < 2; i++ {
+			rq.MulCoeffsMontgomeryThenAdd(k.ct.Value[i], m, a.Value[i])
+		}
 	}
-
-	// Baby steps: hoisted rotations of the accepted batch by k1 in [0, babySteps).
-	baby := make([]*rlwe.Ciphertext, babySteps)
-	baby[0] = y3
-	decomp := e.decompose(y3)
-	for k1 := 1; k1 < babySteps; k1++ {
-		if !needBaby[k1] {
-			continue
+	sort.Slice(shards, func(i, j int) bool { return shards[i] < shards[j] })
+	out := make(map[uint32]*rlwe.Ciphertext, len(acc))
+	for _, s := range shards {
+		y3 := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
+		if err := e.eval.Rescale(acc[s], y3); err != nil {
+			return nil, fmt.Errorf("ledger: rescaling a credit: %w", err)
 		}
-		baby[k1] = bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
-		g := e.p.BGV.GaloisElementForColRotation(k1)
-		if err := e.eval.AutomorphismHoisted(LevelChecked, y3, decomp, g, baby[k1]); err != nil {
-			return nil, nil, fmt.Errorf("ledger: baby-step rotation: %w", err)
-		}
-	}
-
-	// Inner sums per (shard, k2): mask(lane s - k1) * rot_k1(batch), accumulated.
-	rq := e.p.BGV.RingQ().AtLevel(LevelChecked)
-	for g, cs := range groups {
-		acc := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
-		acc.Scale = y3.Scale
-		for _, c := range cs {
-			k := ((c.SourceLane-c.TargetLane)%e.p.Lanes + e.p.Lanes) % e.p.Lanes
-			k1 := k % babySteps
-			// Rotating left by k1 moves lane s onto lane s-k1 (mod Lanes), so the
-			// pre-rotated mask is simply that lane's mask.
-			m := e.masks.lane(((c.SourceLane-k1)%e.p.Lanes + e.p.Lanes) % e.p.Lanes)
-			for i := 0; i < 2; i++ {
-				rq.MulCoeffsMontgomeryThenAdd(baby[k1].Value[i], m, acc.Value[i])
-			}
-		}
-		r, err := e.rescaleTo(acc, LevelState)
+		d, err := e.rescaleTo(y3, LevelState)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		if err := routes.add(g, r); err != nil {
-			return nil, nil, err
-		}
-	}
-	return debit, routes, nil
-}
-
-func (r *Routes) add(k routeKey, ct *rlwe.Ciphertext) error {
-	if cur, ok := r.inner[k]; ok {
-		return r.e.eval.Add(cur, ct, cur)
-	}
-	r.inner[k] = ct
-	if top, ok := r.top[k.shard]; !ok || k.k2 > top {
-		r.top[k.shard] = k.k2
-	}
-	return nil
-}
-
-// Merge adds another batch's inner sums into r (same engine parameters).
-func (r *Routes) Merge(o *Routes) error {
-	keys := make([]routeKey, 0, len(o.inner))
-	for k := range o.inner {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return keys[i].shard < keys[j].shard || keys[i].shard == keys[j].shard && keys[i].k2 < keys[j].k2
-	})
-	for _, k := range keys {
-		if err := r.add(k, o.inner[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Finish runs the giant steps, per receiving shard, Horner:
-// H = inner_max; H = rot_babySteps(H) + inner_k2, and returns each receiving
-// shard's credit delta at LevelState.
-func (r *Routes) Finish() (map[uint32]*rlwe.Ciphertext, error) {
-	out := map[uint32]*rlwe.Ciphertext{}
-	ids := make([]uint32, 0, len(r.top))
-	for s := range r.top {
-		ids = append(ids, s)
-	}
-	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
-	for _, s := range ids {
-		var h *rlwe.Ciphertext
-		for k2 := r.top[s]; k2 >= 0; k2-- {
-			if h != nil {
-				rot := bgv.NewCiphertext(r.e.p.BGV, 1, LevelState)
-				if err := r.e.eval.RotateColumns(h, babySteps, rot); err != nil {
-					return nil, fmt.Errorf("ledger: giant-step rotation: %w", err)
-				}
-				h = rot
-			}
-			if in, ok := r.inner[routeKey{s, k2}]; ok {
-				if h == nil {
-					h = in.CopyNew()
-				} else if err := r.e.eval.Add(h, in, h); err != nil {
-					return nil, err
-				}
-			}
-		}
-		out[s] = h
+		out[s] = d
 	}
 	return out, nil
 }

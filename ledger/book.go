@@ -340,6 +340,12 @@ type Pending struct {
 	Env *Envelope
 	CT  *rlwe.Ciphertext
 	Sub int // index of the submission in the block (envelopes of a bundle share it)
+	// A payment's credit: the decided credit ciphertext of its group's layer
+	// and its index (row-0 slot) in the receiver's lane there
+	// (Params.CreditLayout). A payment without one cannot move money: it is
+	// rejected as undecided.
+	Credit      *rlwe.Ciphertext
+	CreditIndex int
 }
 
 // Batch is the set of operations of one kind (payments or applies) of one
@@ -380,6 +386,10 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			early[id] = RejectMalformed
 			continue
 		}
+		if !pd.Env.IsApply() && (pd.Credit == nil || pd.CreditIndex < 0 || pd.CreditIndex >= b.p.Bits) {
+			early[id] = RejectUndecided
+			continue
+		}
 		if busy[pd.Env.From] {
 			early[id] = RejectLaneBusy
 			continue
@@ -406,7 +416,7 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		if k.apply {
 			bt.Heights[from.Lane] = pd.Env.Height
 		} else {
-			bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, TargetLane: to.Lane})
+			bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, CT: pd.Credit, Slot: b.p.Slot(0, pd.CreditIndex, to.Lane)})
 		}
 	}
 	out := make([]*Batch, 0, len(order))
@@ -534,11 +544,11 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 		return nil
 	}
 	var out []Outcome
-	// Credits of every payment batch are routed together: one giant-step
-	// pass per receiving shard per block, not per batch.
-	routes := eng.NewRoutes()
+	// Credits of every payment batch land together: one masked product per
+	// credit ciphertext and receiving shard, two rescales per receiving shard.
+	var credits []Credit
 	for i, bt := range batches {
-		debit, r, err := eng.ApplyParts(evals[i], verdicts[i], bt.Credits)
+		debit, err := eng.Debit(evals[i], verdicts[i])
 		if err != nil {
 			return nil, err
 		}
@@ -553,8 +563,10 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 			if err := move(bt.Shard, debit, -1); err != nil {
 				return nil, err
 			}
-			if err := routes.Merge(r); err != nil {
-				return nil, err
+			for _, c := range bt.Credits {
+				if verdicts[i][c.SourceLane] == Accepted {
+					credits = append(credits, c)
+				}
 			}
 		}
 		for _, l := range evals[i].Lanes {
@@ -571,11 +583,11 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 			out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
 		}
 	}
-	credits, err := routes.Finish()
+	deltas, err := eng.CreditDeltas(credits)
 	if err != nil {
 		return nil, err
 	}
-	for s, c := range credits {
+	for s, c := range deltas {
 		if err := move(PendingKey(s), c, +1); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
@@ -77,4 +78,31 @@ func (b *builder) Seal(ctb []byte, specs ...TransferSpec) *testSub {
 		sub.Envelopes = append(sub.Envelopes, e)
 	}
 	return sub
+}
+
+// credit builds the decided credit of a payment of amount from lane source
+// to (shard, lane): the amount at row-0 slot 0 of the receiver's lane, one
+// fresh encryption at LevelUpload, as validators' credit pieces sum to.
+func (b *builder) credit(t testing.TB, source int, shard uint32, lane int, amount uint64) Credit {
+	t.Helper()
+	ct := b.creditCT(t, map[int]uint64{b.p.Slot(0, 0, lane): amount})
+	return Credit{SourceLane: source, TargetShard: shard, CT: ct, Slot: b.p.Slot(0, 0, lane)}
+}
+
+// creditCT encrypts credit values by slot at LevelUpload.
+func (b *builder) creditCT(t testing.TB, at map[int]uint64) *rlwe.Ciphertext {
+	t.Helper()
+	vals := make([]uint64, b.p.Slots)
+	for s, v := range at {
+		vals[s] = v
+	}
+	raw, err := b.EncryptSlots(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := b.p.DecodeUpload(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
 }

@@ -21,7 +21,7 @@ func TestHonestTransferCommitsAndOwnersDecrypt(t *testing.T) {
 	if v[alice.lane] != Accepted {
 		t.Fatalf("honest transfer: %v", v[alice.lane])
 	}
-	d, err := nw.eng.Apply(ev, v, []Credit{{SourceLane: alice.lane, TargetShard: 0, TargetLane: bob.lane}})
+	d, err := nw.eng.Apply(ev, v, []Credit{b.credit(t, alice.lane, 0, bob.lane, 2_500)})
 	if err != nil {
 		t.Fatal(err)
 	}

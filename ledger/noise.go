@@ -33,9 +33,8 @@ import (
 //
 //	rounding  r   = sqrt((1 + N*Var(s))/12)            rescale / ModDown of (c0, c1)
 //	key switch ks = sqrt(N*n*3.2^2*sum_d Q_d^2/(12 P^2) + r^2)   digits Q_d of 2 primes
-//	credit        <= sqrt(16*r^2 + 15*ks^2)             16 inner sums rescaled from
-//	                                                    LevelChecked, 15 giant steps
-//	debit         =  r                                  the batch rescaled to LevelState
+//	debit, credit =  r                                  fresh encryptions masked and
+//	                                                    rescaled to LevelState
 //	decrypted     e  = sqrt(r^2 + N*T^2/(3*q_2^2) * (32*(sigma_S^2 + 2r^2) + 62*ks^2))
 //
 // The last line is every ciphertext the committee decrypts or re-encrypts that
@@ -49,9 +48,9 @@ import (
 //
 // Measured for zkb128, 3-of-4 (TestLaneDecryptsExactlyAfter100000Credits,
 // which checks every figure against the model): r = 2^5.9 (fresh state,
-// debit), a credit with 3 giant steps 2^8.7 (model 2^8.8), the state after
-// 10^5 identical credits 2^25.4 (model 2^25.4), its balance ciphertext and
-// balance-equation check 2^15.9 (model 2^16.0), max |e| 2^17.7 (bound 2^19.2).
+// debit, and a credit, which credit.go computes like a debit), the state
+// after 10^5 identical credits 2^22.5 (model 2^22.5), its balance ciphertext
+// and balance-equation check 2^12.8, max |e| 2^14.8 (bound 2^16.4).
 //
 // Two properties are bounded. (i) Exactness: every balance and check
 // decrypts exactly while t*(D*(tau*e + 1) + L1*B) < Q_1/2, B the half-width
@@ -60,24 +59,23 @@ import (
 // B/(2^lambda*sqrt(n)), and the smudging floods tau*e <= NoiseBound with the
 // full lambda bits; past it the margin shrinks to lambda -
 // log2(tau*e/NoiseBound). For zkb128 and the default committees (2-of-4,
-// 3-of-4: B = 2^73, NoiseBound = 2^32) (ii) binds at about 3.2*10^8
-// identical deltas, (i) at about 2^71. See MaxStateOps.
+// 3-of-4: B = 2^73, NoiseBound = 2^32) (ii) binds at about 5.1*10^9
+// identical deltas, (i) at about 2^75. See MaxStateOps.
 
 // stateNoise is the noise model above for one committee size.
 type stateNoise struct {
 	round    float64 // rescale / ModDown rounding
 	ksState  float64 // one key switch at LevelState
-	op       float64 // one state delta (the worst credit)
+	op       float64 // one state delta (a debit or a credit)
 	fresh    float64 // a freshly encrypted state
 	upload   float64 // the batch at LevelState (enters the balance equation)
 	decGain2 float64 // N*T^2/(3*q_State^2): variance gain of mask product + rescale to LevelDecrypt
 	tail     float64 // infinity norm / standard deviation over N coefficients
 }
 
-// noiseModel evaluates the model for a committee of n parties and credits
-// routed with up to giants giant-step rotations. ok is false if the
-// parameters use distributions the model does not cover.
-func (p *Params) noiseModel(n, giants int) (m stateNoise, ok bool) {
+// noiseModel evaluates the model for a committee of n parties. ok is false
+// if the parameters use distributions the model does not cover.
+func (p *Params) noiseModel(n int) (m stateNoise, ok bool) {
 	rp := p.BGV
 	N := float64(rp.N())
 	varS := 0.0
@@ -92,7 +90,7 @@ func (p *Params) noiseModel(n, giants int) (m stateNoise, ok bool) {
 		return m, false
 	}
 	xe, isGauss := rp.Xe().(ring.DiscreteGaussian)
-	if !isGauss || rp.RingP() == nil || n < 1 || giants < 0 {
+	if !isGauss || rp.RingP() == nil || n < 1 {
 		return m, false
 	}
 	varS *= float64(n)
@@ -122,15 +120,14 @@ func (p *Params) noiseModel(n, giants int) (m stateNoise, ok bool) {
 	// A batch is the sum of at most MaxPieces fresh encryptions (sealed.go),
 	// each with rounding-sized noise; masked and rescaled to LevelChecked.
 	y3 := r2 + gain(LevelUpload)*MaxPieces*r2
-	// One inner sum: baby-step rotation, mask product, rescale to LevelState.
-	inner := r2 + gain(LevelChecked)*(y3+ks2(LevelChecked))
-	credit := float64(giants+1)*inner + float64(giants)*ks2(LevelState)
+	// A debit or a credit (credit.go: the same shape, a sum of fresh
+	// encryptions masked and rescaled) at LevelState.
 	debit := r2 + y3/(float64(q[LevelChecked])*float64(q[LevelChecked]))
 	lambda := float64(p.Set.SmudgingLogLambda)
 	return stateNoise{
 		round:    math.Sqrt(r2),
 		ksState:  math.Sqrt(ks2(LevelState)),
-		op:       math.Sqrt(math.Max(credit, debit)),
+		op:       math.Sqrt(debit),
 		fresh:    math.Sqrt(r2),
 		upload:   math.Sqrt(r2 + y3/(float64(q[LevelChecked])*float64(q[LevelChecked]))),
 		decGain2: gain(LevelState),
@@ -170,7 +167,7 @@ type stateBudget struct {
 }
 
 func (c *Committee) stateBudget(p *Params) (stateBudget, bool) {
-	m, ok := p.noiseModel(c.N, p.Lanes/babySteps-1)
+	m, ok := p.noiseModel(c.N)
 	if !ok {
 		return stateBudget{}, false
 	}
@@ -197,15 +194,14 @@ func (c *Committee) stateBudget(p *Params) (stateBudget, bool) {
 // (ii) the noise of every state-derived ciphertext the committee decrypts
 // stays within the committee's flooding NoiseBound, so the smudging floods
 // it with the full SmudgingLogLambda bits of margin. It follows the noise
-// model above, with the worst credit (15 giant steps); 0 if the parameters
-// or committee are outside it. (ii) is what binds: (i) allows 2^54 to 2^75
-// deltas, depending on the committee.
+// model above; 0 if the parameters or committee are outside it. (ii) is
+// what binds: (i) allows 2^58 to 2^79 deltas, depending on the committee.
 //
-// For zkb128: 4.0*10^10 (1-of-1), 3.2*10^8 (2-of-4 and 3-of-4),
-// 3.5*10^5 (3-of-7), 8.8*10^4 (5-of-7), 7.7*10^4 (16-of-16). Independent
+// For zkb128: 6.5*10^11 (1-of-1), 5.1*10^9 (2-of-4 and 3-of-4),
+// 5.7*10^6 (3-of-7), 1.4*10^6 (5-of-7), 1.2*10^6 (16-of-16). Independent
 // deltas (distinct ciphertexts, noise adding in quadrature) allow about
-// 2^56 for 2-of-4. Past MaxStateOps the margin shrinks as FloodingMargin
-// says (38.3 bits after 10^9 deltas for 2-of-4, 35.0 after 10^10).
+// 2^62 for 2-of-4. Past MaxStateOps the margin shrinks as FloodingMargin
+// says (39.0 bits after 10^10 deltas for 2-of-4).
 func (c *Committee) MaxStateOps(p *Params) uint64 {
 	b, ok := c.stateBudget(p)
 	if !ok {

@@ -141,17 +141,14 @@ func (p *Params) RowLen() int { return p.Slots / 2 }
 func log2(x int) int { return int(math.Round(math.Log2(float64(x)))) }
 
 // galoisRotations lists the column rotations (left, in slots) the circuit
-// needs: recomposition (Lanes * 2^m), credit routing baby steps (1..15) and
-// giant step (16). The row swap is added separately.
+// needs: recomposition (Lanes * 2^m). The row swap is added separately.
+// (Credits need none: validators place them in the receivers' lanes
+// before encrypting, credit.go.)
 func (p *Params) galoisRotations() []int {
 	var r []int
 	for m := 0; (1 << m) < p.Bits; m++ {
 		r = append(r, p.Lanes<<m)
 	}
-	for k := 1; k < babySteps; k++ {
-		r = append(r, k)
-	}
-	r = append(r, babySteps)
 	return r
 }
 
@@ -172,8 +169,3 @@ func (p *Params) evkParams() rlwe.EvaluationKeyParameters {
 	lq, lp := LevelChecked, p.BGV.MaxLevelP()
 	return rlwe.EvaluationKeyParameters{LevelQ: &lq, LevelP: &lp}
 }
-
-// babySteps is the baby-step size of credit routing: lane offsets
-// k = k1 + babySteps*k2 are routed with babySteps-1 hoisted baby rotations and
-// Lanes/babySteps-1 giant rotations per target shard.
-const babySteps = 16

@@ -471,20 +471,28 @@ type LanePiece struct {
 // placed in it in lane order. Only holders of piece k know those seeds, so
 // the validators missing piece k (f of them) cannot strip the encryption.
 func PieceBatchSeed(chain string, height uint64, shard uint32, k int, lanes []LanePiece) [32]byte {
+	return batchSeed("zkbank/piece-batch/v1\x00", chain, height, shard, k, len(lanes), func(i int, b []byte) []byte {
+		b = binary.BigEndian.AppendUint32(b, uint32(lanes[i].Lane))
+		return append(b, lanes[i].Piece.Seed[:]...)
+	})
+}
+
+// batchSeed hashes a domain, a batch's identity and each of its n items
+// (item appends item i's bytes to b): the key of a batch encryption's
+// randomness.
+func batchSeed(domain, chain string, height uint64, index uint32, k, n int, item func(i int, b []byte) []byte) [32]byte {
 	h := sha256.New()
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/piece-batch/v1\x00"))
+	w.Fixed([]byte(domain))
 	w.Bytes([]byte(chain))
 	w.U64(height)
-	w.U32(shard)
+	w.U32(index)
 	w.U32(uint32(k))
-	w.U32(uint32(len(lanes)))
+	w.U32(uint32(n))
 	h.Write(w.B)
-	for _, lp := range lanes {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(lp.Lane))
-		h.Write(b[:])
-		h.Write(lp.Piece.Seed[:])
+	buf := make([]byte, 0, 64)
+	for i := 0; i < n; i++ {
+		h.Write(item(i, buf[:0]))
 	}
 	var s [32]byte
 	h.Sum(s[:0])
@@ -512,6 +520,12 @@ func (p *Params) EncryptPieceBatch(pk *rlwe.PublicKey, lanes []LanePiece, seed [
 			}
 		}
 	}
+	return p.encryptSlots(pk, vals, seed)
+}
+
+// encryptSlots encrypts a slot vector at LevelUpload with all randomness
+// drawn from a PRNG keyed by seed (EncryptPieceBatch, EncryptCreditBatch).
+func (p *Params) encryptSlots(pk *rlwe.PublicKey, vals []uint64, seed [32]byte) (*rlwe.Ciphertext, error) {
 	tools, _ := p.pieceTools.Get().(*pieceTools)
 	if tools == nil {
 		rp := p.BGV.GetRLWEParameters()

@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"testing"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 )
 
 // world is a ledger with genesis accounts driven block by block through the
@@ -14,6 +16,7 @@ type world struct {
 	book *Book
 	b    *builder
 	acct map[string]*account
+	sk   *rlwe.SecretKey // the collective secret, to play the pieces' holders (credits)
 }
 
 func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]AccountKind, names ...string) *world {
@@ -59,13 +62,17 @@ func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 	var pend []Pending
 	for i, s := range subs {
 		ct, err := w.nw.p.DecodeUpload(s.Ciphertext)
+		var credits []Pending
+		if err == nil {
+			credits = w.credits(t, ct, s)
+		}
 		for k := range s.Envelopes {
 			e := &s.Envelopes[k]
 			if err != nil || sha256.Sum256(s.Ciphertext) != e.CTHash {
 				pend = append(pend, Pending{Env: e, Sub: i})
 				continue
 			}
-			pend = append(pend, Pending{Env: e, CT: ct, Sub: i})
+			pend = append(pend, Pending{Env: e, CT: ct, Sub: i, Credit: credits[k].Credit, CreditIndex: credits[k].CreditIndex})
 		}
 	}
 	h := w.book.Height() + 1
@@ -109,6 +116,58 @@ func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 		res[o.ID] = o.Reason
 	}
 	return res
+}
+
+// credits builds the credit ciphertexts of a submission the way its
+// pieces' holders do (credit.go): each payment's credit value is the sum of
+// its lane's row-0 slot values as uploaded (forged or not), placed by
+// CreditLayout in its receiver's lane. The test reads the slot values with
+// the collective secret; validators hold them as pieces.
+func (w *world) credits(t testing.TB, ct *rlwe.Ciphertext, s *testSub) []Pending {
+	t.Helper()
+	p := w.nw.p
+	if w.sk == nil {
+		w.sk = collectiveSecret(t, w.nw)
+	}
+	vals := make([]uint64, p.Slots)
+	pt := rlwe.NewDecryptor(p.BGV, w.sk).DecryptNew(ct)
+	if err := newEncoder(p).Decode(pt, vals); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]Pending, len(s.Envelopes))
+	var lanes, idx []int
+	for k := range s.Envelopes {
+		e := &s.Envelopes[k]
+		to, ok1 := w.book.Account(e.To)
+		_, ok2 := w.book.Account(e.From)
+		if e.IsApply() || !ok1 || !ok2 {
+			continue
+		}
+		lanes, idx = append(lanes, to.Lane), append(idx, k)
+	}
+	layer, index, layers := p.CreditLayout(lanes)
+	at := make([]map[int]uint64, layers)
+	for i := range at {
+		at[i] = map[int]uint64{}
+	}
+	tm := p.BGV.PlaintextModulus()
+	for i, k := range idx {
+		from, _ := w.book.Account(s.Envelopes[k].From)
+		var v uint64
+		for j := 0; j < p.Bits; j++ {
+			v = (v + vals[p.Slot(0, j, from.Lane)]) % tm
+		}
+		at[layer[i]][p.Slot(0, index[i], lanes[i])] = v
+		out[k].CreditIndex = index[i]
+	}
+	cts := make([]*rlwe.Ciphertext, layers)
+	for i := range cts {
+		cts[i] = w.b.creditCT(t, at[i])
+	}
+	for i, k := range idx {
+		out[k].Credit = cts[layer[i]]
+	}
+	return out
 }
 
 // reason is the outcome of a single-envelope submission.

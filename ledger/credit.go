@@ -1,0 +1,103 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// Credits from pieces.
+//
+// A payment's credit is its amount, landing in the receiver's pending
+// balance. The holders of each piece already hold the amount's slot values
+// in plaintext (additive pieces mod t), so they place each payment's piece
+// of the amount directly in the receiver's lane of a credit ciphertext and
+// encrypt it like a piece batch (deterministic randomness keyed by the piece
+// seeds, decided by f+1 alike holders). Summed over the pieces, a credit
+// slot holds sum_j 2^j a_j = a: exactly the amount the checks verify, so the
+// receiver gains what the sender loses by construction, and no rotation is
+// needed to move it from the sender's lane to the receiver's.
+//
+// A balance is the sum of its lane's 32 row-0 slots (sum-encoded), so a
+// credit may occupy any of them: the credits of one group to one receiving
+// lane take slots 0, 1, ... of that lane (CreditLayout), and only beyond 32
+// of them does a group need a second credit ciphertext (a layer). Lanes of
+// different shards share a credit ciphertext: applying it masks, per
+// receiving shard, the slots of that shard's accepted credits
+// (Engine.CreditDeltas), so a rejected payment's credit is dropped slot by
+// slot.
+
+// CreditLayout places the credits of one group: credit i goes to receiving
+// lane lanes[i] (of any shard) and gets layer[i] (which credit ciphertext of
+// the group) and index[i] (its row-0 slot in that lane). Credits to one lane
+// take indexes 0..Bits-1 in order, then the next layer. layers is the number
+// of credit ciphertexts the group needs (0 for no credits).
+func (p *Params) CreditLayout(lanes []int) (layer, index []int, layers int) {
+	layer, index = make([]int, len(lanes)), make([]int, len(lanes))
+	seen := map[int]int{}
+	for i, l := range lanes {
+		n := seen[l]
+		seen[l] = n + 1
+		layer[i], index[i] = n/p.Bits, n%p.Bits
+		if layer[i]+1 > layers {
+			layers = layer[i] + 1
+		}
+	}
+	return layer, index, layers
+}
+
+// CreditValue is a piece's share of its transfer's credit: the sum of its
+// amount slot values mod t. Summed over the transfer's pieces it is the
+// amount.
+func (p *Params) CreditValue(pc *Piece) uint64 {
+	t := p.BGV.PlaintextModulus()
+	var s uint64
+	for j := 0; j < p.Bits && j < len(pc.Values); j++ {
+		s = (s + pc.Values[j]%t) % t
+	}
+	return s
+}
+
+// LaneCredit is one payment's piece placed in a credit ciphertext: at
+// row-0 slot Index of the receiver's lane Lane.
+type LaneCredit struct {
+	Lane  int
+	Index int
+	Piece *Piece
+}
+
+// CreditBatchSeed keys the randomness of piece k's credit ciphertext for
+// one part of a block (a group's layer): domain-separated from
+// PieceBatchSeed (two ciphertexts sharing randomness would reveal the
+// difference of their plaintexts), and keyed by the seeds of every piece
+// placed in it, which only holders of piece k know.
+func CreditBatchSeed(chain string, height uint64, part uint32, k int, credits []LaneCredit) [32]byte {
+	return batchSeed("zkbank/credit-batch/v1\x00", chain, height, part, k, len(credits), func(i int, b []byte) []byte {
+		b = binary.BigEndian.AppendUint32(b, uint32(credits[i].Lane))
+		b = binary.BigEndian.AppendUint32(b, uint32(credits[i].Index))
+		return append(b, credits[i].Piece.Seed[:]...)
+	})
+}
+
+// EncryptCreditBatch encrypts one piece of every credit of a group's layer
+// (each at its receiver's lane and index, zero elsewhere) at LevelUpload,
+// with all randomness keyed by seed, exactly as EncryptPieceBatch does: two
+// honest holders produce the same bytes, and the noise is that of any
+// honest fresh ciphertext.
+func (p *Params) EncryptCreditBatch(pk *rlwe.PublicKey, credits []LaneCredit, seed [32]byte) (*rlwe.Ciphertext, error) {
+	vals := make([]uint64, p.Slots)
+	used := map[int]bool{}
+	for _, c := range credits {
+		if c.Lane < 0 || c.Lane >= p.Lanes || c.Index < 0 || c.Index >= p.Bits || c.Piece == nil || len(c.Piece.Values) != SlotValues {
+			return nil, fmt.Errorf("%w: credit for lane %d index %d", ErrBatch, c.Lane, c.Index)
+		}
+		slot := p.Slot(0, c.Index, c.Lane)
+		if used[slot] {
+			return nil, fmt.Errorf("%w: two credits at lane %d index %d", ErrBatch, c.Lane, c.Index)
+		}
+		used[slot] = true
+		vals[slot] = p.CreditValue(c.Piece)
+	}
+	return p.encryptSlots(pk, vals, seed)
+}
