@@ -329,6 +329,10 @@ func openedBy(b *Block) map[ledger.AccountID]bool {
 // or more per shard, and cannot crowd out transfers every validator acked.
 const MaxGroups = 32
 
+// MaxParts bounds a block's attestation indexes: each group's batch and, for
+// a payment group, its one credit ciphertext (MaxCreditsPerLane).
+const MaxParts = 2 * MaxGroups
+
 // layoutOf lays a block out on book, treating accounts in later as not yet
 // open (a restarted validator's book already holds the next block's).
 func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, later map[ledger.AccountID]bool) *layout {
@@ -717,10 +721,10 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		}
 	}
 	faulty := map[int]bool{}
-	// sum decides every piece of one attestation index and sums them; nil
-	// if some piece has no f+1 agreeing holders (the group fails closed).
-	sum := func(gi int, g group, part int) (*rlwe.Ciphertext, error) {
-		var cts []*rlwe.Ciphertext
+	// decideHashes decides every piece of one attestation index, naming the
+	// holders that attested another hash; ok is false if some piece has no
+	// f+1 agreeing holders (the group fails closed).
+	decideHashes := func(gi int, g group, part int) (hashes [][32]byte, ok bool, err error) {
 		for k := 0; k < a.sh.Pieces(); k++ {
 			hash, named, err := a.sh.DecidePiece(k, attests[key{uint32(part), k}])
 			if errors.Is(err, ledger.ErrNoPieceMajority) {
@@ -729,19 +733,29 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 					holders |= 1 << v
 				}
 				if !trusted && holders&g.acked&^present != 0 {
-					return nil, fmt.Errorf("%w: group %d (shard %d) part %d piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, part, k, ev.height, bits.OnesCount64(present), err)
+					return nil, false, fmt.Errorf("%w: group %d (shard %d) part %d piece %d of height %d: no f+1 of the %d carried validators agree (%w)", ErrBlock, gi, g.shard, part, k, ev.height, bits.OnesCount64(present), err)
 				}
 				a.log.Warn("no f+1 holders agree on a piece; failing its group closed", "height", ev.height, "shard", g.shard, "group", gi, "part", part, "piece", k, "acked", g.acked)
-				return nil, nil
+				ok = false
+				continue // decide the rest too: every wrong attestation is named
 			}
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			for _, v := range named {
 				faulty[v] = true
 			}
+			hashes = append(hashes, hash)
+		}
+		return hashes, len(hashes) == a.sh.Pieces(), nil
+	}
+	// sum loads the decided piece ciphertexts of one index and adds them.
+	sum := func(hashes [][32]byte) (*rlwe.Ciphertext, error) {
+		cts := make([]*rlwe.Ciphertext, 0, len(hashes))
+		for _, hash := range hashes {
 			raw := a.pieces.Get(hash)
 			if raw == nil {
+				var err error
 				if raw, err = StoredPiece(a.st, hash); err != nil {
 					return nil, fmt.Errorf("%w: %w: piece %x", ErrBlock, ErrUnavailable, hash[:8])
 				}
@@ -759,26 +773,32 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		return a.p.SumPieces(cts)
 	}
 	for gi, g := range ev.layout.groups {
-		ct, err := sum(gi, g, gi)
-		if err != nil {
-			return nil, nil, nil, err
+		// Every index of the group is decided (and its liars named) before
+		// anything is loaded; the group moves only if all of them decide.
+		parts := []int{gi}
+		for l := 0; l < g.layers; l++ {
+			parts = append(parts, g.part+l)
 		}
-		if ct == nil {
-			continue
-		}
-		layers := make([]*rlwe.Ciphertext, g.layers)
-		for l := range layers {
-			if layers[l], err = sum(gi, g, g.part+l); err != nil {
+		decided := make([][][32]byte, len(parts))
+		complete := true
+		for i, part := range parts {
+			hs, ok, err := decideHashes(gi, g, part)
+			if err != nil {
 				return nil, nil, nil, err
 			}
-			if layers[l] == nil {
-				break
+			decided[i], complete = hs, complete && ok
+		}
+		if !complete {
+			continue
+		}
+		cts := make([]*rlwe.Ciphertext, len(parts))
+		for i := range parts {
+			var err error
+			if cts[i], err = sum(decided[i]); err != nil {
+				return nil, nil, nil, err
 			}
 		}
-		if g.layers > 0 && layers[g.layers-1] == nil {
-			continue // a credit layer failed closed: so does the group
-		}
-		out[gi], credits[gi] = ct, layers
+		out[gi], credits[gi] = cts[0], cts[1:]
 	}
 	var named []int
 	for v := range faulty {
@@ -942,6 +962,11 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, uploads: ups,
 		applied: d.outs, credits: d.credits, faulty: d.faulty, prev: d.prev}
 	ev.layout = a.layoutOf(book, b, acks, nil)
+	for _, g := range ev.layout.groups {
+		if g.layers > 1 {
+			return nil, fmt.Errorf("%w: more than %d payments of shard %d into one receiving lane", ErrBlock, MaxCreditsPerLane, g.shard)
+		}
+	}
 	a.spec[hash] = ev
 	return ev, nil
 }
@@ -1064,11 +1089,15 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 			pick[e.From] = u
 		}
 	}
+	lanes := newLaneCap()
 	for _, from := range order {
 		if len(b.Subs) >= MaxBlockSubs {
 			break
 		}
 		u := pick[from]
+		if !lanes.admit(book, &u.Envs[0]) {
+			continue // waits for the next block
+		}
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 	}
 	opens, err := a.mem.Opens(MaxBlockOpens)
@@ -1090,6 +1119,53 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		a.faults.TamperProposal(b)
 	}
 	return b.Encode(), nil
+}
+
+// MaxCreditsPerLane bounds the payments of one shard in a block into one
+// receiving lane (of any shard): a group's credits to one lane then fit one
+// credit ciphertext (ledger.CreditLayout gives a lane 32 slots), so every
+// group costs its holders at most two encryptions per piece, however a
+// client concentrates its payments. A block exceeding it is invalid
+// (prepare); proposers defer the excess to later blocks.
+const MaxCreditsPerLane = ledger.AmountBits
+
+// laneCap is a proposer's count of payments per sending shard and receiving
+// lane. A payment to an account not open yet (its opening may be in the
+// block, landing in any lane) counts against every lane of its shard.
+type laneCap struct {
+	count   map[[2]uint64]int // (sending shard, receiving lane) -> payments
+	max     map[uint32]int    // sending shard -> highest count of any lane
+	unknown map[uint32]int    // sending shard -> payments to accounts not open yet
+}
+
+func newLaneCap() *laneCap {
+	return &laneCap{count: map[[2]uint64]int{}, max: map[uint32]int{}, unknown: map[uint32]int{}}
+}
+
+// admit counts e if it keeps every lane within MaxCreditsPerLane.
+func (c *laneCap) admit(book *ledger.Book, e *ledger.Envelope) bool {
+	from, ok := book.Account(e.From)
+	if !ok || e.IsApply() {
+		return true // rejected before any group, or no credit
+	}
+	s := from.Shard
+	to, known := book.Account(e.To)
+	if !known {
+		if c.max[s]+c.unknown[s]+1 > MaxCreditsPerLane {
+			return false
+		}
+		c.unknown[s]++
+		return true
+	}
+	k := [2]uint64{uint64(s), uint64(to.Lane)}
+	if c.count[k]+c.unknown[s]+1 > MaxCreditsPerLane {
+		return false
+	}
+	c.count[k]++
+	if c.count[k] > c.max[s] {
+		c.max[s] = c.count[k]
+	}
+	return true
 }
 
 // ValidateProposal checks a proposal can be executed: it decodes, its

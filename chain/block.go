@@ -146,7 +146,8 @@ func Hash(value []byte) [32]byte { return sha256.Sum256(value) }
 // stages of the pipeline (docs/PROTOCOL.md, "Pipeline"):
 //
 //   - for this block: the hash of every piece ciphertext this validator
-//     computed for the block's groups (ledger.EncryptPieceBatch), and the
+//     computed for the block's groups and their credits
+//     (ledger.EncryptPieceBatch, ledger.EncryptCreditBatch), and the
 //     ids of transfers waiting in its pool whose sealed box it opened (acks:
 //     a block may include a transfer only if N-f validators acked it);
 //   - for the block before: the digest of its check ciphertexts, evaluated on
@@ -161,9 +162,11 @@ type Ext struct {
 	Shares [][2][]byte   // per batch of block Height-1: booleanness share, equation share
 }
 
-// PieceAttest is a holder's hash of its ciphertext of one piece of one group
-// of the block (a shard's transfers with the same ack set: chain/app.go
-// layoutOf), by group index.
+// PieceAttest is a holder's hash of its ciphertext of one piece of one part
+// of the block, by attestation index (Group): indexes below the number of
+// groups are the groups' batches (a shard's transfers with the same ack set:
+// chain/app.go layoutOf); the ones after are the payment groups' credit
+// ciphertexts (ledger.EncryptCreditBatch), in group order.
 type PieceAttest struct {
 	Group uint32
 	Piece uint32
@@ -176,7 +179,7 @@ const (
 	maxPieces = 4 * MaxBlockSubs * ledger.MaxPieces
 )
 
-const extVersion = 2
+const extVersion = 3
 
 // Encode returns the canonical encoding.
 func (x *Ext) Encode() []byte {

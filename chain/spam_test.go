@@ -16,7 +16,9 @@ import (
 // sealed uploads validators encrypt every piece with honestly sampled
 // randomness, so all the attacker has left is volume. 250 accounts of shard 0
 // (with the honest alice, carol and dave: 253 of its 256 lanes) each send
-// a zero-value transfer to dave in every block, naming the height at which
+// a zero-value transfer to the next spammer of the shard in every block (a
+// block carries at most MaxCreditsPerLane payments of a shard into one
+// lane, so a full block of spam spreads its receivers), naming the height at which
 // their previous one is applied (their balance, zero, is known in advance),
 // for a full block of 250 spam transfers per height until zeroSpamTarget of
 // them are decided; alice and carol meanwhile pay in the same shard (each
@@ -56,7 +58,7 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 	sent, spamDecided := 0, 0
 	count := func() {
 		for _, o := range lastView(n, 0).Outcomes {
-			if o.Env != nil && o.Env.To == n.users["dave"].id && o.Env.From != n.users["alice"].id {
+			if o.Env != nil && o.Env.From != n.users["alice"].id && o.Env.From != n.users["carol"].id {
 				if o.Reason != ledger.Accepted {
 					t.Fatalf("a zero-value transfer was decided %v", o.Reason)
 				}
@@ -94,7 +96,7 @@ func TestAttack_ZeroValueSpamIntoOneShard(t *testing.T) {
 					// Submitted at F, acked at F+1, ordered at F+2 and
 					// evaluated on the book of F+1, where its previous
 					// transfer (ordered at F+1) is applied.
-					sub, err := n.b.Build(ledger.TransferSpec{From: u.id, Key: u.key, To: n.users["dave"].id,
+					sub, err := n.b.Build(ledger.TransferSpec{From: u.id, Key: u.key, To: n.users[spammer((i+1)%spammers)].id,
 						Amount: 0, Balance: 0, Height: n.vals[0].app.book.Height(), Nonce: u.nonce + 1, Prev: prevOf(u)})
 					if err != nil {
 						errs[i] = err

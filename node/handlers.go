@@ -251,7 +251,7 @@ func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
 
 // maxPiecesPerBlock bounds the pieces one precommit or proposal can name: a
 // block's groups times the pieces of a sharing.
-const maxPiecesPerBlock = chain.MaxGroups * ledger.MaxPieces
+const maxPiecesPerBlock = chain.MaxParts * ledger.MaxPieces
 
 // seenAttest counts the extensions this node fetched for, per validator and
 // height, over the last few heights.
