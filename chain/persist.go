@@ -167,8 +167,7 @@ func (r *heightRecord) batch() (store.Batch, error) {
 	sort.Slice(hashes, func(i, j int) bool { return bytes.Compare(hashes[i][:], hashes[j][:]) < 0 })
 	var idx []byte
 	for _, h := range hashes {
-		batch.Meta = append(batch.Meta, store.Record{Key: []byte(pieceKey(h)), Value: r.pieces[h]})
-		idx = append(idx, h[:]...)
+		idx = append(idx, h[:]...) // the blobs themselves are written before the commit (persistHeight)
 	}
 	if len(idx) > 0 {
 		batch.Meta = append(batch.Meta, store.Record{Key: []byte(pieceIndexKey(r.height)), Value: idx})
@@ -183,6 +182,14 @@ func persistHeight(st Store, r *heightRecord) error {
 	if err != nil {
 		return err
 	}
+	// Piece ciphertexts are blobs, written (synced) before the commit that
+	// indexes them, and deleted after the commit that drops their index: a
+	// crash in between leaves an unindexed blob, never an index without
+	// its blob.
+	if err := st.PutBlobs(r.pieces); err != nil {
+		return err
+	}
+	var drop [][32]byte
 	if h := r.height; h > UploadRetention {
 		// The uploads and pieces of block h-UploadRetention leave in the same
 		// write.
@@ -198,13 +205,20 @@ func persistHeight(st Store, r *heightRecord) error {
 			for i := 0; i+32 <= len(idx); i += 32 {
 				var ph [32]byte
 				copy(ph[:], idx[i:])
-				batch.DeleteMeta = append(batch.DeleteMeta, []byte(pieceKey(ph)))
+				if _, keep := r.pieces[ph]; !keep {
+					drop = append(drop, ph)
+				}
 			}
 			batch.DeleteMeta = append(batch.DeleteMeta, []byte(pieceIndexKey(old)))
 		}
 	}
 	if err := st.Commit(r.height, batch); err != nil {
 		return err
+	}
+	for _, ph := range drop {
+		if err := st.DeleteBlob(ph); err != nil {
+			return err
+		}
 	}
 	if applied := r.book.Height(); r.height%pruneEvery == 0 && applied > ledger.StateWindow {
 		return prune(st, r.book, applied)

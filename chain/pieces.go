@@ -53,14 +53,13 @@ func (c *PieceCache) forget(below uint64) {
 	}
 }
 
-func pieceKey(h [32]byte) string { return "piece/" + hex.EncodeToString(h[:]) }
-
 func pieceIndexKey(height uint64) string {
 	return "pieces/" + hex.EncodeToString(binary.BigEndian.AppendUint64(nil, height))
 }
 
-// StoredPiece returns a persisted piece ciphertext.
-func StoredPiece(st Store, h [32]byte) ([]byte, error) { return st.GetMeta(pieceKey(h)) }
+// StoredPiece returns a persisted piece ciphertext (a blob: it is checked
+// against its hash when read).
+func StoredPiece(st Store, h [32]byte) ([]byte, error) { return st.Blob(h) }
 
 // PieceWant is a piece ciphertext a proposal needs: its hash and the
 // validators that attested it (any of them can serve it).

@@ -140,6 +140,11 @@ type Store interface {
 	Prune(keepFrom uint64) error
 	GetMeta(key string) ([]byte, error)
 	Status(id []byte) ([]byte, error)
+	// Piece ciphertexts are blobs (store.Blobs): files outside the
+	// key-value store, indexed per height in its metadata.
+	PutBlobs(blobs map[[32]byte][]byte) error
+	Blob(h [32]byte) ([]byte, error)
+	DeleteBlob(h [32]byte) error
 }
 
 // View is what one finalized height published: the only state readers

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,6 +21,7 @@ type Memory struct {
 	states   map[shardAt][]byte
 	meta     map[string][]byte
 	statuses map[string][]byte
+	blobs    map[[32]byte][]byte
 	applied  uint64
 
 	wal       []walRecord
@@ -228,5 +230,42 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
+	return nil
+}
+
+// PutBlobs implements Blobs.
+func (m *Memory) PutBlobs(blobs map[[32]byte][]byte) error {
+	for h, data := range blobs {
+		if sha256.Sum256(data) != h {
+			return fmt.Errorf("%w: blob does not hash to %x", ErrInvalid, h[:8])
+		}
+	}
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if m.blobs == nil {
+		m.blobs = map[[32]byte][]byte{}
+	}
+	for h, data := range blobs {
+		if _, ok := m.blobs[h]; !ok {
+			m.blobs[h] = clone(data)
+		}
+	}
+	return nil
+}
+
+// Blob implements Blobs.
+func (m *Memory) Blob(h [32]byte) ([]byte, error) {
+	return get(m, m.blobs, h, "blob %x", h[:8])
+}
+
+// DeleteBlob implements Blobs.
+func (m *Memory) DeleteBlob(h [32]byte) error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	delete(m.blobs, h)
 	return nil
 }

@@ -97,6 +97,26 @@ type Committer interface {
 	LastApplied() (uint64, error)
 }
 
+// Blobs keeps large content-addressed values (piece ciphertexts, 1.25 MiB
+// each) outside the key-value store: plain files, which the kernel caches but
+// the process does not map, so they do not count in its resident memory, and
+// value-log GC never rewrites them. Their index lives in Meta (written by
+// Commit), so a blob is written before the Commit that references it and
+// deleted after the Commit that drops its reference.
+type Blobs interface {
+	// PutBlobs stores each blob under its key, which must be its SHA-256
+	// (else ErrInvalid, and blobs before it in key order may be stored),
+	// and returns once all are durable (synced). Storing a blob already
+	// stored does nothing.
+	PutBlobs(blobs map[[32]byte][]byte) error
+	// Blob returns the blob stored under h (ErrNotFound if none, or if what
+	// is stored does not hash to h: a torn write is a missing blob).
+	Blob(h [32]byte) ([]byte, error)
+	// DeleteBlob deletes the blob stored under h; deleting a missing blob
+	// is not an error.
+	DeleteBlob(h [32]byte) error
+}
+
 // Backend is everything a node needs from its store. *badgerstore.Store
 // (package store/badgerstore) and *Memory both implement it.
 type Backend interface {
@@ -106,6 +126,7 @@ type Backend interface {
 	Meta
 	Status
 	Committer
+	Blobs
 	// RunGC reclaims space freed by Prune and overwrites (Badger: value-log
 	// files); it returns how many files were rewritten.
 	RunGC(ctx context.Context) (int, error)

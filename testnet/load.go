@@ -116,6 +116,15 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	rep := newReport()
 	rep.Planned = cfg.N
 	stagesBefore := scrapeStages(ctx, m)
+	var memMu sync.Mutex // the sampler's writes of rep.Memory
+	rep.Memory.Start = stagesBefore.MaxRSS
+	mctx, stopMem := context.WithCancel(ctx)
+	defer stopMem()
+	memDone := make(chan struct{})
+	go func() {
+		defer close(memDone)
+		sampleMemory(mctx, m, 10*time.Second, &memMu, &rep.Memory)
+	}()
 	rep.Wallets = len(cfg.Wallets)
 
 	if cfg.Depth <= 0 {
@@ -230,9 +239,13 @@ dispatch:
 		bar.Finish()
 	}
 	rep.Elapsed = last.Sub(first)
-	if after := scrapeStages(ctx, m); after.Nodes > 0 && after.Nodes == stagesBefore.Nodes {
+	after := scrapeStages(ctx, m)
+	if after.Nodes > 0 && after.Nodes == stagesBefore.Nodes {
 		rep.Stages = after.delta(stagesBefore)
 	}
+	stopMem()
+	<-memDone
+	rep.Memory.End = after.MaxRSS
 
 	if cfg.CheckSupply && ctx.Err() != nil {
 		// Interrupted: transfers abandoned in flight may still commit between

@@ -165,6 +165,8 @@ zkbank_stage_seconds_count{stage="persist"} 3
 zkbank_evaluation_seconds_bucket{le="+Inf"} 2
 zkbank_evaluation_seconds_sum 1
 zkbank_evaluation_seconds_count 2
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 7.3400320e+08
 `
 	fams, err := parseMetrics(strings.NewReader(text))
 	if err != nil {
@@ -172,6 +174,14 @@ zkbank_evaluation_seconds_count 2
 	}
 	if got := fams["zkbank_stage_seconds"].GetMetric()[0].GetHistogram().GetSampleSum(); got != 2.5 {
 		t.Fatalf("decide sum %v", got)
+	}
+	if got := fams["process_resident_memory_bytes"].GetMetric()[0].GetGauge().GetValue(); got != 734003200 {
+		t.Fatalf("resident memory %v", got)
+	}
+	var mb strings.Builder
+	Memory{Start: 400 << 20, Peak: 700 << 20, End: 650 << 20, Samples: 3}.write(&mb)
+	if want := "400 MiB at the start, peak 700 MiB (3 samples), 650 MiB at the end"; !strings.Contains(mb.String(), want) {
+		t.Fatalf("memory line %q lacks %q", mb.String(), want)
 	}
 	before := Stages{Nodes: 1, Seconds: map[string]float64{"decide": 0.5}}
 	after := Stages{Nodes: 1, Seconds: map[string]float64{"decide": 2.5, "persist": 0.5}}

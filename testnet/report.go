@@ -37,6 +37,9 @@ type Report struct {
 	// Stages is where the validators' time went during the run, from their
 	// own metrics (zero Nodes if they could not be read).
 	Stages Stages
+	// Memory is the validators' resident memory during the run (zero if
+	// their metrics could not be read).
+	Memory Memory
 
 	SupplyChecked bool
 	SupplyBefore  uint64
@@ -127,6 +130,7 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "latency     submit->commit p50 %s, p99 %s (%d samples)\n",
 		Percentile(r.Latencies, 50).Round(time.Millisecond), Percentile(r.Latencies, 99).Round(time.Millisecond), len(r.Latencies))
 	r.Stages.write(w, r.Elapsed, r.Committed)
+	r.Memory.write(w)
 	if r.SupplyChecked {
 		verdict := "conserved"
 		if r.SupplyBefore != r.SupplyAfter {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -21,6 +22,9 @@ import (
 type Stages struct {
 	Nodes   int
 	Seconds map[string]float64
+	// MaxRSS is the largest resident memory of any node that answered
+	// (process_resident_memory_bytes), in bytes.
+	MaxRSS float64
 }
 
 // scrapeStages reads every node's /metrics (Prometheus text format, parsed
@@ -57,8 +61,49 @@ func scrapeStages(ctx context.Context, m *client.Multi) Stages {
 				out.Seconds["evaluation"] += mt.GetHistogram().GetSampleSum()
 			}
 		}
+		if f, ok := fams["process_resident_memory_bytes"]; ok {
+			for _, mt := range f.GetMetric() {
+				out.MaxRSS = max(out.MaxRSS, mt.GetGauge().GetValue())
+			}
+		}
 	}
 	return out
+}
+
+// Memory is the validators' resident memory over a run (the largest of any
+// node at each sample), in bytes: what a soak watches.
+type Memory struct {
+	Start, Peak, End float64
+	Samples          int
+}
+
+// sampleMemory records the validators' resident memory every interval
+// until ctx ends (the largest node at each sample), into mem under mu.
+func sampleMemory(ctx context.Context, m *client.Multi, every time.Duration, mu *sync.Mutex, mem *Memory) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s := scrapeStages(ctx, m); s.MaxRSS > 0 {
+			mu.Lock()
+			mem.Peak = max(mem.Peak, s.MaxRSS)
+			mem.Samples++
+			mu.Unlock()
+		}
+	}
+}
+
+func (mem Memory) write(w io.Writer) {
+	if mem.Start == 0 || mem.End == 0 {
+		return
+	}
+	const mib = 1 << 20
+	fmt.Fprintf(w, "memory      validators' resident memory (largest node): %.0f MiB at the start, peak %.0f MiB (%d samples), %.0f MiB at the end\n",
+		mem.Start/mib, max(mem.Peak, mem.Start, mem.End)/mib, mem.Samples, mem.End/mib)
 }
 
 func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {

@@ -85,8 +85,9 @@ func (o Options) badger(dir string) badger.Options {
 
 // Store is the Badger-backed store.Backend. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
+	db    *badger.DB
+	log   *slog.Logger
+	blobs string // directory of the blob files (blobs.go)
 
 	life   sync.RWMutex // read-held by every call, write-held by Close
 	closed bool
@@ -116,7 +117,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log}
+	bd, err := openBlobs(dir)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: log, blobs: bd}
 	if err := s.checkFormat(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)

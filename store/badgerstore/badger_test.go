@@ -3,7 +3,10 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/zkbank/zkbank/store"
+	"github.com/zkbank/zkbank/store/storetest"
 )
 
 const mib = 1 << 20
@@ -453,4 +457,39 @@ func TestOpenAfterCrashDuringLogRotation(t *testing.T) {
 	checkApplied(t, s, 1)
 	must(t, s.Commit(2, batchFor(2)))
 	checkApplied(t, s, 2)
+}
+
+// Blobs survive a reopen; a torn blob (content that does not hash to its
+// name) reads as missing, and a temporary file a crash left is removed at
+// Open.
+func TestBlobsSurviveReopenAndTornOnesReadAsMissing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bytes.Repeat([]byte{7}, 1<<20)
+	torn := bytes.Repeat([]byte{9}, 1<<10)
+	hg, ht := sha256.Sum256(good), sha256.Sum256(torn)
+	storetest.Must(t, s.PutBlobs(map[[32]byte][]byte{hg: good, ht: torn}))
+	storetest.Must(t, s.Close())
+	// A crash mid-write: a truncated file under the name, a stray temporary.
+	bd := filepath.Join(dir, blobDir)
+	if err := os.WriteFile(filepath.Join(bd, hex.EncodeToString(ht[:])), torn[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(bd, hex.EncodeToString(hg[:])+".tmp")
+	if err := os.WriteFile(stray, good[:10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.MustGet(t, good)(s.Blob(hg))
+	storetest.WantErr(t, store.ErrNotFound)(s.Blob(ht))
+	if _, err := os.Stat(stray); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the stray temporary file is still there: %v", err)
+	}
 }

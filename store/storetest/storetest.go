@@ -9,6 +9,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -40,6 +41,7 @@ var contract = []struct {
 	{"PruneDropsOnlyOldStates", testPruneDropsOnlyOldStates},
 	{"ClosedStoreReturnsErrClosed", testClosedStoreReturnsErrClosed},
 	{"CommitDeletesMetaInTheSameTransaction", testCommitDeletesMetaInTheSameTransaction},
+	{"BlobsAreContentAddressed", testBlobsAreContentAddressed},
 }
 
 // BatchFor returns the test batch of height h: a block, a certificate, two
@@ -274,6 +276,35 @@ func testClosedStoreReturnsErrClosed(t *testing.T, b store.Backend) {
 	if _, err := b.RunGC(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("RunGC after Close = %v", err)
 	}
+	if err := b.PutBlobs(map[[32]byte][]byte{sha256.Sum256(nil): nil}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("PutBlobs after Close = %v", err)
+	}
+	WantErr(t, store.ErrClosed)(b.Blob(sha256.Sum256(nil)))
+}
+
+// testBlobsAreContentAddressed: a blob is stored under its SHA-256 only, read
+// back as written (a copy), stored once, and deleted idempotently.
+func testBlobsAreContentAddressed(t *testing.T, b store.Backend) {
+	data := bytes.Repeat([]byte("piece ciphertext "), 1<<12)
+	h := sha256.Sum256(data)
+	WantErr(t, store.ErrNotFound)(b.Blob(h))
+	if err := b.PutBlobs(map[[32]byte][]byte{sha256.Sum256([]byte("other")): data}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("PutBlobs under a hash that is not the data's = %v, want ErrInvalid", err)
+	}
+	small := []byte("another blob")
+	Must(t, b.PutBlobs(map[[32]byte][]byte{h: data, sha256.Sum256(small): small}))
+	Must(t, b.PutBlobs(map[[32]byte][]byte{h: data})) // again: nothing changes
+	MustGet(t, small)(b.Blob(sha256.Sum256(small)))
+	got, err := b.Blob(h)
+	Must(t, err)
+	if !bytes.Equal(got, data) {
+		t.Fatal("blob read back differs")
+	}
+	got[0] ^= 1
+	MustGet(t, data)(b.Blob(h))
+	Must(t, b.DeleteBlob(h))
+	Must(t, b.DeleteBlob(h))
+	WantErr(t, store.ErrNotFound)(b.Blob(h))
 }
 
 func testCommitDeletesMetaInTheSameTransaction(t *testing.T, b store.Backend) {
