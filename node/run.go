@@ -162,7 +162,12 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.met = newMetrics(reg)
 	n.tracker = newTracker(n.met)
 
-	db, err := badgerstore.Open(h.Data(), badgerstore.Options{Logger: log})
+	// 64 MiB value-log files and a GC pass a minute: the value log holds
+	// shard states (768 KiB each, kept 16 heights) and WAL records, nearly
+	// all garbage soon after, and Badger maps its files, so what is not
+	// reclaimed stays in the node's resident memory. (Piece ciphertexts,
+	// large blocks and certificates are blob files: store.Blobs.)
+	db, err := badgerstore.Open(h.Data(), badgerstore.Options{Logger: log, ValueLogFileSize: storeValueLogFile})
 	if err != nil {
 		return err
 	}
@@ -264,7 +269,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 
 	n.sys = actors.NewSystem(log)
 	defer n.sys.Shutdown()
-	n.upkeep = actors.NewStore(n.sys, db, actors.StoreConfig{WALWindow: 1, GCEvery: 10 * time.Minute}, log)
+	n.upkeep = actors.NewStore(n.sys, db, actors.StoreConfig{WALWindow: 1, GCEvery: storeGCEvery}, log)
 	n.mem = actors.NewMempool(n.sys, 4096)
 	n.net = actors.NewNet(n.sys, host, log)
 	shards := actors.NewShards(n.sys, eng, shardTimeout)
@@ -353,6 +358,12 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		}
 	}
 }
+
+// The store's value-log file size and GC period (see Open above).
+const (
+	storeValueLogFile = 64 << 20
+	storeGCEvery      = time.Minute
+)
 
 // shardTimeout bounds one batch evaluation on a shard actor (a crash is
 // reported at once; this only catches an evaluation that hangs).

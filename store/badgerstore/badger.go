@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -312,6 +313,25 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 
+	// Large blocks and certificates go to blob files first (blobs.go); the
+	// transaction files a reference to them.
+	big := map[[32]byte][]byte{}
+	setBig := func(txn *badger.Txn, key, v []byte) error {
+		if len(v) <= bigValue {
+			return set(txn, key, v)
+		}
+		h := sha256.Sum256(v)
+		big[h] = v
+		return txn.Set(key, sealBlob(key, h))
+	}
+	for _, v := range [][]byte{b.Block, b.Cert} {
+		if len(v) > bigValue {
+			big[sha256.Sum256(v)] = v
+		}
+	}
+	if err := s.putBlobs(big); err != nil {
+		return fmt.Errorf("store: commit height %d: %w", height, err)
+	}
 	err := s.update(func(txn *badger.Txn) error {
 		last, err := lastApplied(txn)
 		if err != nil {
@@ -320,10 +340,10 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 		if height != last+1 {
 			return fmt.Errorf("%w: commit of height %d after %d", store.ErrOutOfOrder, height, last)
 		}
-		if err := set(txn, blockKey(height), b.Block); err != nil {
+		if err := setBig(txn, blockKey(height), b.Block); err != nil {
 			return err
 		}
-		if err := set(txn, certKey(height), b.Cert); err != nil {
+		if err := setBig(txn, certKey(height), b.Cert); err != nil {
 			return err
 		}
 		for _, st := range b.States {
@@ -498,12 +518,39 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 
 // Block implements store.BlockStore.
 func (s *Store) Block(height uint64) ([]byte, error) {
-	return s.read(blockKey(height), "block %d", height)
+	return s.readBig(blockKey(height), "block %d", height)
 }
 
 // Cert implements store.BlockStore.
 func (s *Store) Cert(height uint64) ([]byte, error) {
-	return s.read(certKey(height), "cert %d", height)
+	return s.readBig(certKey(height), "cert %d", height)
+}
+
+// readBig reads a value that may be stored as a blob (blocks and
+// certificates); a missing or torn blob is corruption.
+func (s *Store) readBig(key []byte, what string, args ...any) ([]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var raw []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		raw, err = getRaw(txn, key)
+		return err
+	})
+	if err == nil {
+		var blob bool
+		if raw, blob, err = unsealAny(key, raw); err == nil && blob {
+			if raw, err = s.blob([32]byte(raw)); errors.Is(err, store.ErrNotFound) {
+				err = fmt.Errorf("%w: its blob is missing or torn", store.ErrCorrupt)
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", fmt.Sprintf(what, args...), mapErr(err))
+	}
+	return raw, nil
 }
 
 // read is get with the lifecycle check and an error naming what was read.

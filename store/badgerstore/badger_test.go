@@ -36,24 +36,42 @@ func vlogBytes(t testing.TB, dir string) (total int64, files int) {
 	return total, len(paths)
 }
 
+// Large values stay out of the LSM tree: states go to the value log, and
+// blocks and certificates over bigValue to blob files (neither in the value
+// log nor in the LSM); small blocks stay in the value log.
 func TestLargeValuesGoToTheValueLog(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir, Options{})
 	block, cert, state := fill(mib, 1), fill(mib, 2), fill(768<<10, 3)
+	small := fill(bigValue, 4)
 	must(t, s.Commit(1, store.Batch{Block: block, Cert: cert, States: []store.ShardState{{Shard: 7, Data: state}}}))
+	must(t, s.Commit(2, store.Batch{Block: small, Cert: small}))
 	mustGet(t, block)(s.Block(1))
 	mustGet(t, cert)(s.Cert(1))
 	mustGet(t, state)(s.State(1, 7))
+	mustGet(t, small)(s.Block(2))
 	must(t, s.Close())
 	vlogs := readAll(t, dir, "*.vlog")
 	lsm := readAll(t, dir, "*.mem") + readAll(t, dir, "*.sst")
-	for name, v := range map[string][]byte{"block": block, "cert": cert, "state": state} {
-		if !strings.Contains(vlogs, string(v[:256])) {
-			t.Errorf("%s not in the value log", name)
+	blobs := readAll(t, filepath.Join(dir, blobDir), "*")
+	for name, v := range map[string][]byte{"block": block, "cert": cert, "state": state, "small block": small} {
+		inBlobs := name == "block" || name == "cert"
+		if strings.Contains(vlogs, string(v[:256])) == inBlobs {
+			t.Errorf("%s: in the value log %v, want %v", name, !inBlobs, inBlobs)
+		}
+		if strings.Contains(blobs, string(v[:256])) != inBlobs {
+			t.Errorf("%s: in a blob file %v, want %v", name, !inBlobs, inBlobs)
 		}
 		if strings.Contains(lsm, string(v[:256])) {
 			t.Errorf("%s copied into the LSM tree", name)
 		}
+	}
+	// A large block whose blob is gone is corruption, not a missing block.
+	h := sha256.Sum256(block)
+	must(t, os.Remove(filepath.Join(dir, blobDir, hex.EncodeToString(h[:]))))
+	s = openBadger(t, dir, Options{})
+	if _, err := s.Block(1); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("block whose blob is gone: %v, want ErrCorrupt", err)
 	}
 }
 

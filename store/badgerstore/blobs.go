@@ -14,6 +14,15 @@ import (
 	"github.com/zkbank/zkbank/store"
 )
 
+// Blocks and certificates larger than bigValue are blobs too: the height's
+// transaction files a reference (envelopeBlob) under the block or
+// certificate key, and the blob is written and synced before it. A block
+// carries its predecessor's precommit extensions, decryption shares
+// included (hundreds of KiB per batch), so these are the store's largest
+// values and would otherwise fill the mapped value log for good (blocks are
+// never pruned).
+const bigValue = 64 << 10
+
 // Blobs are files in the store directory's blobs/ subdirectory, one per
 // SHA-256, written to a temporary file, synced, renamed into place and the
 // directory synced: a crash leaves either the whole blob or none (a stray
@@ -53,6 +62,10 @@ func (s *Store) PutBlobs(blobs map[[32]byte][]byte) error {
 		return err
 	}
 	defer s.leave()
+	return s.putBlobs(blobs)
+}
+
+func (s *Store) putBlobs(blobs map[[32]byte][]byte) error {
 	hs := make([][32]byte, 0, len(blobs))
 	for h := range blobs {
 		hs = append(hs, h)
@@ -118,6 +131,10 @@ func (s *Store) Blob(h [32]byte) ([]byte, error) {
 		return nil, err
 	}
 	defer s.leave()
+	return s.blob(h)
+}
+
+func (s *Store) blob(h [32]byte) ([]byte, error) {
 	b, err := os.ReadFile(s.blobPath(h))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && sha256.Sum256(b) != h {
 		return nil, fmt.Errorf("store: blob %x: %w", h[:8], store.ErrNotFound)
