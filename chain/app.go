@@ -306,8 +306,10 @@ type group struct {
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
 	// Credits of a payment group (ledger.CreditLayout): subs[i] pays into
-	// receiver lane to[i], at index[i] of credit layer layer[i]; the group's
-	// layers are attested at indexes part, part+1, ... (after the groups).
+	// receiver lane to[i], at index[i] of credit layer layer[i]. Layer 0 is
+	// the group's own batch ciphertext (lanes no sender occupies); the
+	// separate layers 1..layers are attested at indexes part, part+1, ...
+	// (after the groups).
 	to, layer, index []int
 	layers, part     int
 }
@@ -406,7 +408,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 			to, _ := book.Account(b.Subs[i].Envelopes[0].To)
 			g.to = append(g.to, to.Lane)
 		}
-		g.layer, g.index, g.layers = a.p.CreditLayout(g.to)
+		g.layer, g.index, g.layers = a.p.CreditLayout(g.to, g.lanes)
 		g.part = l.parts
 		l.parts += g.layers
 	}
@@ -775,7 +777,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 	for gi, g := range ev.layout.groups {
 		// Every index of the group is decided (and its liars named) before
 		// anything is loaded; the group moves only if all of them decide.
-		parts := []int{gi}
+		parts := []int{gi} // the batch (credit layer 0), then the separate layers
 		for l := 0; l < g.layers; l++ {
 			parts = append(parts, g.part+l)
 		}
@@ -798,7 +800,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 				return nil, nil, nil, err
 			}
 		}
-		out[gi], credits[gi] = cts[0], cts[1:]
+		out[gi], credits[gi] = cts[0], cts // credits[gi][layer]: layer 0 is the batch
 	}
 	var named []int
 	for v := range faulty {
@@ -1208,7 +1210,19 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 				}
 				lps[j] = ledger.LanePiece{Lane: g.lanes[j], Piece: pc}
 			}
-			ct, err := a.p.EncryptPieceBatch(a.pk, lps, ledger.PieceBatchSeed(a.chain, ev.height, uint32(gi), k, lps))
+			// The group's credits: the same pieces placed in the receivers'
+			// lanes, in the batch ciphertext itself where the lane is free
+			// (layer 0), else in separate credit ciphertexts.
+			byLayer := make([][]ledger.LaneCredit, g.layers+1)
+			for j := range g.layer {
+				byLayer[g.layer[j]] = append(byLayer[g.layer[j]], ledger.LaneCredit{Lane: g.to[j], Index: g.index[j], Piece: lps[j].Piece})
+			}
+			if a.faults.ShiftCredit != nil {
+				for l := range byLayer {
+					byLayer[l] = a.faults.ShiftCredit(g.shard, k, byLayer[l])
+				}
+			}
+			ct, err := a.p.EncryptPieceBatchWithCredits(a.pk, lps, byLayer[0], ledger.PieceBatchSeed(a.chain, ev.height, uint32(gi), k, lps))
 			if err != nil {
 				return nil, err
 			}
@@ -1217,18 +1231,9 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 				return nil, err
 			}
 			out = append(out, pa)
-			// The group's credits: the same pieces placed in the receivers'
-			// lanes (ledger.EncryptCreditBatch), one ciphertext per layer.
-			byLayer := make([][]ledger.LaneCredit, g.layers)
-			for j := range g.layer {
-				byLayer[g.layer[j]] = append(byLayer[g.layer[j]], ledger.LaneCredit{Lane: g.to[j], Index: g.index[j], Piece: lps[j].Piece})
-			}
-			for l, lcs := range byLayer {
-				if a.faults.ShiftCredit != nil {
-					lcs = a.faults.ShiftCredit(g.shard, k, lcs)
-				}
-				part := uint32(g.part + l)
-				ct, err := a.p.EncryptCreditBatch(a.pk, lcs, ledger.CreditBatchSeed(a.chain, ev.height, part, k, lcs))
+			for l := 1; l <= g.layers; l++ {
+				part := uint32(g.part + l - 1)
+				ct, err := a.p.EncryptCreditBatch(a.pk, byLayer[l], ledger.CreditBatchSeed(a.chain, ev.height, part, k, byLayer[l]))
 				if err != nil {
 					return nil, err
 				}

@@ -277,8 +277,9 @@ func TestFinalizePersistsExactlyWhatItClaims(t *testing.T) {
 	b4 := n.blocks(4, 4)[0]
 	own, _ := DecodeExt(b4.LastCommit[2].Ext)
 	wanted := WantedPieces(b4, n.c.sh)
-	// One payment: its batch and its credit layer, each in every piece.
-	if len(own.Pieces) != 2*len(n.c.sh.Held(2)) || len(wanted) != 2*n.c.sh.Pieces() {
+	// One payment, its credit inside its batch ciphertext (bob sends
+	// nothing): one ciphertext per piece.
+	if len(own.Pieces) != len(n.c.sh.Held(2)) || len(wanted) != n.c.sh.Pieces() {
 		t.Fatalf("validator 2 attests %d pieces, block 4 decides %d", len(own.Pieces), len(wanted))
 	}
 	for _, pa := range own.Pieces {

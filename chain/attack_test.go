@@ -273,10 +273,11 @@ func TestAttack_InconsistentDealToOneValidatorNeitherBlocksNorFramesIt(t *testin
 		for _, pa := range x.Pieces {
 			groups[pa.Group] = true
 		}
-		// Each payment group is two parts: its batch and its credit layer.
-		want := 2 * 2
+		// Bob, the receiver, sends nothing: both groups carry their credits
+		// in their own batch ciphertexts (no separate credit layer).
+		want := 2
 		if s.Validator == victim {
-			want = 1 * 2
+			want = 1
 		}
 		if len(groups) != want || len(x.Pieces) != want*held {
 			t.Fatalf("validator %d attests %d pieces of %d parts of block 3, want %d of %d", s.Validator, len(x.Pieces), len(groups), want*held, want)

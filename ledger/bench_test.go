@@ -285,7 +285,8 @@ func BenchmarkApply(b *testing.B) {
 			for i := range lanes {
 				lanes[i] = r.Intn(nw.p.Lanes)
 			}
-			layer, index, layers := nw.p.CreditLayout(lanes)
+			layer, index, extra := nw.p.CreditLayout(lanes, nil)
+			layers := extra + 1 // with no senders given, layer 0 is a ciphertext of its own
 			at := make([]map[int]uint64, layers)
 			for i := range at {
 				at[i] = map[int]uint64{}

@@ -21,30 +21,41 @@ import (
 //
 // A balance is the sum of its lane's 32 row-0 slots (sum-encoded), so a
 // credit may occupy any of them: the credits of one group to one receiving
-// lane take slots 0, 1, ... of that lane (CreditLayout), and only beyond 32
-// of them does a group need a second credit ciphertext (a layer). Lanes of
-// different shards share a credit ciphertext: applying it masks, per
-// receiving shard, the slots of that shard's accepted credits
-// (Engine.CreditDeltas), so a rejected payment's credit is dropped slot by
-// slot.
+// lane take slots 0, 1, ... of that lane (CreditLayout). A lane no sender of
+// the group occupies is free in the group's own batch ciphertext (the checks
+// and the debit see only the senders' lanes: isolation masks the rest), so
+// credits to it ride there, for no extra encryption (layer 0); credits to a
+// lane a sender occupies, or beyond 32 to one lane, need a separate credit
+// ciphertext (layers 1, 2, ...). Lanes of different shards share a
+// ciphertext: applying it masks, per receiving shard, the slots of that
+// shard's accepted credits (Engine.CreditDeltas), so a rejected payment's
+// credit is dropped slot by slot.
 
-// CreditLayout places the credits of one group: credit i goes to receiving
-// lane lanes[i] (of any shard) and gets layer[i] (which credit ciphertext of
-// the group) and index[i] (its row-0 slot in that lane). Credits to one lane
-// take indexes 0..Bits-1 in order, then the next layer. layers is the number
-// of credit ciphertexts the group needs (0 for no credits).
-func (p *Params) CreditLayout(lanes []int) (layer, index []int, layers int) {
+// CreditLayout places the credits of one group whose senders occupy lanes
+// senders: credit i goes to receiving lane lanes[i] (of any shard) and gets
+// layer[i] and index[i] (its row-0 slot in that lane). Layer 0 is the
+// group's batch ciphertext, for lanes no sender occupies; layers 1.. are
+// separate credit ciphertexts. Credits to one lane take indexes 0..Bits-1
+// in order, then the next layer. extra is the number of separate credit
+// ciphertexts the group needs.
+func (p *Params) CreditLayout(lanes, senders []int) (layer, index []int, extra int) {
 	layer, index = make([]int, len(lanes)), make([]int, len(lanes))
+	busy := map[int]bool{}
+	for _, l := range senders {
+		busy[l] = true
+	}
 	seen := map[int]int{}
 	for i, l := range lanes {
 		n := seen[l]
 		seen[l] = n + 1
-		layer[i], index[i] = n/p.Bits, n%p.Bits
-		if layer[i]+1 > layers {
-			layers = layer[i] + 1
+		base := 0
+		if busy[l] {
+			base = 1
 		}
+		layer[i], index[i] = base+n/p.Bits, n%p.Bits
+		extra = max(extra, layer[i])
 	}
-	return layer, index, layers
+	return layer, index, extra
 }
 
 // CreditValue is a piece's share of its transfer's credit: the sum of its
@@ -80,24 +91,33 @@ func CreditBatchSeed(chain string, height uint64, part uint32, k int, credits []
 	})
 }
 
-// EncryptCreditBatch encrypts one piece of every credit of a group's layer
-// (each at its receiver's lane and index, zero elsewhere) at LevelUpload,
-// with all randomness keyed by seed, exactly as EncryptPieceBatch does: two
-// honest holders produce the same bytes, and the noise is that of any
-// honest fresh ciphertext.
+// EncryptCreditBatch encrypts one piece of every credit of a group's
+// separate layer (each at its receiver's lane and index, zero elsewhere) at
+// LevelUpload, with all randomness keyed by seed, exactly as
+// EncryptPieceBatch does: two honest holders produce the same bytes, and
+// the noise is that of any honest fresh ciphertext.
 func (p *Params) EncryptCreditBatch(pk *rlwe.PublicKey, credits []LaneCredit, seed [32]byte) (*rlwe.Ciphertext, error) {
 	vals := make([]uint64, p.Slots)
+	if err := p.placeCredits(vals, credits, nil); err != nil {
+		return nil, err
+	}
+	return p.encryptSlots(pk, vals, seed)
+}
+
+// placeCredits writes each credit's value at its slot; a slot used twice, or
+// in a lane of busy, is an error.
+func (p *Params) placeCredits(vals []uint64, credits []LaneCredit, busy map[int]bool) error {
 	used := map[int]bool{}
 	for _, c := range credits {
-		if c.Lane < 0 || c.Lane >= p.Lanes || c.Index < 0 || c.Index >= p.Bits || c.Piece == nil || len(c.Piece.Values) != SlotValues {
-			return nil, fmt.Errorf("%w: credit for lane %d index %d", ErrBatch, c.Lane, c.Index)
+		if c.Lane < 0 || c.Lane >= p.Lanes || c.Index < 0 || c.Index >= p.Bits || c.Piece == nil || len(c.Piece.Values) != SlotValues || busy[c.Lane] {
+			return fmt.Errorf("%w: credit for lane %d index %d", ErrBatch, c.Lane, c.Index)
 		}
 		slot := p.Slot(0, c.Index, c.Lane)
 		if used[slot] {
-			return nil, fmt.Errorf("%w: two credits at lane %d index %d", ErrBatch, c.Lane, c.Index)
+			return fmt.Errorf("%w: two credits at lane %d index %d", ErrBatch, c.Lane, c.Index)
 		}
 		used[slot] = true
 		vals[slot] = p.CreditValue(c.Piece)
 	}
-	return p.encryptSlots(pk, vals, seed)
+	return nil
 }

@@ -58,7 +58,8 @@ func TestReviewCredit_LayoutNeverSharesASlot(t *testing.T) {
 				lanes[i] = rng.IntN(p.Lanes)
 			}
 		}
-		layer, index, layers := p.CreditLayout(lanes)
+		layer, index, extra := p.CreditLayout(lanes, nil)
+		layers := extra + 1 // with no senders given, layer 0 is a ciphertext of its own
 		type at struct{ layer, slot int }
 		used := map[at]bool{}
 		count := map[int]int{}
@@ -194,7 +195,8 @@ func TestReviewCredit_DeltasLandExactlyAndWithinTheNoiseModel(t *testing.T) {
 			lanes[i] = py.lane
 			pieces[i] = reviewSplit(t, p, TransferValues(py.amount, 0), sh.Pieces(), rng)
 		}
-		layer, index, layers := p.CreditLayout(lanes)
+		layer, index, extra := p.CreditLayout(lanes, nil)
+		layers := extra + 1 // with no senders given, layer 0 is a ciphertext of its own
 		layerCT := make([]*rlwe.Ciphertext, layers)
 		for l := range layerCT {
 			var per []*rlwe.Ciphertext

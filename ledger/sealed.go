@@ -507,6 +507,15 @@ func batchSeed(domain, chain string, height uint64, index uint32, k, n int, item
 // encryption over QP followed by the division by P, as rlwe.Encryptor does,
 // so the noise is that of any honest fresh ciphertext.
 func (p *Params) EncryptPieceBatch(pk *rlwe.PublicKey, lanes []LanePiece, seed [32]byte) (*rlwe.Ciphertext, error) {
+	return p.EncryptPieceBatchWithCredits(pk, lanes, nil, seed)
+}
+
+// EncryptPieceBatchWithCredits is EncryptPieceBatch that also places the
+// group's layer-0 credits (credit.go) in lanes no transfer of the batch
+// occupies: the checks and the debit never see them (isolation masks every
+// lane but the senders'), and CreditDeltas reads them from the same
+// ciphertext.
+func (p *Params) EncryptPieceBatchWithCredits(pk *rlwe.PublicKey, lanes []LanePiece, credits []LaneCredit, seed [32]byte) (*rlwe.Ciphertext, error) {
 	vals := make([]uint64, p.Slots)
 	used := map[int]bool{}
 	for _, lp := range lanes {
@@ -519,6 +528,9 @@ func (p *Params) EncryptPieceBatch(pk *rlwe.PublicKey, lanes []LanePiece, seed [
 				vals[p.Slot(row, j, lp.Lane)] = lp.Piece.Values[row*p.Bits+j]
 			}
 		}
+	}
+	if err := p.placeCredits(vals, credits, used); err != nil {
+		return nil, err
 	}
 	return p.encryptSlots(pk, vals, seed)
 }

@@ -145,7 +145,8 @@ func (w *world) credits(t testing.TB, ct *rlwe.Ciphertext, s *testSub) []Pending
 		}
 		lanes, idx = append(lanes, to.Lane), append(idx, k)
 	}
-	layer, index, layers := p.CreditLayout(lanes)
+	layer, index, extra := p.CreditLayout(lanes, nil)
+	layers := extra + 1 // with no senders given, layer 0 is a ciphertext of its own
 	at := make([]map[int]uint64, layers)
 	for i := range at {
 		at[i] = map[int]uint64{}
