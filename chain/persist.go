@@ -205,9 +205,7 @@ func persistHeight(st Store, r *heightRecord) error {
 			for i := 0; i+32 <= len(idx); i += 32 {
 				var ph [32]byte
 				copy(ph[:], idx[i:])
-				if _, keep := r.pieces[ph]; !keep {
-					drop = append(drop, ph)
-				}
+				drop = append(drop, ph)
 			}
 			batch.DeleteMeta = append(batch.DeleteMeta, []byte(pieceIndexKey(old)))
 		}

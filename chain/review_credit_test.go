@@ -33,6 +33,16 @@ func reviewParts(t *testing.T, n *chainNet) (parts map[int]map[uint32]bool, coun
 	return parts, count
 }
 
+// payEachOther submits alice -> carol 30 and carol -> alice 10 and lets a
+// block ack them: each receiver's lane is a sender's, so the group the next
+// block orders them in needs its separate credit layer.
+func payEachOther(n *chainNet) (pay, back *Upload) {
+	pay, back = n.transfer("alice", "carol", 30, 100), n.transfer("carol", "alice", 10, 50)
+	n.submitAll([]*Upload{pay, back})
+	n.step(1) // acks
+	return pay, back
+}
+
 // 40 payers of shard 0 and alice pay into lane 1: 36 payments to bob
 // (shard 0, lane 1) and 5 to bob2 (shard 1, lane 1), so two receivers of
 // different shards share the lane's credit slots. A block carries at most
@@ -135,12 +145,7 @@ func TestReviewCredit_WithheldCreditAttestationsCannotFailAnHonestPayment(t *tes
 	n := newChainNet(t)
 	const byz = 1
 	n.step(0)
-	// alice and carol pay each other: both credits need the group's
-	// separate credit layer (each receiver's lane is a sender's).
-	pay := n.transfer("alice", "carol", 30, 100)
-	back := n.transfer("carol", "alice", 10, 50)
-	n.submitAll([]*Upload{pay, back})
-	n.step(1) // acks
+	pay, back := payEachOther(n)
 	value := n.propose(2)
 	exts := n.precommit(value, 0)
 	x, err := DecodeExt(exts[byz])
@@ -205,10 +210,7 @@ func TestReviewCredit_ExtensionAttestationIndexesAreBounded(t *testing.T) {
 	t.Parallel()
 	n := newChainNet(t)
 	n.step(0)
-	// alice and carol pay each other: each receiver's lane is a sender's,
-	// so the group needs a separate credit layer (part 1).
-	n.submitAll([]*Upload{n.transfer("alice", "carol", 30, 100), n.transfer("carol", "alice", 10, 50)})
-	n.step(1)
+	payEachOther(n)
 	value := n.step(2) // one group (part 0) and its credit layer (part 1)
 	const v = 1
 	var raw []byte

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/schemes/bgv"
@@ -99,9 +98,8 @@ func (e *Engine) CreditDeltas(credits []Credit) (map[uint32]*rlwe.Ciphertext, er
 		shard uint32
 		ct    *rlwe.Ciphertext
 	}
-	slots := map[key][]int{}
+	masks := map[key][]uint64{} // the 0/1 slot indicator per credit ciphertext and receiving shard
 	var order []key
-	seen := map[key]map[int]bool{}
 	for _, c := range credits {
 		if c.CT == nil || c.CT.Degree() != 1 || c.CT.Level() != LevelUpload {
 			return nil, fmt.Errorf("%w: credit ciphertext shape", ErrBatch)
@@ -110,46 +108,36 @@ func (e *Engine) CreditDeltas(credits []Credit) (map[uint32]*rlwe.Ciphertext, er
 			return nil, fmt.Errorf("%w: credit slot %d outside row 0", ErrBatch, c.Slot)
 		}
 		k := key{c.TargetShard, c.CT}
-		if seen[k] == nil {
-			seen[k] = map[int]bool{}
+		vals, ok := masks[k]
+		if !ok {
+			vals = make([]uint64, e.p.Slots)
+			masks[k] = vals
 			order = append(order, k)
 		}
-		if seen[k][c.Slot] {
+		if vals[c.Slot] != 0 {
 			return nil, fmt.Errorf("%w: two credits in slot %d", ErrBatch, c.Slot)
 		}
-		seen[k][c.Slot] = true
-		slots[k] = append(slots[k], c.Slot)
+		vals[c.Slot] = 1
 	}
 	rq := e.p.BGV.RingQ().AtLevel(LevelUpload)
 	acc := map[uint32]*rlwe.Ciphertext{}
-	var shards []uint32
 	for _, k := range order {
-		vals := make([]uint64, e.p.Slots)
-		for _, s := range slots[k] {
-			vals[s] = 1
-		}
-		m := e.masks.encodeMask(vals, LevelUpload)
+		m := e.masks.encodeMask(masks[k], LevelUpload)
 		a, ok := acc[k.shard]
 		if !ok {
 			a = bgv.NewCiphertext(e.p.BGV, 1, LevelUpload)
 			a.Scale = e.p.BGV.NewScale(1)
 			acc[k.shard] = a
-			shards = append(shards, k.shard)
 		}
 		for i := 0; i < 2; i++ {
 			rq.MulCoeffsMontgomeryThenAdd(k.ct.Value[i], m, a.Value[i])
 		}
 	}
-	sort.Slice(shards, func(i, j int) bool { return shards[i] < shards[j] })
 	out := make(map[uint32]*rlwe.Ciphertext, len(acc))
-	for _, s := range shards {
-		y3 := bgv.NewCiphertext(e.p.BGV, 1, LevelChecked)
-		if err := e.eval.Rescale(acc[s], y3); err != nil {
-			return nil, fmt.Errorf("ledger: rescaling a credit: %w", err)
-		}
-		d, err := e.rescaleTo(y3, LevelState)
+	for s, a := range acc {
+		d, err := e.rescaleTo(a, LevelState)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ledger: rescaling a credit: %w", err)
 		}
 		out[s] = d
 	}

@@ -316,20 +316,16 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 	// Large blocks and certificates go to blob files first (blobs.go); the
 	// transaction files a reference to them.
 	big := map[[32]byte][]byte{}
-	setBig := func(txn *badger.Txn, key, v []byte) error {
+	envelope := func(key, v []byte) []byte {
 		if len(v) <= bigValue {
-			return set(txn, key, v)
+			return seal(key, v)
 		}
 		h := sha256.Sum256(v)
 		big[h] = v
-		return txn.Set(key, sealBlob(key, h))
+		return sealBlob(key, h)
 	}
-	for _, v := range [][]byte{b.Block, b.Cert} {
-		if len(v) > bigValue {
-			big[sha256.Sum256(v)] = v
-		}
-	}
-	if err := s.putBlobs(big); err != nil {
+	blockEnv, certEnv := envelope(blockKey(height), b.Block), envelope(certKey(height), b.Cert)
+	if err := s.putBlobs(big, false); err != nil {
 		return fmt.Errorf("store: commit height %d: %w", height, err)
 	}
 	err := s.update(func(txn *badger.Txn) error {
@@ -340,10 +336,10 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 		if height != last+1 {
 			return fmt.Errorf("%w: commit of height %d after %d", store.ErrOutOfOrder, height, last)
 		}
-		if err := setBig(txn, blockKey(height), b.Block); err != nil {
+		if err := txn.Set(blockKey(height), blockEnv); err != nil {
 			return err
 		}
-		if err := setBig(txn, certKey(height), b.Cert); err != nil {
+		if err := txn.Set(certKey(height), certEnv); err != nil {
 			return err
 		}
 		for _, st := range b.States {
