@@ -1,6 +1,12 @@
 package ledger
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
 
 // Credits ride in the group's batch ciphertext (layer 0) in lanes no sender
 // of the group occupies; credits to a sender's lane, and the 33rd to one
@@ -32,5 +38,42 @@ func TestCreditLayoutUsesFreeLanesOfTheBatch(t *testing.T) {
 	pc := &Piece{Values: TransferValues(5, 0)}
 	if _, err := p.EncryptPieceBatchWithCredits(nil, []LanePiece{{Lane: 3, Piece: pc}}, []LaneCredit{{Lane: 3, Index: 0, Piece: pc}}, [32]byte{}); err == nil {
 		t.Fatal("a credit in a sender's lane of the batch was accepted")
+	}
+}
+
+// A payment planned without a decided credit ciphertext (or with a credit
+// index outside a lane) is rejected before evaluation: nothing is debited
+// that is not credited.
+func TestAttack_PaymentWithoutACreditIsNeverDebited(t *testing.T) {
+	w := genesis3(t)
+	sub, err := w.b.Build(w.spec("alice", "bob", 30, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := w.nw.upload(t, sub)
+	env := &sub.Envelopes[0]
+	for _, pd := range []Pending{
+		{Env: env, CT: ct},
+		{Env: env, CT: ct, Credit: ct, CreditIndex: w.nw.p.Bits},
+	} {
+		batches, early := w.book.Plan([]Pending{pd})
+		if len(batches) != 0 || early[env.ID()] != RejectUndecided {
+			t.Fatalf("credit index %d: %d batches, early %v", pd.CreditIndex, len(batches), early)
+		}
+	}
+	if r := reason(t, w.block(t, sub), sub); r != Accepted {
+		t.Fatalf("with its credit: %v", r)
+	}
+	w.expectBalances(t, map[string]uint64{"alice": 70, "bob": 80, "carol": 7})
+}
+
+// A genesis made for the rotation-routed credits (22 Galois keys) is
+// refused with an error that says to start a new chain.
+func TestEngineRefusesAnOlderGenesisKeySet(t *testing.T) {
+	nw := testNet(t, 4, 3)
+	keys := *nw.keys
+	keys.GKs = append(append([]*rlwe.GaloisKey(nil), keys.GKs...), keys.GKs...)
+	if _, err := NewEngine(nw.p, &keys); !errors.Is(err, ErrParams) || !strings.Contains(err.Error(), "start a new chain") {
+		t.Fatalf("NewEngine with %d Galois keys: %v", len(keys.GKs), err)
 	}
 }
