@@ -90,6 +90,22 @@ type TransferStatus struct {
 	Height uint64 `json:"height,omitempty"` // block that ordered it
 	From   string `json:"from,omitempty"`
 	To     string `json:"to,omitempty"`
+	// Payees are every payee of a pay-many payment (To is the first);
+	// empty for a single payment.
+	Payees []string `json:"payees,omitempty"`
+}
+
+// Receives reports whether account is a payee of the transfer.
+func (t *TransferStatus) Receives(account string) bool {
+	if t.To == account {
+		return true
+	}
+	for _, p := range t.Payees {
+		if p == account {
+			return true
+		}
+	}
+	return false
 }
 
 // Block summarizes a committed block.

@@ -297,6 +297,9 @@ type layout struct {
 	groups []group // by shard, then by ack set, in order of first appearance
 	parts  int     // attestation indexes: the groups' batches, then their credit layers
 	early  map[[32]byte]ledger.Reason
+	// overfull: some pay-many found too few free lanes in its shard (a
+	// block no honest proposer builds: prepare refuses it).
+	overfull bool
 }
 
 type group struct {
@@ -305,13 +308,27 @@ type group struct {
 	acked uint64 // bitmask of the validators that acked every transfer of the group
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
-	// Credits of a payment group (ledger.CreditLayout): subs[i] pays into
-	// receiver lane to[i], at index[i] of credit layer layer[i]. Layer 0 is
-	// the group's own batch ciphertext (lanes no sender occupies); the
-	// separate layers 1..layers are attested at indexes part, part+1, ...
-	// (after the groups).
-	to, layer, index []int
-	layers, part     int
+	// many[i] are the payee lanes lent to a pay-many in lanes[i] (nil for
+	// any other operation): free lanes of its shard, lowest first, that no
+	// operation of the block and no other pay-many uses.
+	many [][]int
+	// Credits of a payment group (ledger.CreditLayout), one per payee:
+	// credit c of member cm[c] (its payee cp[c]) goes to receiver lane
+	// to[c], at index[c] of credit layer layer[c]. Layer 0 is the group's
+	// own batch ciphertext (lanes no sender or payee lane of the group
+	// occupies); the separate layers 1..layers are attested at indexes
+	// part, part+1, ... (after the groups).
+	to, layer, index, cm, cp []int
+	layers, part             int
+}
+
+// busy returns every lane the group's transfers take in its batch.
+func (g *group) busy() []int {
+	out := append([]int(nil), g.lanes...)
+	for _, m := range g.many {
+		out = append(out, m...)
+	}
+	return out
 }
 
 // openedBy returns the accounts a block opens.
@@ -357,9 +374,14 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 		env := &s.Envelopes[0]
 		id := env.ID()
 		from, ok1 := book.Account(env.From)
-		_, ok2 := book.Account(env.To)
+		ok2 := true
+		for _, p := range env.Payees() {
+			if _, ok := book.Account(p); !ok || later[p] {
+				ok2 = false
+			}
+		}
 		switch {
-		case !ok1 || !ok2 || later[env.From] || later[env.To]:
+		case !ok1 || !ok2 || later[env.From]:
 			l.early[id] = ledger.RejectUnknownAccount
 			continue
 		case env.CTHash != s.CTHash:
@@ -389,14 +411,39 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 		idx[gk] = len(l.groups)
 		l.groups = append(l.groups, group{shard: gk.shard, apply: gk.apply, acked: gk.acked})
 	}
+	// Payee lanes of pay-many payments: the lowest lanes of the sender's
+	// shard that no operation of the block takes, in block order. A
+	// pay-many that finds too few is rejected (a proposer never builds such
+	// a block: prepare refuses it, laneCap prevents it).
+	next := map[uint32]int{}
+	lend := func(shard uint32, n int) []int {
+		var out []int
+		for l := next[shard]; l < a.p.Lanes && len(out) < n; l++ {
+			if !taken[[2]uint64{uint64(shard), uint64(l)}] {
+				out = append(out, l)
+			}
+			next[shard] = l + 1
+		}
+		return out
+	}
 	for _, p := range all {
+		env := &b.Subs[p.sub].Envelopes[0]
 		j, ok := idx[p.key]
 		if !ok {
-			l.early[b.Subs[p.sub].Envelopes[0].ID()] = ledger.RejectUndecided
+			l.early[env.ID()] = ledger.RejectUndecided
 			continue
+		}
+		var many []int
+		if env.IsMany() {
+			if many = lend(p.key.shard, len(env.Payees())); len(many) < len(env.Payees()) {
+				l.early[env.ID()] = ledger.RejectLaneBusy
+				l.overfull = true
+				continue
+			}
 		}
 		l.groups[j].lanes = append(l.groups[j].lanes, p.lane)
 		l.groups[j].subs = append(l.groups[j].subs, p.sub)
+		l.groups[j].many = append(l.groups[j].many, many)
 	}
 	l.parts = len(l.groups)
 	for j := range l.groups {
@@ -404,11 +451,13 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 		if g.apply {
 			continue
 		}
-		for _, i := range g.subs {
-			to, _ := book.Account(b.Subs[i].Envelopes[0].To)
-			g.to = append(g.to, to.Lane)
+		for m, i := range g.subs {
+			for pi, id := range b.Subs[i].Envelopes[0].Payees() {
+				to, _ := book.Account(id)
+				g.to, g.cm, g.cp = append(g.to, to.Lane), append(g.cm, m), append(g.cp, pi)
+			}
 		}
-		g.layer, g.index, g.layers = a.p.CreditLayout(g.to, g.lanes)
+		g.layer, g.index, g.layers = a.p.CreditLayout(g.to, g.busy())
 		g.part = l.parts
 		l.parts += g.layers
 	}
@@ -840,9 +889,18 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext,
 			}
 			// One item per group in its shard's batch: the circuit masks
 			// each group's ciphertext to the group's planned lanes.
-			pd := ledger.Pending{Env: env, CT: ct, Sub: gi}
+			pd := ledger.Pending{Env: env, CT: ct, Sub: gi, SubLanes: g.many[j]}
 			if !g.apply {
-				pd.Credit, pd.CreditIndex = credits[gi][g.layer[j]], g.index[j]
+				for c := range g.to {
+					if g.cm[c] != j {
+						continue
+					}
+					if g.cp[c] == 0 {
+						pd.Credit, pd.CreditIndex = credits[gi][g.layer[c]], g.index[c]
+					} else {
+						pd.More = append(pd.More, ledger.CreditRef{CT: credits[gi][g.layer[c]], Index: g.index[c]})
+					}
+				}
 			}
 			pend = append(pend, pd)
 		}
@@ -964,6 +1022,9 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, uploads: ups,
 		applied: d.outs, credits: d.credits, faulty: d.faulty, prev: d.prev}
 	ev.layout = a.layoutOf(book, b, acks, nil)
+	if ev.layout.overfull {
+		return nil, fmt.Errorf("%w: the pay-many payments of a shard need more lanes than it has", ErrBlock)
+	}
 	for _, g := range ev.layout.groups {
 		if g.layers > 1 {
 			return nil, fmt.Errorf("%w: more than %d payments of shard %d into one receiving lane", ErrBlock, MaxCreditsPerLane, g.shard)
@@ -1091,7 +1152,7 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 			pick[e.From] = u
 		}
 	}
-	lanes := newLaneCap()
+	lanes := newLaneCap(a.p.Lanes)
 	for _, from := range order {
 		if len(b.Subs) >= MaxBlockSubs {
 			break
@@ -1135,38 +1196,66 @@ const MaxCreditsPerLane = ledger.AmountBits
 // lane. A payment to an account not open yet (its opening may be in the
 // block, landing in any lane) counts against every lane of its shard.
 type laneCap struct {
+	lanes   int
 	count   map[[2]uint64]int // (sending shard, receiving lane) -> payments
 	max     map[uint32]int    // sending shard -> highest count of any lane
 	unknown map[uint32]int    // sending shard -> payments to accounts not open yet
+	used    map[uint32]int    // sending shard -> lanes its operations take (payers, pay-many payees)
 }
 
-func newLaneCap() *laneCap {
-	return &laneCap{count: map[[2]uint64]int{}, max: map[uint32]int{}, unknown: map[uint32]int{}}
+func newLaneCap(lanes int) *laneCap {
+	return &laneCap{lanes: lanes, count: map[[2]uint64]int{}, max: map[uint32]int{}, unknown: map[uint32]int{}, used: map[uint32]int{}}
 }
 
-// admit counts e if it keeps every lane within MaxCreditsPerLane.
+// admit counts e if it keeps every lane within MaxCreditsPerLane and its
+// shard's operations within the shard's lanes (a pay-many borrows a lane
+// per payee).
 func (c *laneCap) admit(book *ledger.Book, e *ledger.Envelope) bool {
 	from, ok := book.Account(e.From)
-	if !ok || e.IsApply() {
-		return true // rejected before any group, or no credit
+	if !ok {
+		return true // rejected before any group
 	}
 	s := from.Shard
-	to, known := book.Account(e.To)
-	if !known {
-		if c.max[s]+c.unknown[s]+1 > MaxCreditsPerLane {
-			return false
-		}
-		c.unknown[s]++
-		return true
+	need := 1
+	if e.IsMany() {
+		need += len(e.Payees())
 	}
-	k := [2]uint64{uint64(s), uint64(to.Lane)}
-	if c.count[k]+c.unknown[s]+1 > MaxCreditsPerLane {
+	if c.used[s]+need > c.lanes {
 		return false
 	}
-	c.count[k]++
-	if c.count[k] > c.max[s] {
-		c.max[s] = c.count[k]
+	if e.IsApply() {
+		c.used[s] += need
+		return true // no credit
 	}
+	var keys [][2]uint64
+	unknown := 0
+	for _, p := range e.Payees() {
+		if to, known := book.Account(p); known {
+			keys = append(keys, [2]uint64{uint64(s), uint64(to.Lane)})
+		} else {
+			unknown++
+		}
+	}
+	// Payees of one payment are distinct accounts, but two may share a lane
+	// number in different shards: count per key.
+	add := map[[2]uint64]int{}
+	for _, k := range keys {
+		add[k]++
+	}
+	hi := c.max[s]
+	for k, n := range add {
+		if c.count[k]+n+c.unknown[s]+unknown > MaxCreditsPerLane {
+			return false
+		}
+		hi = max(hi, c.count[k]+n)
+	}
+	if unknown > 0 && hi+c.unknown[s]+unknown > MaxCreditsPerLane {
+		return false
+	}
+	for k, n := range add {
+		c.count[k] += n
+	}
+	c.max[s], c.unknown[s], c.used[s] = hi, c.unknown[s]+unknown, c.used[s]+need
 	return true
 }
 
@@ -1208,14 +1297,18 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 					a.faults.ShiftPiece(g.shard, k, g.lanes[j], c.Values)
 					pc = c
 				}
-				lps[j] = ledger.LanePiece{Lane: g.lanes[j], Piece: pc}
+				lps[j] = ledger.LanePiece{Lane: g.lanes[j], Piece: pc, Subs: g.many[j]}
 			}
 			// The group's credits: the same pieces placed in the receivers'
 			// lanes, in the batch ciphertext itself where the lane is free
 			// (layer 0), else in separate credit ciphertexts.
 			byLayer := make([][]ledger.LaneCredit, g.layers+1)
-			for j := range g.layer {
-				byLayer[g.layer[j]] = append(byLayer[g.layer[j]], ledger.LaneCredit{Lane: g.to[j], Index: g.index[j], Piece: lps[j].Piece})
+			for c := range g.layer {
+				part := 0
+				if len(g.many[g.cm[c]]) > 0 {
+					part = 1 + g.cp[c] // the payee's lane block of a pay-many's piece
+				}
+				byLayer[g.layer[c]] = append(byLayer[g.layer[c]], ledger.LaneCredit{Lane: g.to[c], Index: g.index[c], Piece: lps[g.cm[c]].Piece, Part: part})
 			}
 			if a.faults.ShiftCredit != nil {
 				for l := range byLayer {

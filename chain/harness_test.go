@@ -820,6 +820,23 @@ func (n *chainNet) assertNobodyNamed() {
 
 // tamperedProposal is validator i's next proposal, altered by tamper as a
 // byzantine proposer would.
+// orderingAll is validator i's proposal tampered to order every one of ups
+// (an honest proposer would defer some).
+func (n *chainNet) orderingAll(i int, ups []*Upload) []byte {
+	n.t.Helper()
+	return n.tamperedProposal(i, func(b *Block) {
+		have := map[[32]byte]bool{}
+		for _, s := range b.Subs {
+			have[s.CTHash] = true
+		}
+		for _, u := range ups {
+			if !have[u.Hash] {
+				b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
+			}
+		}
+	})
+}
+
 func (n *chainNet) tamperedProposal(i int, tamper func(*Block)) []byte {
 	n.t.Helper()
 	n.syncPieces(i)

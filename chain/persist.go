@@ -46,14 +46,28 @@ func StoredUpload(st Store, h [32]byte) ([]byte, error) { return st.GetMeta(uplo
 
 // StatusRecord is a stored transfer status.
 type StatusRecord struct {
-	ID      string `json:"id"`
-	Status  string `json:"status"`
-	Code    string `json:"code,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	Height  uint64 `json:"height"`
-	Decided uint64 `json:"decided"`
-	From    string `json:"from"`
-	To      string `json:"to"`
+	ID      string   `json:"id"`
+	Status  string   `json:"status"`
+	Code    string   `json:"code,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	Height  uint64   `json:"height"`
+	Decided uint64   `json:"decided"`
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Payees  []string `json:"payees,omitempty"` // a pay-many's payees (To is the first)
+}
+
+// PayeeStrings returns a pay-many's payees as hex ids (nil for any other
+// operation).
+func PayeeStrings(e *ledger.Envelope) []string {
+	if !e.IsMany() {
+		return nil
+	}
+	var out []string
+	for _, p := range e.Payees() {
+		out = append(out, p.String())
+	}
+	return out
 }
 
 // StoredStatus returns the persisted status of a decided transfer.
@@ -135,7 +149,7 @@ func (r *heightRecord) batch() (store.Batch, error) {
 			rec.Status, rec.Code, rec.Reason = "rejected", o.Reason.Code(), o.Reason.String()
 		}
 		if o.Env != nil {
-			rec.From, rec.To = o.Env.From.String(), o.Env.To.String()
+			rec.From, rec.To, rec.Payees = o.Env.From.String(), o.Env.To.String(), PayeeStrings(o.Env)
 		}
 		b, _ := json.Marshal(rec)
 		batch.Statuses = append(batch.Statuses, store.Record{Key: o.ID[:], Value: b})

@@ -313,17 +313,7 @@ func TestReviewCredit_PayeeConcentrationMultipliesPieceWork(t *testing.T) {
 	}
 	n.submitAll(ups)
 	n.step(1)
-	over := n.tamperedProposal(2, func(b *Block) {
-		have := map[[32]byte]bool{}
-		for _, s := range b.Subs {
-			have[s.CTHash] = true
-		}
-		for _, u := range ups {
-			if !have[u.Hash] {
-				b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
-			}
-		}
-	})
+	over := n.orderingAll(2, ups)
 	if b, _ := DecodeBlock(over); len(b.Subs) != payers {
 		t.Fatalf("tampered block orders %d, want %d", len(b.Subs), payers)
 	}

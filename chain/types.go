@@ -57,7 +57,7 @@ func (o *Opener) NewUpload(raw []byte, envs []ledger.Envelope, received time.Tim
 	if o.Key == nil || len(envs) != 1 || envs[0].CTHash != u.Hash {
 		return u
 	}
-	bind := ledger.SealBinding{Chain: envs[0].Chain, From: envs[0].From, Nonce: envs[0].Nonce}
+	bind := ledger.SealBinding{Chain: envs[0].Chain, From: envs[0].From, Nonce: envs[0].Nonce, Values: envs[0].ValueCount()}
 	if ps, err := o.Params.Open(o.Sharing, o.Self, o.Key, bind, &st); err == nil {
 		u.Pieces = ps
 	}

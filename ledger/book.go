@@ -314,8 +314,13 @@ func (b *Book) CheckVerified(e *Envelope) Reason {
 	if !ok {
 		return RejectUnknownAccount
 	}
-	if _, ok := b.byID[e.To]; !ok {
-		return RejectUnknownAccount
+	if !e.wellFormed() {
+		return RejectMalformed
+	}
+	for _, p := range e.Payees() {
+		if _, ok := b.byID[p]; !ok {
+			return RejectUnknownAccount
+		}
 	}
 	if e.Nonce <= from.Nonce {
 		return RejectReplay
@@ -346,6 +351,17 @@ type Pending struct {
 	// rejected as undecided.
 	Credit      *rlwe.Ciphertext
 	CreditIndex int
+	// A pay-many's payee lanes in CT (LanePiece.Subs), one per payee, and
+	// the credits of its payees after the first (Credit, CreditIndex).
+	SubLanes []int
+	More     []CreditRef
+}
+
+// CreditRef is where one payee's credit sits: a decided credit ciphertext
+// and the row-0 slot index in the payee's lane.
+type CreditRef struct {
+	CT    *rlwe.Ciphertext
+	Index int
 }
 
 // Batch is the set of operations of one kind (payments or applies) of one
@@ -386,7 +402,8 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			early[id] = RejectMalformed
 			continue
 		}
-		if !pd.Env.IsApply() && (pd.Credit == nil || pd.CreditIndex < 0 || pd.CreditIndex >= b.p.Bits) {
+		refs := append([]CreditRef{{CT: pd.Credit, Index: pd.CreditIndex}}, pd.More...)
+		if !pd.Env.IsApply() && !b.creditsComplete(pd, refs) {
 			early[id] = RejectUndecided
 			continue
 		}
@@ -395,7 +412,7 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			continue
 		}
 		busy[pd.Env.From] = true
-		from, to := b.byID[pd.Env.From], b.byID[pd.Env.To]
+		from := b.byID[pd.Env.From]
 		k := bk{from.Shard, pd.Env.IsApply()}
 		bt, ok := batches[k]
 		if !ok {
@@ -411,12 +428,21 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			bySub[k][pd.Sub] = ix
 		}
 		bt.Items[ix].Lanes = append(bt.Items[ix].Lanes, from.Lane)
+		if pd.Env.IsMany() {
+			if bt.Items[ix].Subs == nil {
+				bt.Items[ix].Subs = map[int][]int{}
+			}
+			bt.Items[ix].Subs[from.Lane] = append([]int(nil), pd.SubLanes...)
+		}
 		bt.lanes[from.Lane] = pd.Env
 		bt.Envs = append(bt.Envs, pd.Env)
 		if k.apply {
 			bt.Heights[from.Lane] = pd.Env.Height
 		} else {
-			bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, CT: pd.Credit, Slot: b.p.Slot(0, pd.CreditIndex, to.Lane)})
+			for i, p := range pd.Env.Payees() {
+				to := b.byID[p]
+				bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, CT: refs[i].CT, Slot: b.p.Slot(0, refs[i].Index, to.Lane)})
+			}
 		}
 	}
 	out := make([]*Batch, 0, len(order))
@@ -424,6 +450,22 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		out = append(out, batches[k])
 	}
 	return out, early
+}
+
+// creditsComplete reports whether a payment has a decided credit for every
+// payee and, for a pay-many, a lane per payee: nothing is debited that is
+// not credited.
+func (b *Book) creditsComplete(pd Pending, refs []CreditRef) bool {
+	n := len(pd.Env.Payees())
+	if len(refs) != n || pd.Env.IsMany() != (len(pd.SubLanes) > 0) || pd.Env.IsMany() && len(pd.SubLanes) != n {
+		return false
+	}
+	for _, r := range refs {
+		if r.CT == nil || r.Index < 0 || r.Index >= b.p.Bits {
+			return false
+		}
+	}
+	return true
 }
 
 // Envelope returns the envelope evaluated in lane l of the batch.

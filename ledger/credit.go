@@ -61,21 +61,30 @@ func (p *Params) CreditLayout(lanes, senders []int) (layer, index []int, extra i
 // CreditValue is a piece's share of its transfer's credit: the sum of its
 // amount slot values mod t. Summed over the transfer's pieces it is the
 // amount.
-func (p *Params) CreditValue(pc *Piece) uint64 {
+func (p *Params) CreditValue(pc *Piece) uint64 { return p.creditValue(pc, 0) }
+
+// creditValue is a piece's share of one payee's credit: the sum of the
+// amount slots (row 0) of lane block part of the piece (0 for a single
+// payment; 1+i for payee i of a pay-many).
+func (p *Params) creditValue(pc *Piece, part int) uint64 {
 	t := p.BGV.PlaintextModulus()
 	var s uint64
-	for j := 0; j < p.Bits && j < len(pc.Values); j++ {
-		s = (s + pc.Values[j]%t) % t
+	base := part * SlotValues
+	for j := 0; j < p.Bits && base+j < len(pc.Values); j++ {
+		s = (s + pc.Values[base+j]%t) % t
 	}
 	return s
 }
 
 // LaneCredit is one payment's piece placed in a credit ciphertext: at
-// row-0 slot Index of the receiver's lane Lane.
+// row-0 slot Index of the receiver's lane Lane. Part names the lane block of
+// the piece the amount comes from: 0 for a single payment, 1+i for payee i
+// of a pay-many (placePiece).
 type LaneCredit struct {
 	Lane  int
 	Index int
 	Piece *Piece
+	Part  int
 }
 
 // CreditBatchSeed keys the randomness of piece k's credit ciphertext for
@@ -87,6 +96,7 @@ func CreditBatchSeed(chain string, height uint64, part uint32, k int, credits []
 	return batchSeed("zkbank/credit-batch/v1\x00", chain, height, part, k, len(credits), func(i int, b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(credits[i].Lane))
 		b = binary.BigEndian.AppendUint32(b, uint32(credits[i].Index))
+		b = binary.BigEndian.AppendUint32(b, uint32(credits[i].Part))
 		return append(b, credits[i].Piece.Seed[:]...)
 	})
 }
@@ -109,7 +119,8 @@ func (p *Params) EncryptCreditBatch(pk *rlwe.PublicKey, credits []LaneCredit, se
 func (p *Params) placeCredits(vals []uint64, credits []LaneCredit, busy map[int]bool) error {
 	used := map[int]bool{}
 	for _, c := range credits {
-		if c.Lane < 0 || c.Lane >= p.Lanes || c.Index < 0 || c.Index >= p.Bits || c.Piece == nil || len(c.Piece.Values) != SlotValues || busy[c.Lane] {
+		if c.Lane < 0 || c.Lane >= p.Lanes || c.Index < 0 || c.Index >= p.Bits || c.Piece == nil || !validCount(len(c.Piece.Values)) ||
+			c.Part < 0 || (c.Part+1)*SlotValues > len(c.Piece.Values) || (c.Part == 0) != (len(c.Piece.Values) == SlotValues) || busy[c.Lane] {
 			return fmt.Errorf("%w: credit for lane %d index %d", ErrBatch, c.Lane, c.Index)
 		}
 		slot := p.Slot(0, c.Index, c.Lane)
@@ -117,7 +128,7 @@ func (p *Params) placeCredits(vals []uint64, credits []LaneCredit, busy map[int]
 			return fmt.Errorf("%w: two credits at lane %d index %d", ErrBatch, c.Lane, c.Index)
 		}
 		used[slot] = true
-		vals[slot] = p.CreditValue(c.Piece)
+		vals[slot] = p.creditValue(c.Piece, c.Part)
 	}
 	return nil
 }

@@ -137,6 +137,12 @@ func (e *Engine) StateScale() rlwe.Scale { return e.scale.state }
 type Item struct {
 	CT    *rlwe.Ciphertext
 	Lanes []int
+	// Subs maps a pay-many payer's lane to its payees' lanes in CT
+	// (LanePiece.Subs). The payer's row 0 then holds the total (not bits)
+	// and each payee lane's row 0 one amount's bits: booleanness reads the
+	// payer's row 1 and the payees' row 0; the balance equation and the
+	// debit read the payer's lane as for any payment.
+	Subs map[int][]int
 }
 
 // Checks are the two ciphertexts a batch's validity is read from, both at
@@ -169,6 +175,7 @@ func (c *Checks) Digest() ([32]byte, error) {
 type Evaluation struct {
 	Checks  Checks
 	Lanes   []int            // active lanes, ascending
+	Subs    map[int][]int    // pay-many payer lane -> its payees' lanes (Item.Subs)
 	checked *rlwe.Ciphertext // isolated batch at LevelChecked (for credits)
 	items   []Item
 }
@@ -241,7 +248,7 @@ type RecomposedFor func(lane int) (*rlwe.Ciphertext, error)
 // naming h, costs one plaintext multiplication per distinct height and no
 // extra level. One batch per shard and block, whatever heights are named.
 func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byte) (*Evaluation, error) {
-	lanes, err := e.checkLanes(items)
+	lanes, subs, err := e.checkLanes(items)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +264,16 @@ func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byt
 	if err := e.eval.Rescale(y3, y2); err != nil {
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
 	}
-	bits, err := e.booleanness(y2)
+	yb := y2
+	if len(subs) > 0 {
+		// Pay-many: booleanness reads other slots than the equation (the
+		// payer's total is not bits; the payees' amounts are). Same mask
+		// kind, same levels: the same noise as the main isolation.
+		if yb, err = e.isolateBits(items); err != nil {
+			return nil, err
+		}
+	}
+	bits, err := e.booleanness(yb)
 	if err != nil {
 		return nil, err
 	}
@@ -265,29 +281,95 @@ func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byt
 	if err != nil {
 		return nil, err
 	}
-	return &Evaluation{Checks: Checks{Bits: bits, Eq: eq}, Lanes: lanes, checked: y3, items: items}, nil
+	return &Evaluation{Checks: Checks{Bits: bits, Eq: eq}, Lanes: lanes, Subs: subs, checked: y3, items: items}, nil
 }
 
-func (e *Engine) checkLanes(items []Item) ([]int, error) {
-	used := make([]bool, e.p.Lanes)
-	var lanes []int
+// isolateBits isolates the slots booleanness checks, at LevelState: every
+// slot of a single transfer's lane; of a pay-many, the payer's row 1 and
+// each payee lane's row 0.
+func (e *Engine) isolateBits(items []Item) (*rlwe.Ciphertext, error) {
+	rq := e.p.BGV.RingQ().AtLevel(LevelUpload)
+	acc := bgv.NewCiphertext(e.p.BGV, 1, LevelUpload)
+	acc.Scale = e.p.BGV.NewScale(1)
 	for _, it := range items {
+		if len(it.Lanes) == 0 {
+			continue
+		}
+		if it.CT == nil || it.CT.Degree() != 1 || it.CT.Level() < LevelUpload {
+			return nil, fmt.Errorf("%w: ciphertext degree/level", ErrBatch)
+		}
+		vals := make([]uint64, e.p.Slots)
 		for _, l := range it.Lanes {
-			if l < 0 || l >= e.p.Lanes {
-				return nil, fmt.Errorf("%w: lane %d out of range", ErrBatch, l)
+			sub, many := it.Subs[l]
+			for row := 0; row < e.p.Rows; row++ {
+				if many && row == 0 {
+					continue
+				}
+				for j := 0; j < e.p.Bits; j++ {
+					vals[e.p.Slot(row, j, l)] = 1
+				}
 			}
-			if used[l] {
-				return nil, fmt.Errorf("%w: lane %d used twice in one batch", ErrBatch, l)
+			for _, s := range sub {
+				for j := 0; j < e.p.Bits; j++ {
+					vals[e.p.Slot(0, j, s)] = 1
+				}
 			}
-			used[l] = true
+		}
+		m := e.masks.encodeMask(vals, LevelUpload)
+		for i := 0; i < 2; i++ {
+			rq.MulCoeffsMontgomeryThenAdd(it.CT.Value[i], m, acc.Value[i])
 		}
 	}
-	for l, u := range used {
+	return e.rescaleTo(acc, LevelState)
+}
+
+// checkLanes returns the batch's active (paying) lanes, ascending, and its
+// pay-many payees' lanes. No lane may be used twice in a batch, as a payer
+// or a payee: each lane's slots then carry one transfer's values.
+func (e *Engine) checkLanes(items []Item) ([]int, map[int][]int, error) {
+	used := make([]bool, e.p.Lanes)
+	payer := make([]bool, e.p.Lanes)
+	var subs map[int][]int
+	take := func(l int) error {
+		if l < 0 || l >= e.p.Lanes {
+			return fmt.Errorf("%w: lane %d out of range", ErrBatch, l)
+		}
+		if used[l] {
+			return fmt.Errorf("%w: lane %d used twice in one batch", ErrBatch, l)
+		}
+		used[l] = true
+		return nil
+	}
+	for _, it := range items {
+		in := map[int]bool{}
+		for _, l := range it.Lanes {
+			if err := take(l); err != nil {
+				return nil, nil, err
+			}
+			payer[l], in[l] = true, true
+		}
+		for l, sub := range it.Subs {
+			if !in[l] || len(sub) < 2 || len(sub) > MaxPayees {
+				return nil, nil, fmt.Errorf("%w: pay-many lanes for lane %d", ErrBatch, l)
+			}
+			for _, s := range sub {
+				if err := take(s); err != nil {
+					return nil, nil, err
+				}
+			}
+			if subs == nil {
+				subs = map[int][]int{}
+			}
+			subs[l] = append([]int(nil), sub...)
+		}
+	}
+	var lanes []int
+	for l, u := range payer {
 		if u {
 			lanes = append(lanes, l)
 		}
 	}
-	return lanes, nil
+	return lanes, subs, nil
 }
 
 // booleanness computes y*(y - 2^j) in every slot and brings it to LevelDecrypt.

@@ -116,8 +116,9 @@ func (e *RejectError) Error() string { return "transfer rejected: " + e.Reason.S
 
 // Verdicts reads the decrypted check slots into one verdict per active lane.
 // A lane is accepted only if all 64 booleanness slots and its equality slot
-// decrypt to exactly zero.
-func (p *Params) Verdicts(lanes []int, bits, eq []uint64) (map[int]Reason, error) {
+// decrypt to exactly zero; a pay-many payer's lane (a key of subs) also
+// needs every payee lane's 32 amount slots to.
+func (p *Params) Verdicts(lanes []int, subs map[int][]int, bits, eq []uint64) (map[int]Reason, error) {
 	if len(bits) != p.Slots || len(eq) != p.Slots {
 		return nil, fmt.Errorf("%w: decrypted check length", ErrBatch)
 	}
@@ -134,6 +135,14 @@ func (p *Params) Verdicts(lanes []int, bits, eq []uint64) (map[int]Reason, error
 		}
 		active[l] = true
 		anchors[p.Slot(0, 0, l)] = true
+	}
+	for _, sub := range subs {
+		for _, l := range sub {
+			if l < 0 || l >= p.Lanes {
+				return nil, fmt.Errorf("%w: lane %d", ErrBatch, l)
+			}
+			active[l] = true
+		}
 	}
 	for s, v := range eq {
 		if v != 0 && !anchors[s] {
@@ -158,6 +167,13 @@ func (p *Params) Verdicts(lanes []int, bits, eq []uint64) (map[int]Reason, error
 				r = RejectNewBalanceRange
 			}
 		}
+		for _, s := range subs[l] {
+			for j := 0; j < p.Bits && r == Accepted; j++ {
+				if bits[p.Slot(0, j, s)] != 0 {
+					r = RejectAmountRange
+				}
+			}
+		}
 		if r == Accepted && eq[p.Slot(0, 0, l)] != 0 {
 			r = RejectBalanceMismatch
 		}
@@ -176,7 +192,7 @@ func (d *Decryptor) DecryptChecks(ev *Evaluation, bitsShares, eqShares []*DecSha
 	if err != nil {
 		return nil, fmt.Errorf("balance check: %w", err)
 	}
-	return d.p.Verdicts(ev.Lanes, b, q)
+	return d.p.Verdicts(ev.Lanes, ev.Subs, b, q)
 }
 
 // ShareChecks produces this validator's shares of both check ciphertexts.

@@ -219,7 +219,7 @@ func (d *Decryptor) DecideChecks(ev *Evaluation, shares map[int]CheckShares) (*D
 		if err != nil {
 			return "", false
 		}
-		v, err := d.p.Verdicts(ev.Lanes, bits, eq)
+		v, err := d.p.Verdicts(ev.Lanes, ev.Subs, bits, eq)
 		if err != nil {
 			return "", false
 		}

@@ -152,8 +152,15 @@ func (pc *Piece) commit(k int) [32]byte {
 	return c
 }
 
-// expandPiece derives a seeded piece's values (uniform mod t).
-func expandPiece(t uint64, k int, seed [32]byte) ([]uint64, error) {
+// MaxValues bounds the slot values of one upload (a pay-many to MaxPayees).
+const MaxValues = SlotValues * (1 + MaxPayees)
+
+// validCount reports whether n slot values are a whole number of lanes
+// within MaxValues.
+func validCount(n int) bool { return n >= SlotValues && n <= MaxValues && n%SlotValues == 0 }
+
+// expandPiece derives a seeded piece's n values (uniform mod t).
+func expandPiece(t uint64, k int, seed [32]byte, n int) ([]uint64, error) {
 	h := sha256.New()
 	h.Write([]byte("zkbank/piece-values/v1\x00"))
 	var kb [4]byte
@@ -164,7 +171,7 @@ func expandPiece(t uint64, k int, seed [32]byte) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]uint64, SlotValues)
+	out := make([]uint64, n)
 	mask := uint64(1)<<valueBits(t) - 1
 	var b [8]byte
 	for i := range out {
@@ -224,6 +231,16 @@ type SealBinding struct {
 	Chain string
 	From  AccountID
 	Nonce uint64
+	// Values is how many slot values the upload deals (Envelope.ValueCount);
+	// zero means one lane's SlotValues.
+	Values int
+}
+
+func (b SealBinding) values() int {
+	if b.Values == 0 {
+		return SlotValues
+	}
+	return b.Values
 }
 
 func (b SealBinding) info(validator int, commits [][32]byte) []byte {
@@ -232,6 +249,7 @@ func (b SealBinding) info(validator int, commits [][32]byte) []byte {
 	w.Bytes([]byte(b.Chain))
 	w.Fixed(b.From[:])
 	w.U64(b.Nonce)
+	w.U32(uint32(b.values()))
 	w.U32(uint32(validator))
 	h := sha256.New()
 	for _, c := range commits {
@@ -254,10 +272,10 @@ type SealedTransfer struct {
 	Boxes   [][]byte   // one per validator
 }
 
-const sealedVersion = 1
+const sealedVersion = 2 // 2: pay-many (a value count per piece, bound in the seal)
 
 // maxBox bounds one box on the wire (the explicit piece plus every seed).
-const maxBox = 64 + MaxPieces*(4+32) + SlotValues*8 + 64
+const maxBox = 64 + MaxPieces*(4+32) + MaxValues*8 + 64
 
 // MarshalBinary encodes the sealed transfer.
 func (s *SealedTransfer) MarshalBinary() ([]byte, error) {
@@ -314,12 +332,12 @@ func (p *Params) Deal(sh *Sharing, sealKeys []*ecdh.PublicKey, bind SealBinding,
 	if len(sealKeys) != sh.N {
 		return nil, fmt.Errorf("%w: %d sealing keys for %d validators", ErrParams, len(sealKeys), sh.N)
 	}
-	if len(values) != SlotValues {
-		return nil, fmt.Errorf("%w: %d slot values", ErrParams, len(values))
+	if len(values) != bind.values() || !validCount(len(values)) {
+		return nil, fmt.Errorf("%w: %d slot values (the binding says %d)", ErrParams, len(values), bind.values())
 	}
 	t := p.BGV.PlaintextModulus()
 	pieces := make([]Piece, sh.Pieces())
-	explicit := make([]uint64, SlotValues)
+	explicit := make([]uint64, len(values))
 	for i, v := range values {
 		explicit[i] = v % t
 	}
@@ -330,7 +348,7 @@ func (p *Params) Deal(sh *Sharing, sealKeys []*ecdh.PublicKey, bind SealBinding,
 		if k == 0 {
 			continue
 		}
-		vals, err := expandPiece(t, k, pieces[k].Seed)
+		vals, err := expandPiece(t, k, pieces[k].Seed, len(values))
 		if err != nil {
 			return nil, err
 		}
@@ -391,6 +409,10 @@ func (p *Params) Open(sh *Sharing, self int, key *ecdh.PrivateKey, bind SealBind
 	}
 	t := p.BGV.PlaintextModulus()
 	vb := valueBytes(t)
+	n := bind.values()
+	if !validCount(n) {
+		return nil, fmt.Errorf("%w: %d slot values", ErrSealed, n)
+	}
 	r := wire.NewReader(pt, ErrSealed)
 	if v := r.U8(); r.Err == nil && v != sealedVersion {
 		return nil, fmt.Errorf("%w: box version %d", ErrSealed, v)
@@ -406,7 +428,7 @@ func (p *Params) Open(sh *Sharing, self int, key *ecdh.PrivateKey, bind SealBind
 			break
 		}
 		if k == 0 {
-			pc.Values = make([]uint64, SlotValues)
+			pc.Values = make([]uint64, n)
 			for i := range pc.Values {
 				var b [8]byte
 				copy(b[8-vb:], r.Fixed(vb))
@@ -415,7 +437,7 @@ func (p *Params) Open(sh *Sharing, self int, key *ecdh.PrivateKey, bind SealBind
 					return nil, fmt.Errorf("%w: piece value not reduced", ErrSealed)
 				}
 			}
-		} else if pc.Values, err = expandPiece(t, k, pc.Seed); err != nil {
+		} else if pc.Values, err = expandPiece(t, k, pc.Seed, n); err != nil {
 			return nil, err
 		}
 		if r.Err == nil && pc.commit(k) != st.Commits[k] {
@@ -432,7 +454,7 @@ func (p *Params) Open(sh *Sharing, self int, key *ecdh.PrivateKey, bind SealBind
 // VerifyPiece checks a piece received from another holder (when this
 // validator's own box did not open) against the dealer's commitment.
 func (p *Params) VerifyPiece(st *SealedTransfer, k int, pc *Piece) error {
-	if k < 0 || k >= len(st.Commits) || len(pc.Values) != SlotValues {
+	if k < 0 || k >= len(st.Commits) || !validCount(len(pc.Values)) {
 		return fmt.Errorf("%w: piece %d", ErrSealed, k)
 	}
 	t := p.BGV.PlaintextModulus()
@@ -444,7 +466,7 @@ func (p *Params) VerifyPiece(st *SealedTransfer, k int, pc *Piece) error {
 	if k != 0 {
 		// A seeded piece is its seed's expansion, as Open computes it: a
 		// piece Open would refuse is refused here too.
-		want, err := expandPiece(t, k, pc.Seed)
+		want, err := expandPiece(t, k, pc.Seed, len(pc.Values))
 		if err != nil {
 			return err
 		}
@@ -461,9 +483,66 @@ func (p *Params) VerifyPiece(st *SealedTransfer, k int, pc *Piece) error {
 }
 
 // LanePiece is one transfer's piece placed in its sender's lane of a batch.
+// A pay-many's piece also fills Subs, one lane of the batch per payee
+// (free lanes the chain's layout lends it): see placePiece.
 type LanePiece struct {
 	Lane  int
 	Piece *Piece
+	Subs  []int
+}
+
+// placePiece writes one transfer's piece into a batch's slot vector and
+// marks the lanes it takes in used.
+//
+// A single transfer (or an apply) fills its lane with its 64 values: amount
+// bits in row 0, new-balance bits in row 1.
+//
+// A pay-many's piece holds one lane of values for the payer and one per
+// payee. Payee i's lane Subs[i] gets the piece of its amount bits (row 0;
+// row 1 stays zero: the circuit checks only row 0 there). The payer's lane
+// gets its new-balance bits in row 1 and, in row 0 slot 0, the holder's
+// piece of the total: the sum of its pieces of every payee's amount slots.
+// The dealer's own row 0 for the payer is ignored, so the amount debited
+// and checked against the balance is, by construction, the sum of the
+// amounts credited (docs/PROTOCOL.md, "Pay many").
+func (p *Params) placePiece(vals []uint64, lp LanePiece, used map[int]bool) error {
+	n := 0
+	if lp.Piece != nil {
+		n = len(lp.Piece.Values)
+	}
+	lanes := append([]int{lp.Lane}, lp.Subs...)
+	if lp.Piece == nil || n != ValuesFor(len(lp.Subs)) || len(lp.Subs) == 1 {
+		return fmt.Errorf("%w: piece for lane %d", ErrBatch, lp.Lane)
+	}
+	for _, l := range lanes {
+		if l < 0 || l >= p.Lanes || used[l] {
+			return fmt.Errorf("%w: piece for lane %d", ErrBatch, l)
+		}
+		used[l] = true
+	}
+	v := lp.Piece.Values
+	if len(lp.Subs) == 0 {
+		for row := 0; row < p.Rows; row++ {
+			for j := 0; j < p.Bits; j++ {
+				vals[p.Slot(row, j, lp.Lane)] = v[row*p.Bits+j]
+			}
+		}
+		return nil
+	}
+	t := p.BGV.PlaintextModulus()
+	var total uint64
+	for i, l := range lp.Subs {
+		for j := 0; j < p.Bits; j++ {
+			x := v[(i+1)*SlotValues+j] % t
+			vals[p.Slot(0, j, l)] = x
+			total = (total + x) % t
+		}
+	}
+	vals[p.Slot(0, 0, lp.Lane)] = total
+	for j := 0; j < p.Bits; j++ {
+		vals[p.Slot(1, j, lp.Lane)] = v[p.Bits+j]
+	}
+	return nil
 }
 
 // PieceBatchSeed keys the randomness of piece k's ciphertext for one shard
@@ -473,6 +552,10 @@ type LanePiece struct {
 func PieceBatchSeed(chain string, height uint64, shard uint32, k int, lanes []LanePiece) [32]byte {
 	return batchSeed("zkbank/piece-batch/v1\x00", chain, height, shard, k, len(lanes), func(i int, b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(lanes[i].Lane))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(lanes[i].Subs)))
+		for _, l := range lanes[i].Subs {
+			b = binary.BigEndian.AppendUint32(b, uint32(l))
+		}
 		return append(b, lanes[i].Piece.Seed[:]...)
 	})
 }
@@ -519,14 +602,8 @@ func (p *Params) EncryptPieceBatchWithCredits(pk *rlwe.PublicKey, lanes []LanePi
 	vals := make([]uint64, p.Slots)
 	used := map[int]bool{}
 	for _, lp := range lanes {
-		if lp.Lane < 0 || lp.Lane >= p.Lanes || used[lp.Lane] || lp.Piece == nil || len(lp.Piece.Values) != SlotValues {
-			return nil, fmt.Errorf("%w: piece for lane %d", ErrBatch, lp.Lane)
-		}
-		used[lp.Lane] = true
-		for row := 0; row < p.Rows; row++ {
-			for j := 0; j < p.Bits; j++ {
-				vals[p.Slot(row, j, lp.Lane)] = lp.Piece.Values[row*p.Bits+j]
-			}
+		if err := p.placePiece(vals, lp, used); err != nil {
+			return nil, err
 		}
 	}
 	if err := p.placeCredits(vals, credits, used); err != nil {
@@ -679,6 +756,7 @@ func MarshalPieces(ps map[int]*Piece) []byte {
 	for _, k := range ks {
 		w.U32(uint32(k))
 		w.Fixed(ps[k].Seed[:])
+		w.U32(uint32(len(ps[k].Values)))
 		for _, v := range ps[k].Values {
 			w.U64(v)
 		}
@@ -699,8 +777,13 @@ func (p *Params) UnmarshalPieces(b []byte) (map[int]*Piece, error) {
 	prev := -1
 	for i := 0; i < n && r.Err == nil; i++ {
 		k := int(r.U32())
-		pc := &Piece{Values: make([]uint64, SlotValues)}
+		pc := &Piece{}
 		copy(pc.Seed[:], r.Fixed(32))
+		nv := r.Count(MaxValues)
+		if r.Err == nil && !validCount(nv) {
+			return nil, fmt.Errorf("%w: %d piece values", ErrMalformed, nv)
+		}
+		pc.Values = make([]uint64, nv)
 		for j := range pc.Values {
 			pc.Values[j] = r.U64()
 			if r.Err == nil && pc.Values[j] >= t {

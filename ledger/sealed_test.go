@@ -539,7 +539,7 @@ func BenchmarkEncryptPieceBatch(b *testing.B) {
 	s := newSealedNet(b, 4, 2)
 	var lps []LanePiece
 	for l := 0; l < s.p.Lanes; l++ {
-		vals, _ := expandPiece(s.p.BGV.PlaintextModulus(), 1, [32]byte{byte(l)})
+		vals, _ := expandPiece(s.p.BGV.PlaintextModulus(), 1, [32]byte{byte(l)}, SlotValues)
 		lps = append(lps, LanePiece{Lane: l, Piece: &Piece{Values: vals, Seed: [32]byte{byte(l)}}})
 	}
 	seed := PieceBatchSeed("test", 1, 0, 1, lps)

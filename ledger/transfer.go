@@ -50,16 +50,69 @@ type Envelope struct {
 	Prev   [32]byte
 	Height uint64   // apply: the pending balance it was built against; payment: when it was made
 	CTHash [32]byte // SHA-256 of the upload's sealed shares (SealedTransfer encoding)
-	Sig    []byte   // ed25519 by the sender over SigningBytes
+	// More are the further payees of a pay-many payment (To is the first):
+	// one debit of the sum, one credit per payee, each amount proven in
+	// [0, 2^32) (docs/PROTOCOL.md, "Pay many"). Empty for a single payment
+	// and for an apply.
+	More []AccountID
+	Sig  []byte // ed25519 by the sender over SigningBytes
+}
+
+// MaxPayees bounds the payees of one pay-many payment: each takes a lane of
+// its group's batch besides the payer's, and the total they sum to must stay
+// below t / 2^32 (params.go) for the balance equation to be exact.
+const MaxPayees = 32
+
+// Payees returns every payee of a payment: To, then More.
+func (e *Envelope) Payees() []AccountID {
+	return append([]AccountID{e.To}, e.More...)
+}
+
+// IsMany reports whether the envelope is a pay-many payment.
+func (e *Envelope) IsMany() bool { return len(e.More) > 0 }
+
+// ValueCount is how many slot values an upload for this envelope deals
+// (ValuesFor).
+func (e *Envelope) ValueCount() int { return ValuesFor(1 + len(e.More)) }
+
+// ValuesFor is how many slot values an operation with the given number of
+// payees deals: one lane's 64 for a single payment or an apply; for a
+// pay-many, one lane for the payer (its row 1, the new balance) and one per
+// payee (its row 0, the amount).
+func ValuesFor(payees int) int {
+	if payees <= 1 {
+		return SlotValues
+	}
+	return SlotValues * (1 + payees)
+}
+
+// wellFormed reports whether the payees are valid: an apply pays nobody
+// else, and a pay-many's payees are distinct, not the payer, and at most
+// MaxPayees.
+func (e *Envelope) wellFormed() bool {
+	if len(e.More) == 0 {
+		return true
+	}
+	if e.IsApply() || len(e.More)+1 > MaxPayees {
+		return false
+	}
+	seen := map[AccountID]bool{e.From: true}
+	for _, p := range e.Payees() {
+		if seen[p] {
+			return false
+		}
+		seen[p] = true
+	}
+	return true
 }
 
 // IsApply reports whether the envelope moves its account's pending funds into
 // its available balance (a transfer to oneself) rather than paying another.
 func (e *Envelope) IsApply() bool { return e.From == e.To }
 
-// envelopeVersion 3: Prev (version 2 had none; version 1 signed a client
-// ciphertext).
-const envelopeVersion = 3
+// envelopeVersion 4: More, the further payees of a pay-many (version 3 had
+// none; version 2 had no Prev; version 1 signed a client ciphertext).
+const envelopeVersion = 4
 
 // maxSealed bounds a sealed transfer on the wire.
 const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
@@ -67,7 +120,7 @@ const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
 // SigningBytes is the canonical encoding the signature covers.
 func (e *Envelope) SigningBytes() []byte {
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/envelope/v3\x00"))
+	w.Fixed([]byte("zkbank/envelope/v4\x00"))
 	w.Bytes([]byte(e.Chain))
 	w.Fixed(e.From[:])
 	w.Fixed(e.To[:])
@@ -75,6 +128,10 @@ func (e *Envelope) SigningBytes() []byte {
 	w.Fixed(e.Prev[:])
 	w.U64(e.Height)
 	w.Fixed(e.CTHash[:])
+	w.U32(uint32(len(e.More)))
+	for _, p := range e.More {
+		w.Fixed(p[:])
+	}
 	return w.B
 }
 
@@ -97,6 +154,10 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 	w.Fixed(e.Prev[:])
 	w.U64(e.Height)
 	w.Fixed(e.CTHash[:])
+	w.U32(uint32(len(e.More)))
+	for _, p := range e.More {
+		w.Fixed(p[:])
+	}
 	w.Bytes(e.Sig)
 	return w.B, nil
 }
@@ -114,12 +175,22 @@ func (e *Envelope) UnmarshalBinary(p []byte) error {
 	copy(e.Prev[:], r.Fixed(32))
 	e.Height = r.U64()
 	copy(e.CTHash[:], r.Fixed(32))
+	e.More = nil
+	n := r.Count(MaxPayees - 1)
+	for i := 0; i < n && r.Err == nil; i++ {
+		var p AccountID
+		copy(p[:], r.Fixed(32))
+		e.More = append(e.More, p)
+	}
 	e.Sig = append([]byte(nil), r.Bytes(maxField)...)
 	if err := r.Done(); err != nil {
 		return err
 	}
 	if len(e.Chain) > 64 || len(e.Sig) != ed25519.SignatureSize {
 		return fmt.Errorf("%w: envelope fields", ErrMalformed)
+	}
+	if !e.wellFormed() {
+		return fmt.Errorf("%w: payees of a pay-many must be distinct, not the payer, at most %d, and an apply pays nobody", ErrMalformed, MaxPayees)
 	}
 	return nil
 }

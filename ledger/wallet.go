@@ -75,6 +75,42 @@ type TransferSpec struct {
 	Prev [32]byte
 
 	Nonce uint64
+
+	// Payees makes the payment a pay-many: one debit of the sum, one credit
+	// per payee (2 to MaxPayees of them, distinct, not the sender). To and
+	// Amount are then unused.
+	Payees []Payee
+}
+
+// Payee is one payee of a pay-many and its amount.
+type Payee struct {
+	To     AccountID
+	Amount uint64
+}
+
+// Total is what the operation debits: Amount, or the sum of a pay-many's.
+func (s TransferSpec) Total() uint64 {
+	if len(s.Payees) == 0 {
+		return s.Amount
+	}
+	var t uint64
+	for _, p := range s.Payees {
+		t += p.Amount
+	}
+	return t
+}
+
+// ManyValues returns the slot values of a pay-many (ValuesFor(len(amounts))):
+// the payer's lane (row 0 zero: validators write the total there; row 1 the
+// new balance's bits) then one lane per payee (row 0 its amount's bits,
+// row 1 zero).
+func ManyValues(amounts []uint64, newBalance uint64) []uint64 {
+	v := make([]uint64, ValuesFor(len(amounts)))
+	copy(v, TransferValues(0, newBalance))
+	for i, a := range amounts {
+		copy(v[(i+1)*SlotValues:], TransferValues(a, 0))
+	}
+	return v
 }
 
 // Dealer builds a wallet's uploads: sealed shares of each transfer's slot
@@ -118,11 +154,37 @@ func (d *Dealer) Build(s TransferSpec) (*Submission, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	if len(s.Payees) > 0 {
+		amounts := make([]uint64, len(s.Payees))
+		for i, p := range s.Payees {
+			amounts[i] = p.Amount
+		}
+		return d.BuildValues(s, ManyValues(amounts, s.Balance-s.Total()))
+	}
 	return d.BuildValues(s, TransferValues(s.Amount, s.Balance-s.Amount))
 }
 
 // check refuses a transfer an honest wallet knows would be rejected.
 func (s TransferSpec) check() error {
+	if len(s.Payees) > 0 {
+		if len(s.Payees) < 2 || len(s.Payees) > MaxPayees {
+			return fmt.Errorf("%w: a pay-many has 2 to %d payees, not %d", ErrMalformed, MaxPayees, len(s.Payees))
+		}
+		seen := map[AccountID]bool{s.From: true}
+		for _, p := range s.Payees {
+			if seen[p.To] {
+				return fmt.Errorf("%w: payee %s repeated or the payer itself", ErrMalformed, p.To.Short())
+			}
+			seen[p.To] = true
+			if p.Amount > MaxAmount {
+				return fmt.Errorf("%w: amount %d exceeds %d", ErrMalformed, p.Amount, uint64(MaxAmount))
+			}
+		}
+		if t := s.Total(); t > s.Balance {
+			return fmt.Errorf("%w: balance %d, total %d", ErrInsufficientFunds, s.Balance, t)
+		}
+		return nil
+	}
 	if s.Amount > MaxAmount {
 		return fmt.Errorf("%w: amount %d exceeds %d", ErrMalformed, s.Amount, uint64(MaxAmount))
 	}
@@ -136,7 +198,14 @@ func (s TransferSpec) check() error {
 // transfer: what tools and tests use to build deliberately invalid
 // transfers, which the validators' checks must reject.
 func (d *Dealer) BuildValues(s TransferSpec, values []uint64) (*Submission, error) {
-	bind := SealBinding{Chain: d.chain, From: s.From, Nonce: s.Nonce}
+	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height}
+	if len(s.Payees) > 0 {
+		e.To = s.Payees[0].To
+		for _, p := range s.Payees[1:] {
+			e.More = append(e.More, p.To)
+		}
+	}
+	bind := SealBinding{Chain: d.chain, From: s.From, Nonce: s.Nonce, Values: e.ValueCount()}
 	st, err := d.p.Deal(d.sh, d.keys, bind, values, d.rnd)
 	if err != nil {
 		return nil, err
@@ -145,7 +214,7 @@ func (d *Dealer) BuildValues(s TransferSpec, values []uint64) (*Submission, erro
 	if err != nil {
 		return nil, err
 	}
-	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height, CTHash: sha256.Sum256(raw)}
+	e.CTHash = sha256.Sum256(raw)
 	e.Sig = ed25519.Sign(s.Key, e.SigningBytes())
 	return &Submission{Envelopes: []Envelope{e}, Sealed: raw}, nil
 }

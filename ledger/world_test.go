@@ -75,6 +75,12 @@ func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 			pend = append(pend, Pending{Env: e, CT: ct, Sub: i, Credit: credits[k].Credit, CreditIndex: credits[k].CreditIndex})
 		}
 	}
+	return w.run(t, pend)
+}
+
+// run plans, evaluates, decrypts (t validators) and commits one block.
+func (w *world) run(t testing.TB, pend []Pending) map[[32]byte]Reason {
+	t.Helper()
 	h := w.book.Height() + 1
 	batches, early := w.book.Plan(pend)
 	var evals []*Evaluation

@@ -206,7 +206,7 @@ func (s *server) transfer(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.TransferStatus{ID: id, Status: api.StatusUnknown})
 		return
 	}
-	writeJSON(w, http.StatusOK, api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To})
+	writeJSON(w, http.StatusOK, api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To, Payees: sr.Payees})
 }
 
 func (s *server) block(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +234,7 @@ func (s *server) block(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				st = api.TransferStatus{ID: hex.EncodeToString(id[:]), Status: api.StatusUnknown, Height: h}
 			}
-			st.From, st.To = sub.Envelopes[i].From.String(), sub.Envelopes[i].To.String()
+			st.From, st.To, st.Payees = sub.Envelopes[i].From.String(), sub.Envelopes[i].To.String(), chain.PayeeStrings(&sub.Envelopes[i])
 			out.Transfers = append(out.Transfers, st)
 		}
 	}

@@ -64,10 +64,26 @@ func (t *tracker) submittedNow(envs []ledger.Envelope) {
 		if _, ok := t.status[k]; ok {
 			continue
 		}
-		t.track(k, &api.TransferStatus{ID: k, Status: api.StatusPending, From: envs[i].From.String(), To: envs[i].To.String()})
+		st := statusOf(k, &envs[i])
+		t.track(k, st)
 		t.submitted[k] = now
-		t.remember(envs[i].From.String(), k)
-		t.remember(envs[i].To.String(), k)
+		t.rememberAll(st, k)
+	}
+}
+
+// statusOf is a pending status for an envelope.
+func statusOf(k string, e *ledger.Envelope) *api.TransferStatus {
+	return &api.TransferStatus{ID: k, Status: api.StatusPending, From: e.From.String(), To: e.To.String(), Payees: chain.PayeeStrings(e)}
+}
+
+// rememberAll adds the transfer to the history of its payer and every payee.
+func (t *tracker) rememberAll(st *api.TransferStatus, id string) {
+	t.remember(st.From, id)
+	t.remember(st.To, id)
+	for _, p := range st.Payees {
+		if p != st.To {
+			t.remember(p, id)
+		}
 	}
 }
 
@@ -109,10 +125,9 @@ func (t *tracker) included(h uint64, b *chain.Block) {
 			k := hex.EncodeToString(id[:])
 			st, ok := t.status[k]
 			if !ok {
-				st = &api.TransferStatus{ID: k, Status: api.StatusPending, From: s.Envelopes[i].From.String(), To: s.Envelopes[i].To.String()}
+				st = statusOf(k, &s.Envelopes[i])
 				t.track(k, st)
-				t.remember(st.From, k)
-				t.remember(st.To, k)
+				t.rememberAll(st, k)
 			}
 			st.Height = h
 		}
@@ -130,9 +145,8 @@ func (t *tracker) decided(h uint64, outs []ledger.Outcome) {
 		if !ok {
 			st = &api.TransferStatus{ID: k, Height: h}
 			if o.Env != nil {
-				st.From, st.To = o.Env.From.String(), o.Env.To.String()
-				t.remember(st.From, k)
-				t.remember(st.To, k)
+				st.From, st.To, st.Payees = o.Env.From.String(), o.Env.To.String(), chain.PayeeStrings(o.Env)
+				t.rememberAll(st, k)
 			}
 			t.track(k, st)
 		}

@@ -36,7 +36,7 @@ never invalidated by someone paying you meanwhile.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	c.AddCommand(newWalletCreateCmd(), newWalletShowCmd(), newWalletOpenCmd(), newWalletBalanceCmd(false),
-		newWalletTransferCmd(false), newWalletTransferCmd(true), newWalletApplyCmd(), newWalletBalanceCmd(true), newWalletHistoryCmd())
+		newWalletTransferCmd(false), newWalletPayManyCmd(), newWalletTransferCmd(true), newWalletApplyCmd(), newWalletBalanceCmd(true), newWalletHistoryCmd())
 	return c
 }
 
@@ -280,7 +280,7 @@ balance. A card's repayments are applied the same way.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withWallet(cmd, path, &cf, func(ctx context.Context, m *client.Multi, w *wallet.Wallet) error {
-				return operate(ctx, cmd.OutOrStdout(), m, w, w.ID(), w.Name, 0, true)
+				return operate(ctx, cmd.OutOrStdout(), m, w, []payee{{id: w.ID(), name: w.Name}}, true)
 			})
 		},
 	}
@@ -377,20 +377,38 @@ func transfer(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Walle
 	if to == w.ID() {
 		return errors.New("cannot pay yourself: sender and recipient are the same account (to make received funds spendable, use 'zkbank wallet apply')")
 	}
-	return operate(ctx, o, m, w, to, toName, cents, false)
+	return operate(ctx, o, m, w, []payee{{id: to, name: toName, cents: cents}}, false)
+}
+
+// payee is one recipient of a payment and its amount.
+type payee struct {
+	id    ledger.AccountID
+	name  string
+	cents uint64
+}
+
+// totalOf is what a payment to pays debits.
+func totalOf(pays []payee) uint64 {
+	var t uint64
+	for _, p := range pays {
+		t += p.cents
+	}
+	return t
 }
 
 // operate sends one operation (a payment, or with apply the account's pending
 // funds into its available balance) and waits for its verdict.
-func operate(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents uint64, apply bool) error {
+func operate(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, pays []payee, apply bool) error {
 	if !apply {
-		if err := waitRecipient(ctx, m, to); err != nil {
-			return err
+		for _, p := range pays {
+			if err := waitRecipient(ctx, m, p.id); err != nil {
+				return err
+			}
 		}
 	}
 	var lastNonce uint64
 	for attempt := 1; ; attempt++ {
-		st, nonce, err := transferOnce(ctx, o, m, w, to, toName, cents, lastNonce, apply)
+		st, nonce, err := transferOnce(ctx, o, m, w, pays, lastNonce, apply)
 		if err != nil {
 			return err
 		}
@@ -435,7 +453,8 @@ func waitRecipient(ctx context.Context, m *client.Multi, to ledger.AccountID) er
 // transferOnce makes one attempt and returns the verdict and the nonce used.
 // The nonce is above both the account's last consumed one and lastNonce (a
 // node that has not applied the previous verdict yet may report an older one).
-func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents, lastNonce uint64, apply bool) (*api.TransferStatus, uint64, error) {
+func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, pays []payee, lastNonce uint64, apply bool) (*api.TransferStatus, uint64, error) {
+	cents := totalOf(pays)
 	a, err := m.Account(ctx, w.Account)
 	if err != nil {
 		return nil, 0, err
@@ -460,7 +479,11 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 		if bal.Pending > 0 {
 			hint = fmt.Sprintf(" (%s received is pending: 'zkbank wallet apply' makes it spendable)", wallet.FormatAmount(bal.Pending))
 		}
-		return nil, 0, fmt.Errorf("insufficient funds: available %s, amount %s%s; nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents), hint)
+		what := "amount"
+		if len(pays) > 1 {
+			what = "total"
+		}
+		return nil, 0, fmt.Errorf("insufficient funds: available %s, %s %s%s; nothing was sent", wallet.FormatAmount(bal.Amount), what, wallet.FormatAmount(cents), hint)
 	}
 	b, err := m.Dealer()
 	if err != nil {
@@ -470,10 +493,15 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 	if err != nil {
 		return nil, 0, err
 	}
-	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: to, Amount: cents, Balance: bal.Amount,
+	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: pays[0].id, Amount: cents, Balance: bal.Amount,
 		Height: bal.Height, Prev: prev, Nonce: max(a.Nonce, lastNonce) + 1}
 	if apply {
 		spec.Balance = bal.Pending
+	}
+	if len(pays) > 1 {
+		for _, p := range pays {
+			spec.Payees = append(spec.Payees, ledger.Payee{To: p.id, Amount: p.cents})
+		}
 	}
 	sub, err := b.Build(spec)
 	if err != nil {
@@ -486,6 +514,10 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 	if apply {
 		fmt.Fprintf(o, "applying %s pending (read at height %d, sealed upload %d bytes)\n", wallet.FormatAmount(cents), bal.Height, len(sub.Sealed))
 	} else {
+		toName := pays[0].name
+		if len(pays) > 1 {
+			toName = fmt.Sprintf("%d payees in one transfer", len(pays))
+		}
 		fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Sealed))
 	}
 	start := time.Now()
@@ -497,7 +529,7 @@ func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.W
 		}
 		return nil, 0, err
 	}
-	if err := w.Record(wallet.Entry{ID: ids[0], To: to.String(), Amount: cents, Time: time.Now().UTC()}); err != nil {
+	if err := w.Record(wallet.Entry{ID: ids[0], To: pays[0].id.String(), Amount: cents, Time: time.Now().UTC()}); err != nil {
 		fmt.Fprintf(o, "warning: %v\n", err)
 	}
 	st, err := m.WaitTransfer(ctx, ids[0])
@@ -562,7 +594,10 @@ func history(ctx context.Context, cmd *cobra.Command, m *client.Multi, w *wallet
 	fmt.Fprintln(tw, "HEIGHT\tSTATUS\tDIRECTION\tCOUNTERPARTY\tAMOUNT\tID")
 	for _, t := range h.Transfers {
 		dir, other := "sent", t.To
-		if t.To == w.Account {
+		if len(t.Payees) > 1 {
+			other = fmt.Sprintf("%d payees", len(t.Payees))
+		}
+		if t.From != w.Account && t.Receives(w.Account) {
 			dir, other = "received", t.From
 		}
 		amount := "confidential"
@@ -608,4 +643,87 @@ func siblingNames(dir string) map[string]string {
 		}
 	}
 	return out
+}
+
+// newWalletPayManyCmd is `wallet pay-many`: one upload paying several
+// payees (payroll, a card acquirer settling merchants).
+func newWalletPayManyCmd() *cobra.Command {
+	var path, list string
+	var pays []string
+	var cf chainFlags
+	c := &cobra.Command{
+		Use:   "pay-many --wallet FILE (--pay RECIPIENT=AMOUNT ... | --list FILE)",
+		Short: fmt.Sprintf("Pay 2 to %d recipients in one transfer: one debit of the total, one credit each", ledger.MaxPayees),
+		Long: `Pays several recipients with one sealed upload and one signature. The
+validators debit the total once and credit each recipient its own amount; each
+amount is proven to be in [0, 2^32) and the total is, by construction, the sum
+of the amounts credited. Like every amount, none of them is visible to anyone
+but you. All recipients are paid, or (if the transfer is rejected) none.
+
+RECIPIENT is an account id (64 hex digits) or a wallet file. --list reads one
+"RECIPIENT,AMOUNT" per line (blank lines and lines starting with # skipped).`,
+		Example: `  zkbank wallet pay-many --wallet .testnet/wallets/alice.json \
+      --pay .testnet/wallets/bob.json=12.50 --pay .testnet/wallets/carol.json=7
+  zkbank wallet pay-many --wallet .testnet/wallets/alice.json --list payroll.csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "wallet"); err != nil {
+				return err
+			}
+			lines := append([]string(nil), pays...)
+			if list != "" {
+				b, err := os.ReadFile(list)
+				if err != nil {
+					return fmt.Errorf("--list: %w", err)
+				}
+				for _, l := range strings.Split(string(b), "\n") {
+					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+						lines = append(lines, strings.Replace(l, ",", "=", 1))
+					}
+				}
+			}
+			if len(lines) < 2 || len(lines) > ledger.MaxPayees {
+				return usagef(cmd, "pay-many needs 2 to %d recipients, got %d (use 'zkbank wallet send' for one)", ledger.MaxPayees, len(lines))
+			}
+			w, err := wallet.Load(path)
+			if err != nil {
+				return err
+			}
+			if w.IsCard() {
+				return fmt.Errorf("wallet %s is a card; a card charges one merchant at a time ('zkbank wallet charge')", w.Path())
+			}
+			var out []payee
+			seen := map[ledger.AccountID]bool{w.ID(): true}
+			for _, l := range lines {
+				i := strings.LastIndex(l, "=")
+				if i <= 0 {
+					return usagef(cmd, "%q: want RECIPIENT=AMOUNT", l)
+				}
+				id, name, err := recipient(cmd, strings.TrimSpace(l[:i]))
+				if err != nil {
+					return err
+				}
+				if seen[id] {
+					return usagef(cmd, "%s: a recipient may appear once, and not be the payer", name)
+				}
+				seen[id] = true
+				cents, err := wallet.ParseAmount(strings.TrimSpace(l[i+1:]))
+				if err != nil {
+					return usagef(cmd, "%q: %v", l, err)
+				}
+				out = append(out, payee{id: id, name: name, cents: cents})
+			}
+			ctx, m, cancel, err := cf.connect(cmd, w)
+			defer cancel()
+			if err != nil {
+				return err
+			}
+			return operate(ctx, cmd.OutOrStdout(), m, w, out, false)
+		},
+	}
+	c.Flags().StringVar(&path, "wallet", "", "wallet file of the payer")
+	c.Flags().StringArrayVar(&pays, "pay", nil, "RECIPIENT=AMOUNT (repeat for each recipient)")
+	c.Flags().StringVar(&list, "list", "", `file with one "RECIPIENT,AMOUNT" per line`)
+	cf.register(c)
+	return c
 }
