@@ -1025,6 +1025,17 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	if ev.layout.overfull {
 		return nil, fmt.Errorf("%w: the pay-many payments of a shard need more lanes than it has", ErrBlock)
 	}
+	lent, credits := map[uint32]int{}, 0
+	for _, g := range ev.layout.groups {
+		for _, m := range g.many {
+			if lent[g.shard] += len(m); lent[g.shard] > MaxLentLanes {
+				return nil, fmt.Errorf("%w: pay-many payments of shard %d borrow more than %d lanes", ErrBlock, g.shard, MaxLentLanes)
+			}
+		}
+		if credits += len(g.to); credits > MaxBlockCredits {
+			return nil, fmt.Errorf("%w: more than %d payments", ErrBlock, MaxBlockCredits)
+		}
+	}
 	for _, g := range ev.layout.groups {
 		if g.layers > 1 {
 			return nil, fmt.Errorf("%w: more than %d payments of shard %d into one receiving lane", ErrBlock, MaxCreditsPerLane, g.shard)
@@ -1192,6 +1203,18 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 // (prepare); proposers defer the excess to later blocks.
 const MaxCreditsPerLane = ledger.AmountBits
 
+// MaxLentLanes bounds the payee lanes pay-many payments of one shard borrow
+// in a block: half the shard, so a few accounts sending pay-many payments
+// (zero amounts cost them nothing) leave the other half of the shard's lanes
+// to everyone else's operations. A block exceeding it is invalid (prepare).
+const MaxLentLanes = 128
+
+// MaxBlockCredits bounds the payments (credits) of one block: a pay-many
+// counts one per payee. Applying a block costs a masked product per credit
+// ciphertext and receiving shard; without the bound 256 pay-many payments of
+// 32 payees would make it 8,192. A block exceeding it is invalid (prepare).
+const MaxBlockCredits = 1024
+
 // laneCap is a proposer's count of payments per sending shard and receiving
 // lane. A payment to an account not open yet (its opening may be in the
 // block, landing in any lane) counts against every lane of its shard.
@@ -1201,10 +1224,12 @@ type laneCap struct {
 	max     map[uint32]int    // sending shard -> highest count of any lane
 	unknown map[uint32]int    // sending shard -> payments to accounts not open yet
 	used    map[uint32]int    // sending shard -> lanes its operations take (payers, pay-many payees)
+	lent    map[uint32]int    // sending shard -> pay-many payee lanes
+	credits int
 }
 
 func newLaneCap(lanes int) *laneCap {
-	return &laneCap{lanes: lanes, count: map[[2]uint64]int{}, max: map[uint32]int{}, unknown: map[uint32]int{}, used: map[uint32]int{}}
+	return &laneCap{lanes: lanes, count: map[[2]uint64]int{}, max: map[uint32]int{}, unknown: map[uint32]int{}, used: map[uint32]int{}, lent: map[uint32]int{}}
 }
 
 // admit counts e if it keeps every lane within MaxCreditsPerLane and its
@@ -1216,11 +1241,15 @@ func (c *laneCap) admit(book *ledger.Book, e *ledger.Envelope) bool {
 		return true // rejected before any group
 	}
 	s := from.Shard
-	need := 1
+	need, lent := 1, 0
 	if e.IsMany() {
-		need += len(e.Payees())
+		lent = len(e.Payees())
+		need += lent
 	}
-	if c.used[s]+need > c.lanes {
+	if c.used[s]+need > c.lanes || c.lent[s]+lent > MaxLentLanes {
+		return false
+	}
+	if !e.IsApply() && c.credits+len(e.Payees()) > MaxBlockCredits {
 		return false
 	}
 	if e.IsApply() {
@@ -1256,6 +1285,8 @@ func (c *laneCap) admit(book *ledger.Book, e *ledger.Envelope) bool {
 		c.count[k] += n
 	}
 	c.max[s], c.unknown[s], c.used[s] = hi, c.unknown[s]+unknown, c.used[s]+need
+	c.lent[s] += lent
+	c.credits += len(e.Payees())
 	return true
 }
 

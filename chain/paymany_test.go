@@ -62,48 +62,52 @@ func TestPayMany_CommitsOnAChainAcrossARestart(t *testing.T) {
 }
 
 // Pay-many payments borrow a lane of their shard per payee: a proposer
-// defers those that do not fit the shard's 256 lanes, and a block that
-// orders them all anyway is refused, since its layout would leave some
-// without lanes.
+// defers those that would borrow more than MaxLentLanes of a shard (5 x 32
+// payees: 160 > 128) or that do not fit the shard's 256 lanes at all
+// (8 x (1 + 32) = 264), and a block that orders them all anyway is refused
+// by every validator. The deferred ones commit in later blocks.
 func TestAttack_PayManyOverfillingAShardIsRefused(t *testing.T) {
 	t.Parallel()
-	const payers = 8 // 8 x (1 + 32) lanes > 256
-	var users []genesisUser
-	for i := 0; i < payers; i++ {
-		users = append(users, genesisUser{fmt.Sprintf("p%d", i), 1000})
+	for _, payers := range []int{5, 8} {
+		t.Run(fmt.Sprint(payers), func(t *testing.T) {
+			t.Parallel()
+			var users []genesisUser
+			for i := 0; i < payers; i++ {
+				users = append(users, genesisUser{fmt.Sprintf("p%d", i), 1000})
+			}
+			for i := 0; i < ledger.MaxPayees; i++ {
+				users = append(users, genesisUser{fmt.Sprintf("r%02d", i), 0})
+			}
+			n := newChainNetGenesis(t, testCommittee(t), users)
+			n.step(0)
+			var ups []*Upload
+			for i := 0; i < payers; i++ {
+				var pay []any
+				for j := 0; j < ledger.MaxPayees; j++ {
+					pay = append(pay, fmt.Sprintf("r%02d", j), 1)
+				}
+				ups = append(ups, n.payMany(fmt.Sprintf("p%d", i), 1000, pay...))
+			}
+			n.submitAll(ups)
+			n.step(1)
+			n.assertRefused(n.height+1, n.orderingAll(2, ups), fmt.Sprintf("%d pay-many payments of 32 payees in one shard", payers))
+			b, _ := DecodeBlock(n.step(2))
+			if len(b.Subs) != MaxLentLanes/ledger.MaxPayees {
+				t.Fatalf("proposer ordered %d of %d pay-many payments, want %d", len(b.Subs), payers, MaxLentLanes/ledger.MaxPayees)
+			}
+			out := map[[32]byte]ledger.Reason{}
+			for k := 0; k < 4 && len(out) < payers; k++ {
+				for id, r := range n.settle() {
+					out[id] = r
+				}
+			}
+			for _, u := range ups {
+				if r := out[idOf(u)]; r != ledger.Accepted {
+					t.Fatalf("pay-many %x: %v", u.Hash[:4], r)
+				}
+			}
+			n.assertHolds("r00", 0, uint64(payers))
+			n.assertBooksIdentical()
+		})
 	}
-	for i := 0; i < ledger.MaxPayees; i++ {
-		users = append(users, genesisUser{fmt.Sprintf("r%02d", i), 0})
-	}
-	n := newChainNetGenesis(t, testCommittee(t), users)
-	n.step(0)
-	var ups []*Upload
-	for i := 0; i < payers; i++ {
-		var pay []any
-		for j := 0; j < ledger.MaxPayees; j++ {
-			pay = append(pay, fmt.Sprintf("r%02d", j), 1)
-		}
-		ups = append(ups, n.payMany(fmt.Sprintf("p%d", i), 1000, pay...))
-	}
-	n.submitAll(ups)
-	n.step(1)
-	over := n.orderingAll(2, ups)
-	n.assertRefused(n.height+1, over, "8 pay-many payments of 32 payees in one shard")
-	b, _ := DecodeBlock(n.step(2))
-	if len(b.Subs) == 0 || len(b.Subs) >= payers {
-		t.Fatalf("proposer ordered %d of %d pay-many payments", len(b.Subs), payers)
-	}
-	out := n.settle()
-	for k := 0; k < 4 && len(out) < payers; k++ {
-		for id, r := range n.settle() {
-			out[id] = r
-		}
-	}
-	for _, u := range ups {
-		if r := out[idOf(u)]; r != ledger.Accepted {
-			t.Fatalf("pay-many %x: %v", u.Hash[:4], r)
-		}
-	}
-	n.assertHolds("r00", 0, payers)
-	n.assertBooksIdentical()
 }

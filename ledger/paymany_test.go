@@ -22,7 +22,13 @@ type payWorld struct {
 
 func newPayWorld(t testing.TB, balances map[string]uint64, names ...string) *payWorld {
 	t.Helper()
-	w := &payWorld{world: newWorld(t, balances, nil, names...)}
+	return payWorldOf(t, newWorld(t, balances, nil, names...))
+}
+
+// payWorldOf adds a committee's sharing, sealing keys and a dealer to ww.
+func payWorldOf(t testing.TB, ww *world) *payWorld {
+	t.Helper()
+	w := &payWorld{world: ww}
 	sh, err := NewSharing(w.nw.com.N, w.nw.com.F())
 	if err != nil {
 		t.Fatal(err)
@@ -81,9 +87,9 @@ func (w *payWorld) pieces(t testing.TB, s *Submission) []*Piece {
 	return out
 }
 
-// block runs the uploads as one group of one shard, the way holders
-// encrypt and a block decides it, and commits it.
-func (w *payWorld) block(t testing.TB, ups ...paySub) map[[32]byte]Reason {
+// pending builds the pending operations of the uploads as one group of
+// one shard, the way holders encrypt and a block decides it.
+func (w *payWorld) pending(t testing.TB, ups ...paySub) []Pending {
 	t.Helper()
 	p := w.nw.p
 	h := w.book.Height() + 1
@@ -152,7 +158,13 @@ func (w *payWorld) block(t testing.TB, ups ...paySub) map[[32]byte]Reason {
 		}
 		pend = append(pend, pd)
 	}
-	return w.run(t, pend)
+	return pend
+}
+
+// block runs the uploads as one group of one shard and commits it.
+func (w *payWorld) block(t testing.TB, ups ...paySub) map[[32]byte]Reason {
+	t.Helper()
+	return w.run(t, w.pending(t, ups...))
 }
 
 // expectForged deals vals under s (payee lanes 50, 51) and expects want.

@@ -25,12 +25,25 @@ func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]Account
 	w := &world{nw: nw, b: newBuilder(nw.p, nw.keys.PK, "test"), acct: map[string]*account{}}
 	var gen []GenesisAccount
 	for i, n := range names {
-		a := newAccount(t, nw.p, i)
-		w.acct[n] = a
-		pk, _ := a.own.PK.MarshalBinary()
-		gen = append(gen, GenesisAccount{SignPub: a.key.Public().(ed25519.PublicKey), OwnerPK: pk, Kind: kinds[n], Balance: balances[n]})
+		gen = append(gen, w.named(t, n, i, kinds[n], balances[n]))
 	}
-	book, err := NewBook(nw.eng, "test", gen)
+	w.open(t, gen)
+	return w
+}
+
+// named makes the genesis account of a named wallet at lane index lane.
+func (w *world) named(t testing.TB, name string, lane int, kind AccountKind, balance uint64) GenesisAccount {
+	t.Helper()
+	a := newAccount(t, w.nw.p, lane)
+	w.acct[name] = a
+	pk, _ := a.own.PK.MarshalBinary()
+	return GenesisAccount{SignPub: a.key.Public().(ed25519.PublicKey), OwnerPK: pk, Kind: kind, Balance: balance}
+}
+
+// open starts the world's book from gen and records the named lanes.
+func (w *world) open(t testing.TB, gen []GenesisAccount) {
+	t.Helper()
+	book, err := NewBook(w.nw.eng, "test", gen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +52,6 @@ func newWorld(t testing.TB, balances map[string]uint64, kinds map[string]Account
 		a.lane = got.Lane
 	}
 	w.book = book
-	return w
 }
 
 // spec builds an honest transfer spec from the wallet's view.

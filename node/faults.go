@@ -15,6 +15,34 @@ type faults struct {
 	partitioned   atomic.Bool // drop every consensus message in and out
 	noRelay       atomic.Bool // keep client uploads to itself (peers must fetch them)
 	forgeCarried  bool        // as proposer, alter one carried extension (a forged verdict)
+	holdRelays    atomic.Bool // queue relays of client uploads until releaseReversed
+
+	heldMu sync.Mutex
+	held   []func()
+}
+
+// holding queues relay while holdRelays is set, and reports whether it did.
+func (f *faults) holding(relay func()) bool {
+	if f == nil || !f.holdRelays.Load() {
+		return false
+	}
+	f.heldMu.Lock()
+	defer f.heldMu.Unlock()
+	f.held = append(f.held, relay)
+	return true
+}
+
+// releaseReversed stops holding and runs the held relays newest first, as
+// concurrent sends may deliver them.
+func (f *faults) releaseReversed() {
+	f.holdRelays.Store(false)
+	f.heldMu.Lock()
+	held := f.held
+	f.held = nil
+	f.heldMu.Unlock()
+	for i := len(held) - 1; i >= 0; i-- {
+		held[i]()
+	}
 }
 
 var (

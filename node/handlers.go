@@ -444,6 +444,13 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 	}
 	switch r {
 	case ledger.Accepted, ledger.RejectFutureHeight:
+	case ledger.RejectPredecessor:
+		if !relay && n.orphans.hold(e, body) {
+			// Relayed ahead of its predecessor: it waits (orphans.go).
+			n.met.Submissions.WithLabelValues("orphan").Inc()
+			return nil, nil
+		}
+		fallthrough
 	default:
 		n.met.Submissions.WithLabelValues(r.Code()).Inc()
 		return nil, &ledger.RejectError{Reason: r}
@@ -483,14 +490,20 @@ func (n *Node) admit(body []byte, relay bool) ([]string, error) {
 		}()
 	}
 	if added {
+		defer n.readmit(n.orphans.children(id))
 		n.tracker.submittedNow(sub.Envelopes)
 		n.met.Submissions.WithLabelValues("accepted").Inc()
 		n.cons.WorkAvailable()
 		if relay && n.faults.relays() {
-			for i, id := range n.peers {
-				if i != n.self {
-					n.net.Send(id, protoTx, body)
+			send := func() {
+				for i, id := range n.peers {
+					if i != n.self {
+						n.net.Send(id, protoTx, body)
+					}
 				}
+			}
+			if !n.faults.holding(send) {
+				send()
 			}
 		}
 	}
@@ -560,4 +573,25 @@ func (n *Node) handleSync(_ context.Context, _ peer.ID, b []byte) ([]byte, error
 		return raw, nil
 	}
 	return nil, fmt.Errorf("%x not held here", h[:8])
+}
+
+// readmit admits orphans whose predecessor arrived, as relayed uploads.
+func (n *Node) readmit(bodies [][]byte) {
+	for _, b := range bodies {
+		if _, err := n.admit(b, false); err != nil {
+			n.log.Debug("orphan upload refused on readmission", "err", err)
+		}
+	}
+}
+
+// readmitSettled admits the orphans whose predecessor a finalized height
+// made their account's last accepted operation.
+func (n *Node) readmitSettled(v *chain.View) {
+	n.readmit(n.orphans.settled(func(a ledger.AccountID) ([32]byte, bool) {
+		acct, ok := v.Book.Account(a)
+		if !ok {
+			return [32]byte{}, false
+		}
+		return acct.LastOp, true
+	}))
 }

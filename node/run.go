@@ -79,6 +79,7 @@ type Node struct {
 	net     *actors.Net
 	cons    *actors.Consensus
 	tracker *tracker
+	orphans *orphans // relayed uploads waiting for their predecessor (orphans.go)
 	met     *Metrics
 
 	view    atomic.Pointer[chain.View] // nil until the node is ready
@@ -161,6 +162,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.met = newMetrics(reg)
 	n.tracker = newTracker(n.met)
+	n.orphans = newOrphans()
 
 	// 64 MiB value-log files and a GC pass a minute: the value log holds
 	// shard states (768 KiB each, kept 16 heights) and WAL records, nearly
@@ -428,6 +430,9 @@ func (p *publisher) Finalized(v *chain.View) {
 	n := (*Node)(p)
 	n.view.Store(v)
 	n.tracker.Finalized(v)
+	if n.orphans.len() > 0 {
+		go n.readmitSettled(v)
+	}
 	for _, f := range v.Faulty {
 		n.log.Warn("validator sent a wrong extension; outvoted and denied credit", "validator", f, "height", v.Decided)
 		n.met.ValidatorFaults.WithLabelValues(strconv.Itoa(f)).Inc()

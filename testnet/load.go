@@ -26,6 +26,11 @@ type LoadConfig struct {
 	Invalid float64          // fraction of deliberate overdrafts, in [0, 1]
 	Seed    uint64           // 0: random
 
+	// Payees: 0 or 1 for single payments; 2..ledger.MaxPayees makes every
+	// transfer a pay-many to that many distinct wallets (one upload, one
+	// debit of the total, one credit each).
+	Payees int
+
 	// Depth is how many operations one wallet keeps in flight (default 4):
 	// each is built on the available balance the previous ones leave, so a
 	// wallet never reads its balance between them and can pay in every block.
@@ -42,6 +47,7 @@ type LoadConfig struct {
 // in the amount from the available balance it tracks.
 type plan struct {
 	to      *wallet.Wallet
+	more    []*wallet.Wallet // further payees of a pay-many
 	invalid bool
 }
 
@@ -83,6 +89,8 @@ type outcome struct {
 	end       time.Time
 	height    uint64
 	apply     bool // moved pending funds into the available balance (not a transfer)
+	payees    int  // payments the transfer makes (1, or a pay-many's payees)
+	id        string
 }
 
 // Load runs a load test and returns what it saw. The error is about the run
@@ -96,6 +104,12 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 	}
 	if cfg.Rate < 0 || cfg.N < 0 {
 		return nil, fmt.Errorf("negative rate or count")
+	}
+	if cfg.Payees < 0 || cfg.Payees > ledger.MaxPayees {
+		return nil, fmt.Errorf("--payees %d: want 0 or 1 (single payments) up to %d", cfg.Payees, ledger.MaxPayees)
+	}
+	if cfg.Payees >= len(cfg.Wallets) {
+		return nil, fmt.Errorf("--payees %d needs at least %d wallets, got %d", cfg.Payees, cfg.Payees+1, len(cfg.Wallets))
 	}
 	if cfg.TransferTimeout == 0 {
 		cfg.TransferTimeout = 2 * time.Minute
@@ -186,7 +200,7 @@ func Load(ctx context.Context, cfg LoadConfig) (*Report, error) {
 		}
 		maxHeight = max(maxHeight, o.height)
 		if o.err != nil && cfg.Log != nil && ctx.Err() == nil {
-			fmt.Fprintf(cfg.Log, "%s %s: %v\n", time.Now().Format(time.TimeOnly), o.errKind, o.err)
+			fmt.Fprintf(cfg.Log, "%s %s: %v (transfer %s)\n", time.Now().Format(time.TimeOnly), o.errKind, o.err, o.id)
 		}
 		done++
 		if bar != nil {
@@ -225,6 +239,16 @@ dispatch:
 			to = pick.Index()
 		}
 		pl := plan{to: cfg.Wallets[to], invalid: master.Float64() < cfg.Invalid}
+		if cfg.Payees >= 2 {
+			taken := map[int]bool{from: true, to: true}
+			for len(pl.more) < cfg.Payees-1 {
+				x := pick.Index()
+				if !taken[x] {
+					taken[x] = true
+					pl.more = append(pl.more, cfg.Wallets[x])
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			break dispatch
@@ -289,6 +313,7 @@ func (r *Report) add(o outcome) {
 		r.Skipped++
 	case o.status == api.StatusCommitted:
 		r.Committed++
+		r.Payments += max(1, o.payees)
 		r.Latencies = append(r.Latencies, o.end.Sub(o.start))
 		if o.invalid {
 			r.InvalidAccepted++
@@ -382,9 +407,21 @@ func (s *sender) loop(ctx context.Context, m *client.Multi, timeout time.Duratio
 		}
 		var counted uint64
 		if !pl.invalid {
-			counted = spec.Amount
+			counted = spec.Total()
 		}
-		s.send(ctx, m, timeout, spec, ledger.TransferValues(spec.Amount, newBal), pl.invalid, counted, record)
+		values := ledger.TransferValues(spec.Amount, newBal)
+		if len(spec.Payees) > 0 {
+			amounts := make([]uint64, len(spec.Payees))
+			for i, p := range spec.Payees {
+				amounts[i] = p.Amount
+			}
+			values = ledger.ManyValues(amounts, newBal)
+		}
+		payees := max(1, len(spec.Payees))
+		s.send(ctx, m, timeout, spec, values, pl.invalid, counted, func(o outcome) {
+			o.payees = payees
+			record(o)
+		})
 	}
 }
 
@@ -447,6 +484,9 @@ func (s *sender) apply(ctx context.Context, m *client.Multi, timeout time.Durati
 func (s *sender) payment(pl plan) (spec ledger.TransferSpec, newBal uint64, o outcome, ok bool) {
 	o.invalid = pl.invalid
 	spec = ledger.TransferSpec{From: s.w.ID(), Key: s.w.SignKey(), To: pl.to.ID(), Balance: s.avail}
+	if len(pl.more) > 0 {
+		return s.payMany(pl, spec)
+	}
 	if pl.invalid {
 		over := 1 + s.r.Uint64N(max(s.avail/10, 1))
 		if s.avail+over > ledger.MaxAmount {
@@ -464,6 +504,39 @@ func (s *sender) payment(pl plan) (spec ledger.TransferSpec, newBal uint64, o ou
 	return spec, s.avail - spec.Amount, o, true
 }
 
+// payMany is payment for a pay-many: one draw per payee from an equal share
+// of the available balance, or for a deliberate overdraft equal shares of an
+// amount above it.
+func (s *sender) payMany(pl plan, spec ledger.TransferSpec) (ledger.TransferSpec, uint64, outcome, bool) {
+	o := outcome{invalid: pl.invalid}
+	to := append([]*wallet.Wallet{pl.to}, pl.more...)
+	k := uint64(len(to))
+	var total uint64
+	for _, w := range to {
+		var a uint64
+		if pl.invalid {
+			over := 1 + s.r.Uint64N(max(s.avail/10, 1))
+			a = (s.avail + over + k - 1) / k
+			if a > ledger.MaxAmount {
+				o.errKind, o.err = "build: balance too large to overdraw", errors.New("balance too large to overdraw")
+				return spec, 0, o, false
+			}
+		} else {
+			a = s.amounts.draw(s.avail / k)
+		}
+		spec.Payees = append(spec.Payees, ledger.Payee{To: w.ID(), Amount: a})
+		total += a
+	}
+	if pl.invalid {
+		return spec, (s.avail - total) & ledger.MaxAmount, o, true
+	}
+	if total == 0 {
+		o.skipped = true
+		return spec, 0, o, false
+	}
+	return spec, s.avail - total, o, true
+}
+
 // send seals and submits one operation with the next nonce, takes counted
 // off the tracked available balance, and leaves a waiter for its verdict.
 // An operation the balance counts on (every one but a deliberate overdraft)
@@ -477,9 +550,14 @@ func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duratio
 		return
 	}
 	s.nonce++
-	s.mu.Lock()
-	spec.Height = max(s.readAt, s.top) // a payment expires a window after it
-	s.mu.Unlock()
+	if spec.To != spec.From || len(spec.Payees) > 0 {
+		// A payment expires a window after its height: the newest one known.
+		// An apply keeps the height its pending balance was read at (a later
+		// one may hold more pending funds than it claims).
+		s.mu.Lock()
+		spec.Height = max(s.readAt, s.top)
+		s.mu.Unlock()
+	}
 	spec.Nonce, spec.Prev = s.nonce, s.prev
 	s.avail -= counted
 	fail := func(o outcome) {
@@ -521,7 +599,7 @@ func (s *sender) send(ctx context.Context, m *client.Multi, timeout time.Duratio
 		fail(o)
 		return
 	}
-	o.submitted = true
+	o.submitted, o.id = true, ids[0]
 	s.inflight.Add(1)
 	nonce := spec.Nonce
 	s.mu.Lock()

@@ -18,9 +18,12 @@ type Report struct {
 	Planned   int // transfers the run meant to make
 	Submitted int // uploads acknowledged by a node
 	Committed int
-	Rejected  map[string]int // by reason code
-	Errors    map[string]int // client-side failures by kind (never submitted, or no verdict)
-	Skipped   int            // sender had no funds
+	// Payments are the payments committed transfers made: Committed, or
+	// with pay-many each transfer's payees.
+	Payments int
+	Rejected map[string]int // by reason code
+	Errors   map[string]int // client-side failures by kind (never submitted, or no verdict)
+	Skipped  int            // sender had no funds
 	// Applies are the operations that moved wallets' pending funds into
 	// their available balances (not transfers: not in Committed or TPS).
 	Applies, AppliesRejected int
@@ -126,7 +129,11 @@ func (r *Report) Write(w io.Writer) {
 	if r.Applies+r.AppliesRejected > 0 {
 		fmt.Fprintf(w, "applies     %d committed, %d rejected (pending funds made spendable)\n", r.Applies, r.AppliesRejected)
 	}
-	fmt.Fprintf(w, "throughput  %.2f transfers/s over %s\n", r.TPS(), r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "throughput  %.2f transfers/s over %s", r.TPS(), r.Elapsed.Round(time.Millisecond))
+	if r.Payments > r.Committed && r.Elapsed > 0 {
+		fmt.Fprintf(w, " (pay-many: %.2f payments/s, %d payments)", float64(r.Payments)/r.Elapsed.Seconds(), r.Payments)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "latency     submit->commit p50 %s, p99 %s (%d samples)\n",
 		Percentile(r.Latencies, 50).Round(time.Millisecond), Percentile(r.Latencies, 99).Round(time.Millisecond), len(r.Latencies))
 	r.Stages.write(w, r.Elapsed, r.Committed)

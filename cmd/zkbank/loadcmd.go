@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/zkbank/zkbank/ledger"
 	"github.com/zkbank/zkbank/testnet"
 	"github.com/zkbank/zkbank/wallet"
 )
@@ -23,6 +24,7 @@ func newLoadCmd() *cobra.Command {
 		invalid    float64
 		seed       uint64
 		depth      int
+		payees     int
 		noSupply   bool
 		noProgress bool
 	)
@@ -37,13 +39,16 @@ operation per account per block). Money a wallet receives lands in its
 pending balance; when its available balance runs low it reads the pending
 one and applies it. A fraction --invalid are deliberate overdrafts, dealt
 the way a hacked wallet would (wrap-around new-balance bits): the
-validators must reject every one.
+validators must reject every one. With --payees K, every transfer is a
+pay-many: one upload paying K distinct wallets (one debit of the total, one
+credit each); the report counts both transfers and payments.
 
 Before and after, every wallet's balance is decrypted with its owner's keys
 and the totals compared. load exits non-zero if an invalid transfer was
 accepted or the supply changed.`,
 		Example: `  zkbank load --genesis .testnet/genesis.json --wallets .testnet/wallets -n 1000 -p 8 --max --invalid 0.1
-  zkbank load --node http://127.0.0.1:27100 --wallets .testnet/wallets -n 300 --rate 20 --zipf 1.2`,
+  zkbank load --node http://127.0.0.1:27100 --wallets .testnet/wallets -n 300 --rate 20 --zipf 1.2
+  zkbank load --genesis .testnet/genesis.json --wallets .testnet/wallets -n 500 -p 64 --max --payees 16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := required(cmd, "wallets"); err != nil {
@@ -95,7 +100,7 @@ accepted or the supply changed.`,
 				}
 			}
 			errOut := cmd.ErrOrStderr()
-			cfg := testnet.LoadConfig{Multi: m, Wallets: ws, N: n, Rate: rate, Zipf: zipf, Invalid: invalid, Seed: seed, CheckSupply: !noSupply, Depth: depth}
+			cfg := testnet.LoadConfig{Multi: m, Wallets: ws, N: n, Rate: rate, Zipf: zipf, Invalid: invalid, Seed: seed, CheckSupply: !noSupply, Depth: depth, Payees: payees, Log: cmd.ErrOrStderr()}
 			if !noProgress {
 				cfg.Progress = errOut
 				cfg.ProgressBar = errOut == os.Stderr && isTerminal(os.Stderr)
@@ -129,6 +134,7 @@ accepted or the supply changed.`,
 	c.Flags().Float64Var(&invalid, "invalid", 0, "fraction of deliberate overdrafts that must be rejected")
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed (0 = random)")
 	c.Flags().IntVar(&depth, "depth", 4, "payments each wallet keeps in flight (built on one another, no balance reads between)")
+	c.Flags().IntVar(&payees, "payees", 0, fmt.Sprintf("pay-many: each transfer pays this many wallets (2 to %d; 0 = single payments)", ledger.MaxPayees))
 	c.Flags().BoolVar(&noSupply, "no-supply-check", false, "skip decrypting every balance before and after")
 	c.Flags().BoolVar(&noProgress, "quiet", false, "no progress bar")
 	return c
