@@ -353,3 +353,110 @@ func BenchmarkCeremony4(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValidatorBatchPayMany is BenchmarkValidatorBatch for pay-many
+// uploads: 8 payers paying 31 payees each fill the 256 lanes of a batch
+// (8 paying lanes, 248 lent ones), so one validator's work is per 248
+// payments: open 8 boxes, encrypt its pieces (batch and credits), sum,
+// evaluate (two isolations), its shares.
+func BenchmarkValidatorBatchPayMany(b *testing.B) {
+	s := newSealedNet(b, 4, 2)
+	const payers, payees = 8, 31
+	type dealt struct {
+		bind SealBinding
+		st   *SealedTransfer
+		lane int
+		subs []int
+	}
+	var batch []dealt
+	balances := map[int]uint64{}
+	amounts := make([]uint64, payees)
+	for i := range amounts {
+		amounts[i] = 3
+	}
+	next := payers
+	for l := 0; l < payers; l++ {
+		bind := SealBinding{Chain: "test", From: AccountID{byte(l), 2}, Nonce: 1, Values: ValuesFor(payees)}
+		st, err := s.p.Deal(s.sh, s.pubs, bind, ManyValues(amounts, 1000-3*payees), crand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := dealt{bind: bind, st: st, lane: l}
+		for j := 0; j < payees; j++ {
+			d.subs = append(d.subs, next)
+			next++
+		}
+		batch = append(batch, d)
+		balances[l] = 1000
+	}
+	st, err := s.eng.trivialState(balances)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const self = 0
+	item := Item{Lanes: make([]int, payers), Subs: map[int][]int{}}
+	for i, d := range batch {
+		item.Lanes[i] = d.lane
+		item.Subs[d.lane] = d.subs
+	}
+	// Every piece, as validator 0's peers would send the ones it lacks.
+	all := map[int]*rlwe.Ciphertext{}
+	encrypt := func(k int, opened []map[int]*Piece) *rlwe.Ciphertext {
+		lps := make([]LanePiece, len(batch))
+		var lcs []LaneCredit
+		for i, d := range batch {
+			lps[i] = LanePiece{Lane: d.lane, Piece: opened[i][k], Subs: d.subs}
+			for j := 0; j < payees; j++ {
+				lcs = append(lcs, LaneCredit{Lane: (i*payees + j) % s.p.Lanes, Index: (i*payees + j) / s.p.Lanes, Piece: opened[i][k], Part: 1 + j})
+			}
+		}
+		ct, err := s.p.EncryptPieceBatch(s.keys.PK, lps, PieceBatchSeed("test", 1, 0, k, lps))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.p.EncryptCreditBatch(s.keys.PK, lcs, CreditBatchSeed("test", 1, 1, k, lcs)); err != nil {
+			b.Fatal(err)
+		}
+		return ct
+	}
+	open := func(v int) []map[int]*Piece {
+		opened := make([]map[int]*Piece, len(batch))
+		for i, d := range batch {
+			ps, err := s.p.Open(s.sh, v, s.privs[v], d.bind, d.st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			opened[i] = ps
+		}
+		return opened
+	}
+	for k := 0; k < s.sh.Pieces(); k++ {
+		all[k] = encrypt(k, open(s.sh.Holders(k)[0]))
+	}
+	for b.Loop() {
+		opened := open(self)
+		pieces := make([]*rlwe.Ciphertext, s.sh.Pieces())
+		for _, k := range s.sh.Held(self) {
+			pieces[k] = encrypt(k, opened)
+		}
+		for k := range pieces {
+			if pieces[k] == nil {
+				pieces[k] = all[k]
+			}
+		}
+		sum, err := s.p.SumPieces(pieces)
+		if err != nil {
+			b.Fatal(err)
+		}
+		it := item
+		it.CT = sum
+		ev, err := s.eng.Evaluate(st, []Item{it}, []byte("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.dec.ShareChecks(s.shares[self], &ev.Checks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(payers*payees*b.N)/b.Elapsed().Seconds(), "payments/s")
+}
