@@ -1151,8 +1151,10 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 			continue // consumed by the last block's operation
 		}
 		// Admission verified the signature; the other plaintext checks are
-		// cheap. A replayed or expired operation is never proposed.
-		if r := book.CheckVerified(e); r == ledger.RejectReplay || r == ledger.RejectStaleHeight {
+		// cheap. A replayed operation is never proposed. An expired one is:
+		// it is rejected (stale_height) in plaintext, so its wallet gets a
+		// verdict rather than waiting for one that never comes.
+		if r := book.CheckVerified(e); r == ledger.RejectReplay {
 			continue
 		}
 		cur, seen := pick[e.From]

@@ -172,3 +172,22 @@ func TestAttack_SecondApplyOfTheSamePendingReadIsStale(t *testing.T) {
 	n.settle()
 	n.assertHolds("bob", 30, 0)
 }
+
+// A payment that expires while it waits in the pools (a wallet's upload
+// deferred behind others, or submitted long after it was built) is still
+// proposed, and rejected as stale_height in plaintext: its wallet gets a
+// verdict instead of waiting for one that never comes. Nothing moves.
+func TestStalePaymentInThePoolGetsAVerdict(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	old := n.transfer("alice", "bob", 10, 100) // made at height 0
+	for n.height < ledger.DefaultWindow {
+		n.step(int(n.height+1) % len(n.vals))
+	}
+	n.submitAll([]*Upload{old})
+	if got := n.runUntil([]*Upload{old}, 8); got[0] != ledger.RejectStaleHeight {
+		t.Fatalf("expired payment decided %v, want stale_height", got[0])
+	}
+	n.assertHolds("alice", 100, 0)
+	n.assertHolds("bob", 0, 0)
+}

@@ -86,8 +86,10 @@ type laneKey struct {
 const StateWindow = 16
 
 // DefaultWindow is how long a payment stays valid after the height it names
-// (it needs no state).
-const DefaultWindow = 64
+// (it needs no state): 256 heights, about a minute under load and two when
+// idle. It was 64, which a pay-many waiting behind others under load could
+// outlive.
+const DefaultWindow = 256
 
 // GenesisAccount is an account that exists at height 0.
 type GenesisAccount struct {
