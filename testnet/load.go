@@ -296,6 +296,7 @@ func (r *Report) addApply(o outcome) {
 		r.Applies++
 	case o.status == api.StatusRejected:
 		r.AppliesRejected++
+		r.AppliesRejectedBy[o.code]++
 	default:
 		r.Errors["apply: "+o.errKind]++
 	}

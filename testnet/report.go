@@ -27,6 +27,7 @@ type Report struct {
 	// Applies are the operations that moved wallets' pending funds into
 	// their available balances (not transfers: not in Committed or TPS).
 	Applies, AppliesRejected int
+	AppliesRejectedBy        map[string]int // by reason code
 	Unsettled                int // submitted but no verdict seen (timeout, node lost)
 
 	InvalidSubmitted int // deliberate overdrafts sent
@@ -51,7 +52,7 @@ type Report struct {
 }
 
 func newReport() *Report {
-	return &Report{Rejected: map[string]int{}, Errors: map[string]int{}}
+	return &Report{Rejected: map[string]int{}, Errors: map[string]int{}, AppliesRejectedBy: map[string]int{}}
 }
 
 // TPS is committed transfers per second of wall time.
@@ -128,6 +129,9 @@ func (r *Report) Write(w io.Writer) {
 	}
 	if r.Applies+r.AppliesRejected > 0 {
 		fmt.Fprintf(w, "applies     %d committed, %d rejected (pending funds made spendable)\n", r.Applies, r.AppliesRejected)
+		for _, code := range sortedKeys(r.AppliesRejectedBy) {
+			fmt.Fprintf(w, "  rejected  %-20s %d (applies)\n", code, r.AppliesRejectedBy[code])
+		}
 	}
 	fmt.Fprintf(w, "throughput  %.2f transfers/s over %s", r.TPS(), r.Elapsed.Round(time.Millisecond))
 	if r.Payments > r.Committed && r.Elapsed > 0 {

@@ -33,7 +33,10 @@ const rootExample = `  # a local 4-validator chain with demo accounts (Ctrl-C st
   zkbank wallet available --wallet .testnet/wallets/card.json
 
   # 1000 random transfers among 8 wallets, 10% deliberate overdrafts
-  zkbank load --genesis .testnet/genesis.json --wallets .testnet/wallets -n 1000 -p 8 --max --invalid 0.1`
+  zkbank load --genesis .testnet/genesis.json --wallets .testnet/wallets -n 1000 -p 8 --max --invalid 0.1
+
+  # pay 3 wallets with one transfer
+  zkbank wallet pay-many --wallet .testnet/wallets/alice.json --pay .testnet/wallets/bob.json=1 --pay .testnet/wallets/carol.json=2 --pay .testnet/wallets/dave.json=3`
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

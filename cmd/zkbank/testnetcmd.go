@@ -11,7 +11,7 @@ import (
 func newTestnetCmd() *cobra.Command {
 	var cfg testnet.RunConfig
 	c := &cobra.Command{
-		Use:   "testnet [--validators 4] [--accounts 8] [--dir .testnet] [--reset] [--demo=true]",
+		Use:   "testnet [--validators 4] [--accounts 64] [--dir .testnet] [--reset] [--demo=true]",
 		Short: "Run a local chain: N validator processes, demo wallets, live status (Ctrl-C stops, rerun resumes)",
 		Long: `testnet creates DIR (validator homes, a genesis, demo wallets prefunded with
 1,000.00 each, and a card with a 500.00 credit line granted by an issuer),
@@ -43,7 +43,7 @@ http://127.0.0.1:27100+i; logs are in DIR/node-i/node.log.`,
 	}
 	f := c.Flags()
 	f.IntVar(&cfg.Validators, "validators", 4, "number of validators (a new chain only)")
-	f.IntVar(&cfg.Accounts, "accounts", 8, "number of prefunded demo accounts (a new chain only)")
+	f.IntVar(&cfg.Accounts, "accounts", 64, "number of prefunded demo accounts (a new chain only)")
 	f.StringVar(&cfg.Dir, "dir", ".testnet", "testnet directory")
 	f.BoolVar(&cfg.Reset, "reset", false, "delete DIR and start a new chain")
 	f.BoolVar(&cfg.Demo, "demo", true, "run a gentle background load among DIR/demo-wallets")
