@@ -28,7 +28,7 @@ type Report struct {
 	// their available balances (not transfers: not in Committed or TPS).
 	Applies, AppliesRejected int
 	AppliesRejectedBy        map[string]int // by reason code
-	Unsettled                int // submitted but no verdict seen (timeout, node lost)
+	Unsettled                int            // submitted but no verdict seen (timeout, node lost)
 
 	InvalidSubmitted int // deliberate overdrafts sent
 	InvalidRejected  int
