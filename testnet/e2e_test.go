@@ -243,6 +243,18 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", fresh, "--node", node0)
 	mustContain(t, "fresh", out, "fresh: balance 0.00 available; 1.00 pending")
 
+	// One transfer paying two wallets: one debit of the total, one credit
+	// each; an overdrawn total is refused before anything is sent.
+	code, out, _ = cli(t, bin, "wallet", "pay-many", "--wallet", w("alice"), "--pay", w("bob")+"=1.50", "--pay", fresh+"=2", "--node", node0)
+	if code != 0 {
+		t.Fatal("pay-many failed")
+	}
+	mustContain(t, "pay-many", out, "sending 3.50 to 2 payees in one transfer", "committed in block", "alice: balance 983.16 available")
+	_, out, _ = cli(t, bin, "wallet", "balance", "--wallet", fresh, "--node", node0)
+	mustContain(t, "fresh after pay-many", out, "fresh: balance 0.00 available; 3.00 pending")
+	_, _, stderr = cli(t, bin, "wallet", "pay-many", "--wallet", w("alice"), "--pay", w("bob")+"=5000", "--pay", fresh+"=1", "--node", node0)
+	oneLine(t, stderr, "insufficient funds: available 983.16, total 5001.00; nothing was sent")
+
 	// kill -9 of one validator under load, then restart it: the load completes
 	// with supply conserved and every forged overdraft rejected, and the
 	// killed validator catches up with the others.
