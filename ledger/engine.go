@@ -143,6 +143,9 @@ type Item struct {
 	// payer's row 1 and the payees' row 0; the balance equation and the
 	// debit read the payer's lane as for any payment.
 	Subs map[int][]int
+	// Fixed marks lanes whose row 0 validators wrote (a public threshold,
+	// LanePiece.AtLeast): booleanness reads only their row 1.
+	Fixed map[int]bool
 }
 
 // Checks are the two ciphertexts a batch's validity is read from, both at
@@ -265,7 +268,11 @@ func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byt
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
 	}
 	yb := y2
-	if len(subs) > 0 {
+	fixed := false
+	for _, it := range items {
+		fixed = fixed || len(it.Fixed) > 0
+	}
+	if len(subs) > 0 || fixed {
 		// Pay-many: booleanness reads other slots than the equation (the
 		// payer's total is not bits; the payees' amounts are). Same mask
 		// kind, same levels: the same noise as the main isolation.
@@ -302,7 +309,7 @@ func (e *Engine) isolateBits(items []Item) (*rlwe.Ciphertext, error) {
 		for _, l := range it.Lanes {
 			sub, many := it.Subs[l]
 			for row := 0; row < e.p.Rows; row++ {
-				if many && row == 0 {
+				if (many || it.Fixed[l]) && row == 0 {
 					continue
 				}
 				for j := 0; j < e.p.Bits; j++ {
@@ -347,6 +354,11 @@ func (e *Engine) checkLanes(items []Item) ([]int, map[int][]int, error) {
 				return nil, nil, err
 			}
 			payer[l], in[l] = true, true
+		}
+		for l := range it.Fixed {
+			if _, many := it.Subs[l]; !in[l] || many {
+				return nil, nil, fmt.Errorf("%w: threshold check for lane %d", ErrBatch, l)
+			}
 		}
 		for l, sub := range it.Subs {
 			if !in[l] || len(sub) < 2 || len(sub) > MaxPayees {

@@ -489,6 +489,14 @@ type LanePiece struct {
 	Lane  int
 	Piece *Piece
 	Subs  []int
+	// AtLeast makes the lane a threshold check "plane >= Min" rather than a
+	// payment (the decision-only answer lending needs, atleast.go): row 0
+	// is not the dealer's but the public Min, written by the holders of
+	// piece 0 (First) and zero in every other piece; row 1 is the dealer's
+	// bits of plane - Min.
+	AtLeast bool
+	Min     uint64
+	First   bool
 }
 
 // placePiece writes one transfer's piece into a batch's slot vector and
@@ -521,6 +529,18 @@ func (p *Params) placePiece(vals []uint64, lp LanePiece, used map[int]bool) erro
 		used[l] = true
 	}
 	v := lp.Piece.Values
+	if lp.AtLeast {
+		if len(lp.Subs) > 0 || lp.Min > MaxAmount {
+			return fmt.Errorf("%w: threshold check for lane %d", ErrBatch, lp.Lane)
+		}
+		if lp.First {
+			vals[p.Slot(0, 0, lp.Lane)] = lp.Min
+		}
+		for j := 0; j < p.Bits; j++ {
+			vals[p.Slot(1, j, lp.Lane)] = v[p.Bits+j]
+		}
+		return nil
+	}
 	if len(lp.Subs) == 0 {
 		for row := 0; row < p.Rows; row++ {
 			for j := 0; j < p.Bits; j++ {
