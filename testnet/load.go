@@ -399,7 +399,24 @@ func (s *sender) loop(ctx context.Context, m *client.Multi, timeout time.Duratio
 			}
 		}
 		if s.pending > 0 && s.avail < s.pending && !pl.invalid {
-			s.apply(ctx, m, timeout, record)
+			s.mu.Lock()
+			old := s.top > s.readAt+ledger.StateWindow/2
+			s.mu.Unlock()
+			if old {
+				// An apply names the height its pending balance was read at,
+				// which must still be among the chain's retained states
+				// (ledger.StateWindow) when it is evaluated: read again
+				// (after the operations in flight) rather than send one that
+				// would be rejected stale and strand the payments built on it.
+				s.inflight.Wait()
+				if err := s.sync(ctx, m, timeout); err != nil {
+					record(outcome{invalid: pl.invalid, errKind: errKind("balance", err), err: err})
+					continue
+				}
+			}
+			if s.pending > 0 && s.avail < s.pending {
+				s.apply(ctx, m, timeout, record)
+			}
 		}
 		spec, newBal, o, ok := s.payment(pl)
 		if !ok {
