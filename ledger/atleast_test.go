@@ -15,6 +15,19 @@ func (w *payWorld) atLeast(t testing.TB, name string, min uint64, vals []uint64)
 	t.Helper()
 	a := w.acct[name]
 	acc, _ := w.book.Account(a.id)
+	st, _ := w.book.State(acc.Shard, w.book.Height())
+	rec, err := w.nw.eng.Recompose(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.atLeastOf(t, name, min, vals, rec)
+}
+
+// atLeastOf is atLeast against any recomposed plane (a linear score).
+func (w *payWorld) atLeastOf(t testing.TB, name string, min uint64, vals []uint64, rec *rlwe.Ciphertext) (Reason, []uint64, []uint64) {
+	t.Helper()
+	a := w.acct[name]
+	acc, _ := w.book.Account(a.id)
 	sub, err := w.dealer.BuildValues(TransferSpec{From: a.id, Key: a.key, To: a.id, Height: w.book.Height(), Nonce: acc.Nonce + 1, Prev: acc.LastOp}, vals)
 	if err != nil {
 		t.Fatal(err)
@@ -34,8 +47,8 @@ func (w *payWorld) atLeast(t testing.TB, name string, min uint64, vals []uint64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := w.book.State(acc.Shard, w.book.Height())
-	ev, err := w.nw.eng.Evaluate(st, []Item{{CT: sum, Lanes: []int{acc.Lane}, Fixed: map[int]bool{acc.Lane: true}}}, []byte("block"))
+	items := []Item{{CT: sum, Lanes: []int{acc.Lane}, Fixed: map[int]bool{acc.Lane: true}}}
+	ev, err := w.nw.eng.EvaluateMixed(items, func(int) (*rlwe.Ciphertext, error) { return rec, nil }, []byte("block"))
 	if err != nil {
 		t.Fatal(err)
 	}
