@@ -881,6 +881,12 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext,
 	var pend []ledger.Pending
 	for gi, g := range ev.layout.groups {
 		ct := cts[gi]
+		refs := make([][]ledger.CreditRef, len(g.subs)) // by member, in payee order
+		if ct != nil && !g.apply {
+			for c := range g.to {
+				refs[g.cm[c]] = append(refs[g.cm[c]], ledger.CreditRef{CT: credits[gi][g.layer[c]], Index: g.index[c]})
+			}
+		}
 		for j, i := range g.subs {
 			env := &ev.block.Subs[i].Envelopes[0]
 			if ct == nil {
@@ -889,20 +895,7 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext,
 			}
 			// One item per group in its shard's batch: the circuit masks
 			// each group's ciphertext to the group's planned lanes.
-			pd := ledger.Pending{Env: env, CT: ct, Sub: gi, SubLanes: g.many[j]}
-			if !g.apply {
-				for c := range g.to {
-					if g.cm[c] != j {
-						continue
-					}
-					if g.cp[c] == 0 {
-						pd.Credit, pd.CreditIndex = credits[gi][g.layer[c]], g.index[c]
-					} else {
-						pd.More = append(pd.More, ledger.CreditRef{CT: credits[gi][g.layer[c]], Index: g.index[c]})
-					}
-				}
-			}
-			pend = append(pend, pd)
+			pend = append(pend, ledger.Pending{Env: env, CT: ct, Sub: gi, SubLanes: g.many[j], Credits: refs[j]})
 		}
 	}
 	batches, early := book.Plan(pend)

@@ -273,7 +273,7 @@ func TestTransfersNamingDifferentHeightsShareOneBatch(t *testing.T) {
 	for i, s := range []*testSub{a, c, bad} {
 		ct := w.nw.upload(t, s)
 		cr := w.credits(t, ct, s)[0]
-		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: ct, Sub: i, Credit: cr.Credit, CreditIndex: cr.CreditIndex})
+		pend = append(pend, Pending{Env: &s.Envelopes[0], CT: ct, Sub: i, Credits: cr.Credits})
 	}
 	if batches, _ := w.book.Plan(pend); len(batches) != 1 {
 		t.Fatalf("%d batches for one shard", len(batches))

@@ -52,14 +52,7 @@ func (w *payWorld) atLeastOf(t testing.TB, name string, min uint64, vals []uint6
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bs, es []*DecShare
-	for v := 0; v < w.nw.com.T; v++ {
-		b, e, err := w.nw.dec.ShareChecks(w.nw.shares[v], &ev.Checks)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs, es = append(bs, b), append(es, e)
-	}
+	bs, es := w.nw.checkShares(t, ev)
 	bits, err := w.nw.dec.Combine(ev.Checks.Bits, bs)
 	if err != nil {
 		t.Fatal(err)

@@ -347,16 +347,13 @@ type Pending struct {
 	Env *Envelope
 	CT  *rlwe.Ciphertext
 	Sub int // index of the submission in the block (envelopes of a bundle share it)
-	// A payment's credit: the decided credit ciphertext of its group's layer
-	// and its index (row-0 slot) in the receiver's lane there
-	// (Params.CreditLayout). A payment without one cannot move money: it is
-	// rejected as undecided.
-	Credit      *rlwe.Ciphertext
-	CreditIndex int
-	// A pay-many's payee lanes in CT (LanePiece.Subs), one per payee, and
-	// the credits of its payees after the first (Credit, CreditIndex).
+	// A payment's credits, one per payee (Envelope.Payees): the decided
+	// credit ciphertext of its group's layer and the index (row-0 slot) in
+	// the payee's lane there (Params.CreditLayout). A payment without all of
+	// them cannot move money: it is rejected as undecided.
+	Credits []CreditRef
+	// A pay-many's payee lanes in CT (LanePiece.Subs), one per payee.
 	SubLanes []int
-	More     []CreditRef
 }
 
 // CreditRef is where one payee's credit sits: a decided credit ciphertext
@@ -404,8 +401,7 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			early[id] = RejectMalformed
 			continue
 		}
-		refs := append([]CreditRef{{CT: pd.Credit, Index: pd.CreditIndex}}, pd.More...)
-		if !pd.Env.IsApply() && !b.creditsComplete(pd, refs) {
+		if !pd.Env.IsApply() && !b.creditsComplete(pd) {
 			early[id] = RejectUndecided
 			continue
 		}
@@ -443,7 +439,8 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 		} else {
 			for i, p := range pd.Env.Payees() {
 				to := b.byID[p]
-				bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, CT: refs[i].CT, Slot: b.p.Slot(0, refs[i].Index, to.Lane)})
+				c := pd.Credits[i]
+				bt.Credits = append(bt.Credits, Credit{SourceLane: from.Lane, TargetShard: to.Shard, CT: c.CT, Slot: b.p.Slot(0, c.Index, to.Lane)})
 			}
 		}
 	}
@@ -457,12 +454,12 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 // creditsComplete reports whether a payment has a decided credit for every
 // payee and, for a pay-many, a lane per payee: nothing is debited that is
 // not credited.
-func (b *Book) creditsComplete(pd Pending, refs []CreditRef) bool {
+func (b *Book) creditsComplete(pd Pending) bool {
 	n := len(pd.Env.Payees())
-	if len(refs) != n || pd.Env.IsMany() != (len(pd.SubLanes) > 0) || pd.Env.IsMany() && len(pd.SubLanes) != n {
+	if len(pd.Credits) != n || pd.Env.IsMany() != (len(pd.SubLanes) > 0) || pd.Env.IsMany() && len(pd.SubLanes) != n {
 		return false
 	}
-	for _, r := range refs {
+	for _, r := range pd.Credits {
 		if r.CT == nil || r.Index < 0 || r.Index >= b.p.Bits {
 			return false
 		}

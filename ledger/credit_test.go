@@ -54,11 +54,11 @@ func TestAttack_PaymentWithoutACreditIsNeverDebited(t *testing.T) {
 	env := &sub.Envelopes[0]
 	for _, pd := range []Pending{
 		{Env: env, CT: ct},
-		{Env: env, CT: ct, Credit: ct, CreditIndex: w.nw.p.Bits},
+		{Env: env, CT: ct, Credits: []CreditRef{{CT: ct, Index: w.nw.p.Bits}}},
 	} {
 		batches, early := w.book.Plan([]Pending{pd})
 		if len(batches) != 0 || early[env.ID()] != RejectUndecided {
-			t.Fatalf("credit index %d: %d batches, early %v", pd.CreditIndex, len(batches), early)
+			t.Fatalf("credits %v: %d batches, early %v", pd.Credits, len(batches), early)
 		}
 	}
 	if r := reason(t, w.block(t, sub), sub); r != Accepted {

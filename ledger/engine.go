@@ -192,34 +192,40 @@ var ErrBatch = errors.New("ledger: bad batch")
 // change the arithmetic.
 func (e *Engine) isolate(items []Item, level int) (*rlwe.Ciphertext, error) {
 	rq := e.p.BGV.RingQ().AtLevel(level)
+	var sum ring.Poly
+	return e.isolateBy(items, level, func(it Item) ring.Poly {
+		switch {
+		case len(it.Lanes) == 1:
+			return e.masks.lane(it.Lanes[0])
+		case len(it.Lanes) > 8:
+			// Encoding the union directly beats summing many lane masks.
+			return e.masks.union(it.Lanes, level)
+		}
+		if sum.N() == 0 {
+			sum = rq.NewPoly()
+		}
+		rq.MulScalar(sum, 0, sum)
+		for _, l := range it.Lanes {
+			rq.Add(sum, e.masks.lane(l), sum)
+		}
+		return sum
+	})
+}
+
+// isolateBy computes sum_i maskOf(item_i) * ct_i at level over the items
+// with lanes (isolate; isolateBits), ignoring client-supplied metadata.
+func (e *Engine) isolateBy(items []Item, level int, maskOf func(Item) ring.Poly) (*rlwe.Ciphertext, error) {
+	rq := e.p.BGV.RingQ().AtLevel(level)
 	acc := bgv.NewCiphertext(e.p.BGV, 1, level)
 	acc.Scale = e.p.BGV.NewScale(1)
-	var sum ring.Poly
 	for _, it := range items {
 		if it.CT == nil || it.CT.Degree() != 1 || it.CT.Level() < level {
 			return nil, fmt.Errorf("%w: ciphertext degree/level", ErrBatch)
 		}
-		var m ring.Poly
-		switch len(it.Lanes) {
-		case 0:
+		if len(it.Lanes) == 0 {
 			continue
-		case 1:
-			m = e.masks.lane(it.Lanes[0])
-		default:
-			if len(it.Lanes) > 8 {
-				// Encoding the union directly beats summing many lane masks.
-				m = e.masks.union(it.Lanes, level)
-				break
-			}
-			if sum.N() == 0 {
-				sum = rq.NewPoly()
-			}
-			rq.MulScalar(sum, 0, sum)
-			for _, l := range it.Lanes {
-				rq.Add(sum, e.masks.lane(l), sum)
-			}
-			m = sum
 		}
+		m := maskOf(it)
 		for i := 0; i < 2; i++ {
 			rq.MulCoeffsMontgomeryThenAdd(it.CT.Value[i], m, acc.Value[i])
 		}
@@ -268,14 +274,11 @@ func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byt
 		return nil, fmt.Errorf("ledger: rescale: %w", err)
 	}
 	yb := y2
-	fixed := false
-	for _, it := range items {
-		fixed = fixed || len(it.Fixed) > 0
-	}
-	if len(subs) > 0 || fixed {
-		// Pay-many: booleanness reads other slots than the equation (the
-		// payer's total is not bits; the payees' amounts are). Same mask
-		// kind, same levels: the same noise as the main isolation.
+	if ownRowZero(items) {
+		// Pay-many or threshold checks: booleanness reads other slots than
+		// the equation (a row 0 validators wrote is not bits; a pay-many's
+		// payee lanes are). Same mask kind, same levels: the same noise as
+		// the main isolation.
 		if yb, err = e.isolateBits(items); err != nil {
 			return nil, err
 		}
@@ -291,27 +294,30 @@ func (e *Engine) EvaluateMixed(items []Item, recFor RecomposedFor, rhoSeed []byt
 	return &Evaluation{Checks: Checks{Bits: bits, Eq: eq}, Lanes: lanes, Subs: subs, checked: y3, items: items}, nil
 }
 
+// ownRowZero reports whether some lane's row 0 is validators' (Item.Subs,
+// Item.Fixed), so booleanness needs its own isolation.
+func ownRowZero(items []Item) bool {
+	for _, it := range items {
+		if len(it.Subs) > 0 || len(it.Fixed) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // isolateBits isolates the slots booleanness checks, at LevelState: every
 // slot of a single transfer's lane; of a pay-many, the payer's row 1 and
 // each payee lane's row 0.
 func (e *Engine) isolateBits(items []Item) (*rlwe.Ciphertext, error) {
-	rq := e.p.BGV.RingQ().AtLevel(LevelUpload)
-	acc := bgv.NewCiphertext(e.p.BGV, 1, LevelUpload)
-	acc.Scale = e.p.BGV.NewScale(1)
-	for _, it := range items {
-		if len(it.Lanes) == 0 {
-			continue
-		}
-		if it.CT == nil || it.CT.Degree() != 1 || it.CT.Level() < LevelUpload {
-			return nil, fmt.Errorf("%w: ciphertext degree/level", ErrBatch)
-		}
+	acc, err := e.isolateBy(items, LevelUpload, func(it Item) ring.Poly {
 		vals := make([]uint64, e.p.Slots)
 		for _, l := range it.Lanes {
 			sub, many := it.Subs[l]
-			for row := 0; row < e.p.Rows; row++ {
-				if (many || it.Fixed[l]) && row == 0 {
-					continue
-				}
+			row := 0
+			if many || it.Fixed[l] {
+				row = 1 // row 0 is validators' (a total or a threshold), not bits
+			}
+			for ; row < e.p.Rows; row++ {
 				for j := 0; j < e.p.Bits; j++ {
 					vals[e.p.Slot(row, j, l)] = 1
 				}
@@ -322,10 +328,10 @@ func (e *Engine) isolateBits(items []Item) (*rlwe.Ciphertext, error) {
 				}
 			}
 		}
-		m := e.masks.encodeMask(vals, LevelUpload)
-		for i := 0; i < 2; i++ {
-			rq.MulCoeffsMontgomeryThenAdd(it.CT.Value[i], m, acc.Value[i])
-		}
+		return e.masks.encodeMask(vals, LevelUpload)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return e.rescaleTo(acc, LevelState)
 }

@@ -148,12 +148,8 @@ func (w *payWorld) pending(t testing.TB, ups ...paySub) []Pending {
 	for _, u := range ups {
 		env := &u.sub.Envelopes[0]
 		pd := Pending{Env: env, CT: cts[0], SubLanes: u.subs}
-		for pi := range env.Payees() {
-			if pi == 0 {
-				pd.Credit, pd.CreditIndex = cts[layer[c]], index[c]
-			} else {
-				pd.More = append(pd.More, CreditRef{CT: cts[layer[c]], Index: index[c]})
-			}
+		for range env.Payees() {
+			pd.Credits = append(pd.Credits, CreditRef{CT: cts[layer[c]], Index: index[c]})
 			c++
 		}
 		pend = append(pend, pd)

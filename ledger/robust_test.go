@@ -44,7 +44,7 @@ func robustBatch(t testing.TB, nw *net) (*Evaluation, map[int]CheckShares, map[i
 		}
 		to, _ := book.Account(accts[tr.to].id)
 		credit := b.creditCT(t, map[int]uint64{nw.p.Slot(0, 0, to.Lane): tr.amount})
-		pend = append(pend, Pending{Env: &sub.Envelopes[0], CT: nw.upload(t, sub), Sub: i, Credit: credit})
+		pend = append(pend, Pending{Env: &sub.Envelopes[0], CT: nw.upload(t, sub), Sub: i, Credits: []CreditRef{{CT: credit}}})
 	}
 	batches, early := book.Plan(pend)
 	if len(batches) != 1 || len(early) != 0 {

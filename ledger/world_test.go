@@ -84,7 +84,7 @@ func (w *world) block(t testing.TB, subs ...*testSub) map[[32]byte]Reason {
 				pend = append(pend, Pending{Env: e, Sub: i})
 				continue
 			}
-			pend = append(pend, Pending{Env: e, CT: ct, Sub: i, Credit: credits[k].Credit, CreditIndex: credits[k].CreditIndex})
+			pend = append(pend, Pending{Env: e, CT: ct, Sub: i, Credits: credits[k].Credits})
 		}
 	}
 	return w.run(t, pend)
@@ -102,14 +102,7 @@ func (w *world) run(t testing.TB, pend []Pending) map[[32]byte]Reason {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var bs, es []*DecShare
-		for v := 0; v < w.nw.com.T; v++ {
-			b, e, err := w.nw.dec.ShareChecks(w.nw.shares[v], &ev.Checks)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bs, es = append(bs, b), append(es, e)
-		}
+		bs, es := w.nw.checkShares(t, ev)
 		vd, err := w.nw.dec.DecryptChecks(ev, bs, es)
 		if err != nil {
 			t.Fatal(err)
@@ -134,6 +127,20 @@ func (w *world) run(t testing.TB, pend []Pending) map[[32]byte]Reason {
 		res[o.ID] = o.Reason
 	}
 	return res
+}
+
+// checkShares are the first t validators' decryption shares of a batch's
+// checks.
+func (nw *net) checkShares(t testing.TB, ev *Evaluation) (bits, eq []*DecShare) {
+	t.Helper()
+	for v := 0; v < nw.com.T; v++ {
+		b, e, err := nw.dec.ShareChecks(nw.shares[v], &ev.Checks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bits, eq = append(bits, b), append(eq, e)
+	}
+	return bits, eq
 }
 
 // credits builds the credit ciphertexts of a submission the way its
@@ -177,14 +184,14 @@ func (w *world) credits(t testing.TB, ct *rlwe.Ciphertext, s *testSub) []Pending
 			v = (v + vals[p.Slot(0, j, from.Lane)]) % tm
 		}
 		at[layer[i]][p.Slot(0, index[i], lanes[i])] = v
-		out[k].CreditIndex = index[i]
+		out[k].Credits = []CreditRef{{Index: index[i]}}
 	}
 	cts := make([]*rlwe.Ciphertext, layers)
 	for i := range cts {
 		cts[i] = w.b.creditCT(t, at[i])
 	}
 	for i, k := range idx {
-		out[k].Credit = cts[layer[i]]
+		out[k].Credits[0].CT = cts[layer[i]]
 	}
 	return out
 }

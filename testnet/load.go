@@ -530,10 +530,13 @@ func (s *sender) payMany(pl plan, spec ledger.TransferSpec) (ledger.TransferSpec
 	to := append([]*wallet.Wallet{pl.to}, pl.more...)
 	k := uint64(len(to))
 	var total uint64
+	var over uint64 // a deliberate overdraft's excess
+	if pl.invalid {
+		over = 1 + s.r.Uint64N(max(s.avail/10, 1))
+	}
 	for _, w := range to {
 		var a uint64
 		if pl.invalid {
-			over := 1 + s.r.Uint64N(max(s.avail/10, 1))
 			a = (s.avail + over + k - 1) / k
 			if a > ledger.MaxAmount {
 				o.errKind, o.err = "build: balance too large to overdraw", errors.New("balance too large to overdraw")
