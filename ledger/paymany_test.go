@@ -392,3 +392,26 @@ func bgvZero(t testing.TB, nw *net) *rlwe.Ciphertext {
 	ct := rlwe.NewCiphertext(nw.p.BGV, 1, LevelUpload)
 	return ct
 }
+
+// A pay-many planned without a decided credit for every payee (a credit
+// layer that failed to decide, or a payee lane missing) is rejected before
+// evaluation: no payee is paid and nothing is debited.
+func TestAttack_PayManyWithoutEveryCreditIsNeverDebited(t *testing.T) {
+	w := newPayWorld(t, map[string]uint64{"alice": 100, "bob": 0, "carol": 0}, "alice", "bob", "carol")
+	pay := w.build(t, w.many("alice", 100, map[string]uint64{"bob": 10, "carol": 20}, "bob", "carol"))
+	full := w.pending(t, paySub{sub: pay, subs: []int{50, 51}})[0]
+	id := pay.Envelopes[0].ID()
+	for name, pd := range map[string]Pending{
+		"one credit missing":   {Env: full.Env, CT: full.CT, SubLanes: full.SubLanes, Credits: full.Credits[:1]},
+		"one credit undecided": {Env: full.Env, CT: full.CT, SubLanes: full.SubLanes, Credits: []CreditRef{full.Credits[0], {Index: full.Credits[1].Index}}},
+		"one payee lane short": {Env: full.Env, CT: full.CT, SubLanes: full.SubLanes[:1], Credits: full.Credits},
+	} {
+		if batches, early := w.book.Plan([]Pending{pd}); len(batches) != 0 || early[id] != RejectUndecided {
+			t.Fatalf("%s: %d batches, early %v", name, len(batches), early[id])
+		}
+	}
+	if r := w.run(t, []Pending{full})[id]; r != Accepted {
+		t.Fatalf("with every credit: %v", r)
+	}
+	w.expectSplit(t, map[string][2]uint64{"alice": {70, 0}, "bob": {0, 10}, "carol": {0, 20}})
+}
