@@ -128,7 +128,7 @@ func newShardFixture(t *testing.T) *shardFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batches, early := book.Plan([]ledger.Pending{{Env: &sub.Envelopes[0], CT: ct, Credit: credit}})
+	batches, early := book.Plan([]ledger.Pending{{Env: &sub.Envelopes[0], CT: ct, Credits: []ledger.CreditRef{{CT: credit}}}})
 	if len(early) != 0 || len(batches) != 1 {
 		t.Fatalf("plan: %d batches, early %v", len(batches), early)
 	}
