@@ -3,6 +3,7 @@ package node
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zkbank/zkbank/chain"
 )
@@ -33,7 +34,8 @@ func (f *faults) holding(relay func()) bool {
 }
 
 // releaseReversed stops holding and runs the held relays newest first, as
-// concurrent sends may deliver them.
+// concurrent sends may deliver them. Sends are asynchronous, so each waits
+// a second after the one before it, long enough to be delivered first.
 func (f *faults) releaseReversed() {
 	f.holdRelays.Store(false)
 	f.heldMu.Lock()
@@ -42,6 +44,9 @@ func (f *faults) releaseReversed() {
 	f.heldMu.Unlock()
 	for i := len(held) - 1; i >= 0; i-- {
 		held[i]()
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
 	}
 }
 
