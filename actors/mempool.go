@@ -25,9 +25,16 @@ type getUpload struct{ ID [32]byte }
 type getRaw struct{ Hash [32]byte }
 type candidates struct{ Max int }
 type takeOpens struct{ Max int }
+type addConsent struct{ C ledger.Consent }
+type takeConsents struct{ Max int }
 type committed struct {
 	IDs     [][32]byte
 	OpenPub [][]byte
+	// Consents are the IDs of the consents the block recorded.
+	Consents [][32]byte
+	// ConsentNonce is the finalized book's last consent nonce of an
+	// account; nil evicts nothing.
+	ConsentNonce func(ledger.AccountID) (uint64, bool)
 	// LastOp is the finalized book's last accepted operation of an account
 	// and its last consumed nonce; nil evicts nothing.
 	LastOp func(ledger.AccountID) ([32]byte, uint64, bool)
@@ -55,6 +62,9 @@ type mempoolActor struct {
 	fetched map[[32]byte]*chain.Upload // by transfer id
 	order   [][32]byte                 // fetched, oldest first
 	opens   map[string]chain.Open
+	// consents waiting to be recorded, by consent ID, in arrival order.
+	consents     map[[32]byte]ledger.Consent
+	consentOrder [][32]byte
 	pending map[ledger.AccountID]int // submitted uploads waiting, by sender
 	recent  map[[32]byte]int         // operations of the last recentBlocks blocks -> block sequence
 	seq     int                      // committed blocks seen
@@ -160,6 +170,26 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 	case *addOpen:
 		m.opens[string(msg.O.SignPub)] = msg.O
 		ctx.Respond(true)
+	case *addConsent:
+		id := msg.C.ID()
+		if _, dup := m.consents[id]; !dup {
+			if len(m.consents) >= maxPoolConsents {
+				ctx.Respond(false)
+				return
+			}
+			m.consents[id] = msg.C
+			m.consentOrder = append(m.consentOrder, id)
+		}
+		ctx.Respond(true)
+	case *takeConsents:
+		out := []ledger.Consent{}
+		for _, id := range m.consentOrder {
+			if len(out) >= msg.Max {
+				break
+			}
+			out = append(out, m.consents[id])
+		}
+		ctx.Respond(out)
 	case *getUpload:
 		if u, ok := m.uploads[msg.ID]; ok {
 			ctx.Respond(u)
@@ -245,13 +275,31 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 		for _, p := range msg.OpenPub {
 			delete(m.opens, string(p))
 		}
+		for _, id := range msg.Consents {
+			delete(m.consents, id)
+		}
+		keep := m.consentOrder[:0]
+		for _, id := range m.consentOrder {
+			c, ok := m.consents[id]
+			if ok && msg.ConsentNonce != nil {
+				// A consent whose nonce its owner has used is a replay now.
+				if last, known := msg.ConsentNonce(c.Owner); known && c.Nonce <= last {
+					delete(m.consents, id)
+					ok = false
+				}
+			}
+			if ok {
+				keep = append(keep, id)
+			}
+		}
+		m.consentOrder = keep
 	case *knows:
 		_, inBlock := m.recent[msg.ID]
 		_, waiting := m.uploads[msg.ID]
 		ctx.Respond(inBlock || waiting)
 	case *mempoolSize:
 		m.expire(time.Now())
-		ctx.Respond(sizeInfo{Uploads: len(m.uploads), Opens: len(m.opens)})
+		ctx.Respond(sizeInfo{Uploads: len(m.uploads), Opens: len(m.opens) + len(m.consents)})
 	}
 }
 
@@ -276,7 +324,7 @@ var _ chain.Mempool = (*Mempool)(nil)
 // proposal references are admitted beyond that).
 func NewMempool(sys *actor.ActorSystem, max int) *Mempool {
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, pending: map[ledger.AccountID]int{}, recent: map[[32]byte]int{}}
+		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, consents: map[[32]byte]ledger.Consent{}, pending: map[ledger.AccountID]int{}, recent: map[[32]byte]int{}}
 	})
 	return &Mempool{sys: sys, pid: sys.Root.Spawn(props)}
 }
@@ -341,6 +389,24 @@ func (m *Mempool) AddOpen(o chain.Open) error {
 	return err
 }
 
+// maxPoolConsents bounds the consents waiting in a pool.
+const maxPoolConsents = 4096
+
+// AddConsent queues a score consent or revocation (checked when a block
+// records it).
+func (m *Mempool) AddConsent(c ledger.Consent) error {
+	ok, err := ask[bool](m, &addConsent{C: c})
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %d consents waiting", ErrPoolFull, maxPoolConsents)
+	}
+	return err
+}
+
+// Consents returns pending consents, oldest first.
+func (m *Mempool) Consents(max int) ([]ledger.Consent, error) {
+	return ask[[]ledger.Consent](m, &takeConsents{Max: max})
+}
+
 // Get returns an upload by transfer id, nil if the pool does not hold it.
 func (m *Mempool) Get(id [32]byte) (*chain.Upload, error) {
 	return ask[*chain.Upload](m, &getUpload{ID: id})
@@ -401,6 +467,18 @@ func (m *Mempool) Committed(b *chain.Block, book *ledger.Book) {
 	}
 	for _, o := range b.Opens {
 		msg.OpenPub = append(msg.OpenPub, o.SignPub)
+	}
+	for i := range b.Consents {
+		msg.Consents = append(msg.Consents, b.Consents[i].ID())
+	}
+	if book != nil {
+		msg.ConsentNonce = func(id ledger.AccountID) (uint64, bool) {
+			a, ok := book.Account(id)
+			if !ok {
+				return 0, false
+			}
+			return a.ConsentNonce, true
+		}
 	}
 	m.sys.Root.Send(m.pid, msg)
 }

@@ -304,7 +304,7 @@ type layout struct {
 
 type group struct {
 	shard uint32
-	apply bool
+	kind  uint8 // ledger.Envelope.BatchKind: payments, applies or score checks
 	acked uint64 // bitmask of the validators that acked every transfer of the group
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
@@ -358,7 +358,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 	l := &layout{early: map[[32]byte]ledger.Reason{}}
 	type key struct {
 		shard uint32
-		apply bool // applies and payments of a shard are separate batches (ledger.Plan)
+		kind  uint8 // payments, applies and score checks of a shard are separate batches (ledger.Plan)
 		acked uint64
 	}
 	type placed struct {
@@ -394,7 +394,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 			continue
 		}
 		taken[k] = true
-		gk := key{from.Shard, env.IsApply(), acks[id]}
+		gk := key{from.Shard, env.BatchKind(), acks[id]}
 		if !seen[gk] {
 			seen[gk] = true
 			order = append(order, gk)
@@ -409,7 +409,7 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 			break
 		}
 		idx[gk] = len(l.groups)
-		l.groups = append(l.groups, group{shard: gk.shard, apply: gk.apply, acked: gk.acked})
+		l.groups = append(l.groups, group{shard: gk.shard, kind: gk.kind, acked: gk.acked})
 	}
 	// Payee lanes of pay-many payments: the lowest lanes of the sender's
 	// shard that no operation of the block takes, in block order. A
@@ -448,8 +448,8 @@ func (a *App) layoutOf(book *ledger.Book, b *Block, acks map[[32]byte]uint64, la
 	l.parts = len(l.groups)
 	for j := range l.groups {
 		g := &l.groups[j]
-		if g.apply {
-			continue
+		if g.kind != 0 {
+			continue // applies and checks credit nobody
 		}
 		for m, i := range g.subs {
 			for pi, id := range b.Subs[i].Envelopes[0].Payees() {
@@ -882,7 +882,7 @@ func (a *App) evaluate(ev *blockEval, book *ledger.Book, cts []*rlwe.Ciphertext,
 	for gi, g := range ev.layout.groups {
 		ct := cts[gi]
 		refs := make([][]ledger.CreditRef, len(g.subs)) // by member, in payee order
-		if ct != nil && !g.apply {
+		if ct != nil && g.kind == 0 {
 			for c := range g.to {
 				refs[g.cm[c]] = append(refs[g.cm[c]], ledger.CreditRef{CT: credits[gi][g.layer[c]], Index: g.index[c]})
 			}
@@ -1011,6 +1011,13 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 			return nil, fmt.Errorf("%w: opening an account: %w", ErrBlock, err)
 		}
 		opened = append(opened, acct)
+	}
+	// Consents are recorded on the same copy, like openings: a bad,
+	// replayed or foreign-chain consent makes the block invalid.
+	for i := range b.Consents {
+		if err := book.RecordConsent(&b.Consents[i]); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBlock, err)
+		}
 	}
 	ev := &blockEval{height: height, hash: hash, block: b, book: book, opened: opened, uploads: ups,
 		applied: d.outs, credits: d.credits, faulty: d.faulty, prev: d.prev}
@@ -1184,6 +1191,23 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		opening[id] = true
 		b.Opens = append(b.Opens, o)
 	}
+	consents, err := a.mem.Consents(MaxBlockConsents)
+	if err != nil {
+		return nil, fmt.Errorf("chain: mempool: %w", err)
+	}
+	if len(consents) > 0 {
+		// Recorded on a scratch copy with this block's openings, as prepare
+		// will: never propose one that would make the block invalid.
+		scratch := book.Clone()
+		for _, o := range b.Opens {
+			_, _ = scratch.Open(ed25519.PublicKey(o.SignPub), nil, o.Kind)
+		}
+		for i := range consents {
+			if scratch.RecordConsent(&consents[i]) == nil {
+				b.Consents = append(b.Consents, consents[i])
+			}
+		}
+	}
 	if a.faults.TamperProposal != nil {
 		a.faults.TamperProposal(b)
 	}
@@ -1244,10 +1268,10 @@ func (c *laneCap) admit(book *ledger.Book, e *ledger.Envelope) bool {
 	if c.used[s]+need > c.lanes || c.lent[s]+lent > MaxLentLanes {
 		return false
 	}
-	if !e.IsApply() && c.credits+len(e.Payees()) > MaxBlockCredits {
+	if e.Pays() && c.credits+len(e.Payees()) > MaxBlockCredits {
 		return false
 	}
-	if e.IsApply() {
+	if !e.Pays() {
 		c.used[s] += need
 		return true // no credit
 	}
@@ -1324,6 +1348,11 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 					pc = c
 				}
 				lps[j] = ledger.LanePiece{Lane: g.lanes[j], Piece: pc, Subs: g.many[j]}
+				if env := &ev.block.Subs[i].Envelopes[0]; env.IsCheck() {
+					// A score check: row 0 is the public minimum, written by
+					// the holders of piece 0 (ledger/atleast.go).
+					lps[j].AtLeast, lps[j].Min, lps[j].First = true, env.Min, k == 0
+				}
 			}
 			// The group's credits: the same pieces placed in the receivers'
 			// lanes, in the batch ciphertext itself where the lane is free

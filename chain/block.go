@@ -26,6 +26,9 @@ type Block struct {
 	LastCommit []Precommit
 	Subs       []SubRef
 	Opens      []Open
+	// Consents are owners' signed score consents and revocations
+	// (ledger.Consent), recorded in the order given.
+	Consents []ledger.Consent
 }
 
 // Precommit is a validator's signed precommit for the previous block: the
@@ -52,16 +55,18 @@ type SubRef struct {
 	Envelopes []ledger.Envelope
 }
 
-// blockVersion 3 references sealed uploads and carries version-2
-// extensions (pieces and acks); version 2 referenced client ciphertexts,
-// version 1 carried bare extensions a proposer could forge.
-const blockVersion = 3
+// blockVersion 4 carries score consents (and version-5 envelopes); version
+// 3 referenced sealed uploads and carried version-2 extensions (pieces and
+// acks); version 2 referenced client ciphertexts, version 1 carried bare
+// extensions a proposer could forge.
+const blockVersion = 4
 
 // Limits on what one block may carry.
 const (
 	MaxBlockSubs      = 256
 	MaxBlockTransfers = 1024
 	MaxBlockOpens     = 64
+	MaxBlockConsents  = 64
 )
 
 // Encode returns the canonical encoding.
@@ -91,6 +96,11 @@ func (b *Block) Encode() []byte {
 		e.Bytes(o.SignPub)
 		e.U8(uint8(o.Kind))
 		e.Bytes(o.Sig)
+	}
+	e.U32(uint32(len(b.Consents)))
+	for i := range b.Consents {
+		cb, _ := b.Consents[i].MarshalBinary()
+		e.Bytes(cb)
 	}
 	return e.B
 }
@@ -132,6 +142,18 @@ func DecodeBlock(p []byte) (*Block, error) {
 	n = d.Count(MaxBlockOpens)
 	for i := 0; i < n && d.Err == nil; i++ {
 		b.Opens = append(b.Opens, Open{SignPub: d.Bytes(64), Kind: ledger.AccountKind(d.U8()), Sig: d.Bytes(128)})
+	}
+	n = d.Count(MaxBlockConsents)
+	for i := 0; i < n && d.Err == nil; i++ {
+		cb := d.Bytes(1 << 10)
+		if d.Err != nil {
+			break
+		}
+		var c ledger.Consent
+		if err := c.UnmarshalBinary(cb); err != nil {
+			return nil, fmt.Errorf("%w: consent: %w", ErrBlock, err)
+		}
+		b.Consents = append(b.Consents, c)
 	}
 	if err := d.Done(); err != nil {
 		return nil, err

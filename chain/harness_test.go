@@ -100,9 +100,10 @@ func newCommittee(n, th int) (*committee, error) {
 // mapMempool is a Mempool over a map of uploads by transfer id, with an
 // injectable failure.
 type mapMempool struct {
-	uploads map[[32]byte]*Upload
-	opens   map[string]Open
-	fail    error
+	uploads  map[[32]byte]*Upload
+	opens    map[string]Open
+	consents []ledger.Consent
+	fail     error
 }
 
 func newMapMempool() *mapMempool {
@@ -135,6 +136,13 @@ func (m *mapMempool) Opens(max int) ([]Open, error) {
 	return out, nil
 }
 
+func (m *mapMempool) Consents(max int) ([]ledger.Consent, error) {
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	return append([]ledger.Consent(nil), m.consents[:min(max, len(m.consents))]...), nil
+}
+
 func (m *mapMempool) Get(id [32]byte) (*Upload, error) {
 	if m.fail != nil {
 		return nil, m.fail
@@ -157,7 +165,7 @@ func (m *mapMempool) Acks(max int) ([][32]byte, error) {
 }
 
 func (m *mapMempool) HasWork() (bool, error) {
-	return len(m.uploads)+len(m.opens) > 0, m.fail
+	return len(m.uploads)+len(m.opens)+len(m.consents) > 0, m.fail
 }
 
 func (m *mapMempool) Committed(b *Block, _ *ledger.Book) {
@@ -169,6 +177,17 @@ func (m *mapMempool) Committed(b *Block, _ *ledger.Book) {
 	for _, o := range b.Opens {
 		delete(m.opens, string(o.SignPub))
 	}
+	done := map[[32]byte]bool{}
+	for i := range b.Consents {
+		done[b.Consents[i].ID()] = true
+	}
+	keep := m.consents[:0]
+	for _, c := range m.consents {
+		if !done[c.ID()] {
+			keep = append(keep, c)
+		}
+	}
+	m.consents = keep
 }
 
 // countingEvaluator counts block evaluations (re-proposals must not redo them).

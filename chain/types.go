@@ -93,6 +93,9 @@ type Mempool interface {
 	Acks(max int) ([][32]byte, error)
 	// Opens returns pending account openings.
 	Opens(max int) ([]Open, error)
+	// Consents returns pending score consents and revocations, oldest
+	// first.
+	Consents(max int) ([]ledger.Consent, error)
 	// Get returns an upload by transfer id (nil if absent).
 	Get(id [32]byte) (*Upload, error)
 	// HasWork reports whether anything waits to be proposed.

@@ -19,11 +19,11 @@ package ledger
 // of v - min. It refuses, before anything is sent, a check the owner knows
 // would fail.
 func AtLeastValues(v, min uint64) ([]uint64, error) {
-	if min > MaxAmount || v > MaxAmount {
+	if min > MaxAmount || v < min || v-min > MaxAmount {
+		if v < min {
+			return nil, ErrBelowMinimum
+		}
 		return nil, ErrMalformed
-	}
-	if v < min {
-		return nil, ErrInsufficientFunds
 	}
 	return TransferValues(0, v-min), nil
 }

@@ -95,7 +95,7 @@ func TestAtLeast_OwnerAtOrAboveTheMinimumPassesAndRevealsOneBit(t *testing.T) {
 // minimum through its own row 0: validators write it.
 func TestAttack_AtLeastBelowTheMinimumCannotPass(t *testing.T) {
 	w := newPayWorld(t, map[string]uint64{"alice": 100, "bob": 0}, "alice", "bob")
-	if _, err := AtLeastValues(100, 101); !errors.Is(err, ErrInsufficientFunds) {
+	if _, err := AtLeastValues(100, 101); !errors.Is(err, ErrBelowMinimum) {
 		t.Fatalf("wallet built a failing check: %v", err)
 	}
 	tm := w.nw.p.BGV.PlaintextModulus()

@@ -44,6 +44,15 @@ type Account struct {
 	LastOp    [32]byte // ID of the last accepted operation (Envelope.Prev of the next one)
 	LastApply uint64   // height whose results last moved this account's pending balance into its available one
 	Created   uint64
+
+	// Lending (lending.go), all public: installments missed (D in the
+	// score), the last consent nonce, the score consents given (until they
+	// expire), and the open loans this account borrowed.
+	Defaults     uint32
+	ConsentNonce uint64
+	Consents     []Consent
+	Loans        []Loan
+	Applications []Application
 }
 
 // Book is the deterministic ledger state a validator replicates: the account
@@ -58,7 +67,8 @@ type Book struct {
 	height  uint64
 	byID    map[AccountID]*Account
 	byLane  map[laneKey]AccountID
-	history map[uint32]map[uint64]*rlwe.Ciphertext // shard (or PendingKey(shard)) -> height -> state
+	history map[uint32]map[uint64]*rlwe.Ciphertext // shard (or PendingKey(shard), RepaidKey(shard)) -> height -> state
+	score   ScoreParams
 }
 
 // pendingBit marks the pending plane of a shard in the book's state map:
@@ -108,7 +118,7 @@ var ErrGenesis = errors.New("ledger: bad genesis")
 func NewBook(eng *Engine, chain string, accounts []GenesisAccount) (*Book, error) {
 	b := &Book{p: eng.p, eng: eng, chain: chain, window: DefaultWindow,
 		byID: map[AccountID]*Account{}, byLane: map[laneKey]AccountID{},
-		history: map[uint32]map[uint64]*rlwe.Ciphertext{}}
+		history: map[uint32]map[uint64]*rlwe.Ciphertext{}, score: DefaultScoreParams}
 	var supply uint64
 	balances := map[uint32]map[int]uint64{}
 	for _, g := range accounts {
@@ -136,6 +146,7 @@ func NewBook(eng *Engine, chain string, accounts []GenesisAccount) (*Book, error
 		}
 		b.history[s] = map[uint64]*rlwe.Ciphertext{0: st}
 		b.history[PendingKey(s)] = map[uint64]*rlwe.Ciphertext{0: pend}
+		b.history[RepaidKey(s)] = map[uint64]*rlwe.Ciphertext{0: pend}
 	}
 	return b, nil
 }
@@ -206,6 +217,7 @@ func (b *Book) Open(pub ed25519.PublicKey, ownerPK []byte, kind AccountKind) (*A
 		}
 		b.history[a.Shard] = map[uint64]*rlwe.Ciphertext{b.height: st}
 		b.history[PendingKey(a.Shard)] = map[uint64]*rlwe.Ciphertext{b.height: st}
+		b.history[RepaidKey(a.Shard)] = map[uint64]*rlwe.Ciphertext{b.height: st}
 	}
 	return a, nil
 }
@@ -238,7 +250,7 @@ func (b *Book) Height() uint64 { return b.height }
 func (b *Book) Chain() string { return b.chain }
 
 // Shards lists the state keys in order: every shard, then every shard's
-// pending plane (PendingKey).
+// repaid plane (RepaidKey), then every shard's pending plane (PendingKey).
 func (b *Book) Shards() []uint32 {
 	out := make([]uint32, 0, len(b.history))
 	for s := range b.history {
@@ -336,10 +348,15 @@ func (b *Book) CheckVerified(e *Envelope) Reason {
 	if e.IsApply() && (e.Height < from.LastApply || e.Height+StateWindow <= b.height) {
 		return RejectStaleHeight
 	}
+	// A score check names the height of the score it was built on, which
+	// must still be retained.
+	if e.IsCheck() && e.Height+StateWindow <= b.height {
+		return RejectStaleHeight
+	}
 	if e.Prev != from.LastOp {
 		return RejectPredecessor
 	}
-	return Accepted
+	return b.checkLoanOp(e)
 }
 
 // Pending is one envelope of a block with its decoded ciphertext.
@@ -371,7 +388,8 @@ type CreditRef struct {
 type Batch struct {
 	Shard   uint32
 	Apply   bool           // applies (pending into available) rather than payments
-	Heights map[int]uint64 // apply batches: lane -> named pending height
+	Check   bool           // score checks (lending.go): nothing moves
+	Heights map[int]uint64 // apply and check batches: lane -> named pending (or score) height
 	Items   []Item
 	Credits []Credit
 	Envs    []*Envelope // by lane order of first appearance
@@ -385,8 +403,9 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 	early := map[[32]byte]Reason{}
 	type bk struct {
 		shard uint32
-		apply bool
+		kind  uint8 // Envelope.BatchKind
 	}
+	loans := map[AccountID]int{} // loans funded in this block, per borrower
 	batches := map[bk]*Batch{}
 	bySub := map[bk]map[int]int{}
 	busy := map[AccountID]bool{}
@@ -401,7 +420,7 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			early[id] = RejectMalformed
 			continue
 		}
-		if !pd.Env.IsApply() && !b.creditsComplete(pd) {
+		if pd.Env.Pays() && !b.creditsComplete(pd) {
 			early[id] = RejectUndecided
 			continue
 		}
@@ -409,12 +428,21 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			early[id] = RejectLaneBusy
 			continue
 		}
+		if pd.Env.Kind == OpFund {
+			// Loans to one borrower in one block count against its limit
+			// together.
+			if len(b.byID[pd.Env.To].Loans)+loans[pd.Env.To] >= MaxLoans {
+				early[id] = RejectLoan
+				continue
+			}
+			loans[pd.Env.To]++
+		}
 		busy[pd.Env.From] = true
 		from := b.byID[pd.Env.From]
-		k := bk{from.Shard, pd.Env.IsApply()}
+		k := bk{from.Shard, pd.Env.BatchKind()}
 		bt, ok := batches[k]
 		if !ok {
-			bt = &Batch{Shard: from.Shard, Apply: k.apply, Heights: map[int]uint64{}, lanes: map[int]*Envelope{}}
+			bt = &Batch{Shard: from.Shard, Apply: k.kind == 1, Check: k.kind == 2, Heights: map[int]uint64{}, lanes: map[int]*Envelope{}}
 			batches[k] = bt
 			bySub[k] = map[int]int{}
 			order = append(order, k)
@@ -432,9 +460,17 @@ func (b *Book) Plan(block []Pending) ([]*Batch, map[[32]byte]Reason) {
 			}
 			bt.Items[ix].Subs[from.Lane] = append([]int(nil), pd.SubLanes...)
 		}
+		if bt.Check {
+			// The holders wrote the public minimum in row 0: booleanness
+			// reads row 1 only.
+			if bt.Items[ix].Fixed == nil {
+				bt.Items[ix].Fixed = map[int]bool{}
+			}
+			bt.Items[ix].Fixed[from.Lane] = true
+		}
 		bt.lanes[from.Lane] = pd.Env
 		bt.Envs = append(bt.Envs, pd.Env)
-		if k.apply {
+		if bt.Apply || bt.Check {
 			bt.Heights[from.Lane] = pd.Env.Height
 		} else {
 			for i, p := range pd.Env.Payees() {
@@ -480,6 +516,9 @@ func (bt *Batch) RhoSeed(blockHash []byte, index int) []byte {
 	if bt.Apply {
 		x[0] |= 0x80 // a pending key: payments and applies of a shard draw different masks
 	}
+	if bt.Check {
+		x[0] |= 0x40 // and score checks others again
+	}
 	binary.BigEndian.PutUint32(x[4:], uint32(index))
 	h.Write(x[:])
 	return h.Sum(nil)
@@ -503,7 +542,23 @@ func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int
 		rc = cache[0]
 	}
 	local := map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
+	scores := map[uint64]*rlwe.Ciphertext{}
 	recFor := func(lane int) (*rlwe.Ciphertext, error) {
+		if bt.Check {
+			h, ok := bt.Heights[lane]
+			if !ok {
+				return nil, fmt.Errorf("%w: lane %d has no named height", ErrBatch, lane)
+			}
+			if sc, ok := scores[h]; ok {
+				return sc, nil
+			}
+			sc, err := b.ScoreAt(eng, bt.Shard, h)
+			if err != nil {
+				return nil, err
+			}
+			scores[h] = sc
+			return sc, nil
+		}
 		key, h := bt.Shard, b.height
 		if bt.Apply {
 			var ok bool
@@ -589,6 +644,21 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 	// credit ciphertext and receiving shard, two rescales per receiving shard.
 	var credits []Credit
 	for i, bt := range batches {
+		if bt.Check {
+			// A score check moves nothing: its verdict is the answer.
+			for _, l := range evals[i].Lanes {
+				env := bt.lanes[l]
+				r := verdicts[i][l]
+				a := b.byID[env.From]
+				a.Nonce = env.Nonce
+				if r == Accepted {
+					a.LastOp = env.ID()
+					a.addApplication(Application{ID: env.ID(), Lender: env.To, Height: h})
+				}
+				out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
+			}
+			continue
+		}
 		debit, err := eng.Debit(evals[i], verdicts[i])
 		if err != nil {
 			return nil, err
@@ -608,6 +678,9 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 				if verdicts[i][c.SourceLane] == Accepted {
 					credits = append(credits, c)
 				}
+			}
+			if err := b.settleLending(eng, h, bt, evals[i], verdicts[i], move); err != nil {
+				return nil, err
 			}
 		}
 		for _, l := range evals[i].Lanes {
@@ -637,6 +710,7 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 	for k, st := range next {
 		b.history[k][h] = st
 	}
+	b.settleLoans(h)
 	b.prune()
 	return out, nil
 }
@@ -647,6 +721,7 @@ func (b *Book) Skip(h uint64) error {
 		return fmt.Errorf("%w: height %d after %d", ErrBatch, h, b.height)
 	}
 	b.height = h
+	b.settleLoans(h)
 	b.prune()
 	return nil
 }

@@ -44,6 +44,11 @@ const (
 	// counted on was rejected, or never ordered). Decided in plaintext,
 	// before any evaluation: the wallet rebuilds from its last accepted one.
 	RejectPredecessor
+	// RejectLoan: a repayment of a loan the sender does not owe (unknown,
+	// another lender's, or fully settled), or a loan to a borrower who
+	// already has MaxLoans open loans (or gets a second loan beyond that in
+	// the same block).
+	RejectLoan
 )
 
 var reasonNames = map[Reason]string{
@@ -61,6 +66,7 @@ var reasonNames = map[Reason]string{
 	RejectSelfTransfer:    "sender and receiver are the same account",
 	RejectUndecided:       "validators did not agree on its decryption shares or piece ciphertexts; resubmit",
 	RejectPredecessor:     "built on an operation of the account that was not accepted; rebuild from the last accepted one",
+	RejectLoan:            "no such open loan to repay to this lender, or the borrower has too many open loans",
 }
 
 func (r Reason) String() string {
@@ -101,6 +107,8 @@ func (r Reason) Code() string {
 		return "undecided"
 	case RejectPredecessor:
 		return "predecessor"
+	case RejectLoan:
+		return "loan"
 	}
 	return "unknown"
 }

@@ -16,6 +16,7 @@ func (b *Book) Clone() *Book {
 	c.byID = make(map[AccountID]*Account, len(b.byID))
 	for id, a := range b.byID {
 		cp := *a
+		cp.cloneLending()
 		c.byID[id] = &cp
 	}
 	c.byLane = make(map[laneKey]AccountID, len(b.byLane))
@@ -36,7 +37,7 @@ func (b *Book) Clone() *Book {
 // MarshalBinary encodes an account registry entry.
 func (a *Account) MarshalBinary() ([]byte, error) {
 	var w wire.Writer
-	w.U8(2)
+	w.U8(3)
 	w.Fixed(a.ID[:])
 	w.Bytes(a.SignPub)
 	w.Bytes(a.OwnerPK)
@@ -47,13 +48,15 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	w.Fixed(a.LastOp[:])
 	w.U64(a.LastApply)
 	w.U64(a.Created)
+	writeLendingAccount(&w, a)
 	return w.B, nil
 }
 
 // UnmarshalBinary decodes an account registry entry.
 func (a *Account) UnmarshalBinary(p []byte) error {
 	r := wire.NewReader(p, ErrMalformed)
-	if v := r.U8(); r.Err == nil && v != 2 {
+	v := r.U8()
+	if r.Err == nil && v != 2 && v != 3 {
 		return fmt.Errorf("%w: account version %d", ErrMalformed, v)
 	}
 	copy(a.ID[:], r.Fixed(32))
@@ -66,6 +69,9 @@ func (a *Account) UnmarshalBinary(p []byte) error {
 	copy(a.LastOp[:], r.Fixed(32))
 	a.LastApply = r.U64()
 	a.Created = r.U64()
+	if v == 3 {
+		readLendingAccount(r, a)
+	}
 	if err := r.Done(); err != nil {
 		return err
 	}
@@ -99,9 +105,11 @@ func (b *Book) Snapshot() *Snapshot {
 // RestoreBook rebuilds a book from a snapshot.
 func RestoreBook(eng *Engine, chain string, s *Snapshot) (*Book, error) {
 	b := &Book{p: eng.p, eng: eng, chain: chain, window: DefaultWindow, height: s.Height,
-		byID: map[AccountID]*Account{}, byLane: map[laneKey]AccountID{}, history: map[uint32]map[uint64]*rlwe.Ciphertext{}}
+		byID: map[AccountID]*Account{}, byLane: map[laneKey]AccountID{}, history: map[uint32]map[uint64]*rlwe.Ciphertext{},
+		score: DefaultScoreParams}
 	for _, a := range s.Accounts {
 		cp := *a
+		cp.cloneLending()
 		if _, dup := b.byID[cp.ID]; dup {
 			return nil, fmt.Errorf("%w: duplicate account in snapshot", ErrMalformed)
 		}
@@ -117,6 +125,21 @@ func RestoreBook(eng *Engine, chain string, s *Snapshot) (*Book, error) {
 			m[h] = ct
 		}
 		b.history[sh] = m
+	}
+	// A snapshot written before repaid planes existed: every repayment
+	// since was zero, so the plane is a zero state at the snapshot's height
+	// (the same bytes on every validator).
+	for sh := range s.States {
+		if IsPendingKey(sh) || IsRepaidKey(sh) {
+			continue
+		}
+		if _, ok := b.history[RepaidKey(sh)]; !ok {
+			z, err := eng.trivialState(nil)
+			if err != nil {
+				return nil, err
+			}
+			b.history[RepaidKey(sh)] = map[uint64]*rlwe.Ciphertext{s.Height: z}
+		}
 	}
 	return b, nil
 }

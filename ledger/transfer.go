@@ -55,6 +55,19 @@ type Envelope struct {
 	// [0, 2^32) (docs/PROTOCOL.md, "Pay many"). Empty for a single payment
 	// and for an apply.
 	More []AccountID
+	// Kind is what the operation is beyond moving money (lending.go):
+	// OpPay for a payment or an apply, OpCheck for a decision-only score
+	// check addressed to a lender (To) against its public minimum Min and
+	// policy, OpFund for a loan from a lender's pool (From) to a borrower
+	// (To) with its public repayment schedule Due, OpRepay for a repayment
+	// of Loan to its lender (To).
+	Kind   OpKind
+	Min    uint64   // OpCheck: the lender's published minimum score
+	Policy [32]byte // OpCheck: SHA-256 of the lender's published policy
+	Due    []uint64 // OpFund: installment due heights, strictly increasing
+	// Loan: for OpRepay the loan (the ID of its funding operation); for
+	// OpFund the borrower's application it answers (Application.ID).
+	Loan [32]byte
 	Sig  []byte // ed25519 by the sender over SigningBytes
 }
 
@@ -63,7 +76,8 @@ type Envelope struct {
 // below t / 2^32 (params.go) for the balance equation to be exact.
 const MaxPayees = 32
 
-// Payees returns every payee of a payment: To, then More.
+// Payees returns every account an operation names besides its sender: To,
+// then More. Only a payment (Pays) credits them.
 func (e *Envelope) Payees() []AccountID {
 	return append([]AccountID{e.To}, e.More...)
 }
@@ -86,10 +100,14 @@ func ValuesFor(payees int) int {
 	return SlotValues * (1 + payees)
 }
 
-// wellFormed reports whether the payees are valid: an apply pays nobody
-// else, and a pay-many's payees are distinct, not the payer, and at most
-// MaxPayees.
+// wellFormed reports whether the payees and the lending fields are valid:
+// an apply pays nobody else, a pay-many's payees are distinct, not the
+// payer, and at most MaxPayees; only its kind's lending fields are set
+// (lending.go).
 func (e *Envelope) wellFormed() bool {
+	if !e.kindWellFormed() {
+		return false
+	}
 	if len(e.More) == 0 {
 		return true
 	}
@@ -108,11 +126,12 @@ func (e *Envelope) wellFormed() bool {
 
 // IsApply reports whether the envelope moves its account's pending funds into
 // its available balance (a transfer to oneself) rather than paying another.
-func (e *Envelope) IsApply() bool { return e.From == e.To }
+func (e *Envelope) IsApply() bool { return e.Kind == OpPay && e.From == e.To }
 
-// envelopeVersion 4: More, the further payees of a pay-many (version 3 had
-// none; version 2 had no Prev; version 1 signed a client ciphertext).
-const envelopeVersion = 4
+// envelopeVersion 5: Kind and the lending fields (version 4 had none;
+// version 3 had no More; version 2 had no Prev; version 1 signed a client
+// ciphertext).
+const envelopeVersion = 5
 
 // maxSealed bounds a sealed transfer on the wire.
 const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
@@ -120,7 +139,7 @@ const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)
 // SigningBytes is the canonical encoding the signature covers.
 func (e *Envelope) SigningBytes() []byte {
 	var w wire.Writer
-	w.Fixed([]byte("zkbank/envelope/v4\x00"))
+	w.Fixed([]byte("zkbank/envelope/v5\x00"))
 	w.Bytes([]byte(e.Chain))
 	w.Fixed(e.From[:])
 	w.Fixed(e.To[:])
@@ -132,6 +151,7 @@ func (e *Envelope) SigningBytes() []byte {
 	for _, p := range e.More {
 		w.Fixed(p[:])
 	}
+	e.writeLending(&w)
 	return w.B
 }
 
@@ -158,6 +178,7 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 	for _, p := range e.More {
 		w.Fixed(p[:])
 	}
+	e.writeLending(&w)
 	w.Bytes(e.Sig)
 	return w.B, nil
 }
@@ -182,6 +203,7 @@ func (e *Envelope) UnmarshalBinary(p []byte) error {
 		copy(p[:], r.Fixed(32))
 		e.More = append(e.More, p)
 	}
+	e.readLending(r)
 	e.Sig = append([]byte(nil), r.Bytes(maxField)...)
 	if err := r.Done(); err != nil {
 		return err
@@ -190,7 +212,7 @@ func (e *Envelope) UnmarshalBinary(p []byte) error {
 		return fmt.Errorf("%w: envelope fields", ErrMalformed)
 	}
 	if !e.wellFormed() {
-		return fmt.Errorf("%w: payees of a pay-many must be distinct, not the payer, at most %d, and an apply pays nobody", ErrMalformed, MaxPayees)
+		return fmt.Errorf("%w: payees of a pay-many must be distinct, not the payer, at most %d, an apply pays nobody, and only an operation's own kind's lending fields may be set", ErrMalformed, MaxPayees)
 	}
 	return nil
 }

@@ -80,7 +80,28 @@ type TransferSpec struct {
 	// per payee (2 to MaxPayees of them, distinct, not the sender). To and
 	// Amount are then unused.
 	Payees []Payee
+
+	// Lending (lending.go). Kind OpCheck: a decision-only score check "my
+	// score at Height is at least Min" addressed to the lender To under
+	// Policy; Balance is then the owner's score at Height and Amount is
+	// unused. Kind OpFund: a loan of Amount to To with installments due at
+	// Due, answering the borrower's application Loan. Kind OpRepay: a
+	// repayment of Amount on loan Loan to its lender To.
+	Kind   OpKind
+	Min    uint64
+	Policy [32]byte
+	Due    []uint64
+	Loan   [32]byte
 }
+
+// ErrBelowMinimum is returned by the wallet before anything is sent: the
+// owner's score is below the lender's minimum, so a check could only fail
+// (and a failed check would publish how far below it is).
+var ErrBelowMinimum = fmt.Errorf("ledger: score below the lender's minimum")
+
+// ErrScoreRange: the score exceeds the minimum by 2^32 or more, more than a
+// check can prove; ask with a higher minimum.
+var ErrScoreRange = fmt.Errorf("ledger: score too far above the minimum for one check")
 
 // Payee is one payee of a pay-many and its amount.
 type Payee struct {
@@ -151,6 +172,19 @@ func (p *Params) EncodeLanes(vals []uint64, lane int, amount, newBalance uint64)
 // Build makes the upload of one transfer, refusing what an honest wallet
 // knows would be rejected.
 func (d *Dealer) Build(s TransferSpec) (*Submission, error) {
+	if s.Kind == OpCheck {
+		if s.Balance < s.Min {
+			return nil, fmt.Errorf("%w: score %d, minimum %d", ErrBelowMinimum, s.Balance, s.Min)
+		}
+		if s.Balance-s.Min > MaxAmount {
+			return nil, ErrScoreRange
+		}
+		vals, err := AtLeastValues(s.Balance, s.Min)
+		if err != nil {
+			return nil, err
+		}
+		return d.BuildValues(s, vals)
+	}
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -198,12 +232,19 @@ func (s TransferSpec) check() error {
 // transfer: what tools and tests use to build deliberately invalid
 // transfers, which the validators' checks must reject.
 func (d *Dealer) BuildValues(s TransferSpec, values []uint64) (*Submission, error) {
-	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height}
+	e := Envelope{Chain: d.chain, From: s.From, To: s.To, Nonce: s.Nonce, Prev: s.Prev, Height: s.Height,
+		Kind: s.Kind, Min: s.Min, Policy: s.Policy, Due: append([]uint64(nil), s.Due...), Loan: s.Loan}
+	if len(e.Due) == 0 {
+		e.Due = nil
+	}
 	if len(s.Payees) > 0 {
 		e.To = s.Payees[0].To
 		for _, p := range s.Payees[1:] {
 			e.More = append(e.More, p.To)
 		}
+	}
+	if !e.kindWellFormed() {
+		return nil, fmt.Errorf("%w: %s operation fields (a check, a loan or a repayment names one other account; a loan's installments are strictly increasing, after its height)", ErrMalformed, s.Kind)
 	}
 	bind := SealBinding{Chain: d.chain, From: s.From, Nonce: s.Nonce, Values: e.ValueCount()}
 	st, err := d.p.Deal(d.sh, d.keys, bind, values, d.rnd)
