@@ -65,9 +65,9 @@ type mempoolActor struct {
 	// consents waiting to be recorded, by consent ID, in arrival order.
 	consents     map[[32]byte]ledger.Consent
 	consentOrder [][32]byte
-	pending map[ledger.AccountID]int // submitted uploads waiting, by sender
-	recent  map[[32]byte]int         // operations of the last recentBlocks blocks -> block sequence
-	seq     int                      // committed blocks seen
+	pending      map[ledger.AccountID]int // submitted uploads waiting, by sender
+	recent       map[[32]byte]int         // operations of the last recentBlocks blocks -> block sequence
+	seq          int                      // committed blocks seen
 }
 
 // recentBlocks is how many committed blocks' operations count as in flight:

@@ -16,6 +16,9 @@ const (
 	PathBlock      = "/v1/blocks/"        // GET /v1/blocks/{height} -> Block
 	PathBalance    = "/v1/balance"        // POST BalanceRequest -> binary BalanceShare
 	PathHistory    = "/v1/history/"       // GET /v1/history/{account} -> History
+	PathConsents   = "/v1/consents"       // POST ConsentRequest -> ConsentResponse
+	PathLending    = "/lending"           // GET /v1/accounts/{id}/lending -> Lending (suffix of PathAccount+id)
+	PathScore      = "/v1/score"          // POST ScoreRequest -> binary BalanceShare of the score
 	PathMetrics    = "/metrics"           // Prometheus text format
 	ContentBinary  = "application/octet-stream"
 	ContentJSON    = "application/json"
@@ -93,6 +96,17 @@ type TransferStatus struct {
 	// Payees are every payee of a pay-many payment (To is the first);
 	// empty for a single payment.
 	Payees []string `json:"payees,omitempty"`
+	// Kind is a lending operation's kind (ledger.OpKind): "check", "fund"
+	// or "repay"; empty for a payment or an apply. The other fields are
+	// that kind's public envelope fields: a check's minimum and policy hash
+	// (hex), a loan's installment heights and the application it answers
+	// (hex id), a repayment's loan (hex id of the funding operation).
+	Kind        string   `json:"kind,omitempty"`
+	Min         uint64   `json:"min,omitempty"`
+	Policy      string   `json:"policy,omitempty"`
+	Due         []uint64 `json:"due,omitempty"`
+	Application string   `json:"application,omitempty"`
+	Loan        string   `json:"loan,omitempty"`
 }
 
 // Receives reports whether account is a payee of the transfer.
@@ -115,6 +129,113 @@ type Block struct {
 	Proposer  int              `json:"proposer"`
 	Time      string           `json:"time"`
 	Transfers []TransferStatus `json:"transfers"`
+	// Consents are the score consents and revocations the block records
+	// (with Owner and ID set): a recorded grant is also a loan application
+	// to its lender, whose ID is the consent's.
+	Consents []ConsentInfo `json:"consents,omitempty"`
+}
+
+// LendingPath is the path of an account's public lending facts.
+func LendingPath(id string) string { return PathAccount + id + PathLending }
+
+// ConsentRequest submits an owner's signed score consent or revocation:
+// Consent is ledger.Consent's MarshalBinary (base64 in JSON). The node
+// checks it against its book (signature, chain, fresh nonce, known lender,
+// expiry; 400 "bad_consent" with the reason otherwise), queues it and
+// relays it to the other validators; a block records it.
+type ConsentRequest struct {
+	Consent []byte `json:"consent"`
+}
+
+// ConsentResponse acknowledges a queued consent: ID is the hex of
+// ledger.Consent.ID(), which is also the loan application's ID once a
+// grant is recorded. Recording is seen in GET /v1/accounts/{id}/lending.
+type ConsentResponse struct {
+	ID string `json:"id"`
+}
+
+// Lending is an account's public lending facts at the node's applied
+// height: everything here is public on chain; the score's encrypted inputs
+// (available balance, repaid plane) are not.
+type Lending struct {
+	Account      string            `json:"account"`
+	Height       uint64            `json:"height"` // the node's applied height
+	Defaults     uint32            `json:"defaults"`
+	ConsentNonce uint64            `json:"consent_nonce"` // the next consent uses ConsentNonce+1
+	Loans        []LoanInfo        `json:"loans"`
+	Consents     []ConsentInfo     `json:"consents"`
+	Applications []ApplicationInfo `json:"applications"`
+	Score        ScoreParams       `json:"score"`
+}
+
+// LoanInfo is an open loan of the account (a borrower's).
+type LoanInfo struct {
+	ID     string   `json:"id"` // hex id of the funding operation
+	Lender string   `json:"lender"`
+	Start  uint64   `json:"start"`
+	Due    []uint64 `json:"due"`
+	Paid   int      `json:"paid"`
+	Missed int      `json:"missed"`
+}
+
+// ConsentInfo is a recorded score consent (or, in a block, a revocation).
+type ConsentInfo struct {
+	ID      string `json:"id,omitempty"`    // hex of ledger.Consent.ID()
+	Owner   string `json:"owner,omitempty"` // set in block listings
+	Lender  string `json:"lender"`
+	Scope   string `json:"scope"` // "score" or "revoke"
+	Expiry  uint64 `json:"expiry"`
+	Nonce   uint64 `json:"nonce"`
+	Revoked bool   `json:"revoked"`
+}
+
+// ApplicationInfo is an open loan application of the account to a lender:
+// ID is the accepted check's or the recorded consent's id, what a loan
+// (OpFund) names as its application.
+type ApplicationInfo struct {
+	ID     string `json:"id"`
+	Lender string `json:"lender"`
+	Height uint64 `json:"height"`
+}
+
+// ScoreParams are the chain's public score weights (ledger.ScoreParams):
+// S = Base + Avail*A + Repaid*R + Penalty*max(0, Grace - Defaults).
+type ScoreParams struct {
+	Base    uint64 `json:"base"`
+	Avail   uint64 `json:"avail"`
+	Repaid  uint64 `json:"repaid"`
+	Penalty uint64 `json:"penalty"`
+	Grace   uint32 `json:"grace"`
+}
+
+// ScoreRequest asks a validator for its re-encryption share of an account's
+// credit score, re-encrypted to OwnerPK (the requester's HE public key,
+// base64). The reply is a binary ledger.BalanceReply whose available slot
+// holds the score, combined exactly as a balance.
+//
+// Requester is the reading account (hex id): empty for the owner itself,
+// or a lender holding a recorded score consent of the owner, named by its
+// ConsentNonce. SignPub is the requester's account key (hex), Signature
+// (hex) its signature over ledger.ScoreQueryBytes(chain, owner, requester,
+// consent nonce, {Height, Expiry, Nonce}, ownerPK bytes). Height, Expiry
+// and Nonce follow BalanceRequest's rules: answered once per (requester,
+// nonce) (409 "replayed"), not after Expiry (410 "expired"), 403
+// "bad_signature" if anything signed was altered.
+//
+// A lender's consent is checked against the node's book before anything
+// is computed: 403 "no_consent" (none with that nonce), 403
+// "consent_foreign" (the consent names another lender), 409 "revoked",
+// 410 "consent_expired".
+type ScoreRequest struct {
+	Account      string `json:"account"`
+	Height       uint64 `json:"height,omitempty"`
+	Expiry       uint64 `json:"expiry"`
+	Nonce        uint64 `json:"nonce"`
+	Requester    string `json:"requester,omitempty"`
+	ConsentNonce uint64 `json:"consent_nonce,omitempty"`
+	SignPub      string `json:"sign_pub"`
+	OwnerPK      string `json:"owner_pk"`
+	Signature    string `json:"signature"`
 }
 
 // BalanceRequest asks a validator for its re-encryption share of an

@@ -103,6 +103,10 @@ type Faults struct {
 	// ShiftPiece alters this validator's pieces before it encrypts them (a
 	// byzantine holder moving money between an amount and a new balance).
 	ShiftPiece func(shard uint32, piece int, lane int, values []uint64)
+	// ShiftMin replaces the public minimum this validator writes in its
+	// pieces of a score check (a byzantine holder of piece 0 lowering the
+	// bar a borrower must clear).
+	ShiftMin func(shard uint32, piece int, lane int, min uint64) uint64
 	// ShiftCredit replaces this validator's credits of a group's layer
 	// before it encrypts them (a byzantine holder crediting more than was
 	// debited).
@@ -304,7 +308,7 @@ type layout struct {
 
 type group struct {
 	shard uint32
-	kind  uint8 // ledger.Envelope.BatchKind: payments, applies or score checks
+	kind  uint8  // ledger.Envelope.BatchKind: payments, applies or score checks
 	acked uint64 // bitmask of the validators that acked every transfer of the group
 	lanes []int  // in order of appearance in the block
 	subs  []int  // lanes[i] holds the transfer of block.Subs[subs[i]]
@@ -1352,6 +1356,9 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 					// A score check: row 0 is the public minimum, written by
 					// the holders of piece 0 (ledger/atleast.go).
 					lps[j].AtLeast, lps[j].Min, lps[j].First = true, env.Min, k == 0
+					if a.faults.ShiftMin != nil {
+						lps[j].Min = a.faults.ShiftMin(g.shard, k, g.lanes[j], lps[j].Min)
+					}
 				}
 			}
 			// The group's credits: the same pieces placed in the receivers'

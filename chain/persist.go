@@ -55,6 +55,27 @@ type StatusRecord struct {
 	From    string   `json:"from"`
 	To      string   `json:"to"`
 	Payees  []string `json:"payees,omitempty"` // a pay-many's payees (To is the first)
+	// Lending operations (ledger/lending.go): Kind is "check", "fund" or
+	// "repay" (empty for a payment or an apply); Min and Policy are a
+	// check's, Due and Application a loan's, Loan a repayment's.
+	Kind        string   `json:"kind,omitempty"`
+	Min         uint64   `json:"min,omitempty"`
+	Policy      string   `json:"policy,omitempty"`
+	Due         []uint64 `json:"due,omitempty"`
+	Application string   `json:"application,omitempty"`
+	Loan        string   `json:"loan,omitempty"`
+}
+
+// SetLending fills a record's lending fields from its envelope.
+func (r *StatusRecord) SetLending(e *ledger.Envelope) {
+	switch e.Kind {
+	case ledger.OpCheck:
+		r.Kind, r.Min, r.Policy = e.Kind.String(), e.Min, hex.EncodeToString(e.Policy[:])
+	case ledger.OpFund:
+		r.Kind, r.Due, r.Application = e.Kind.String(), append([]uint64(nil), e.Due...), hex.EncodeToString(e.Loan[:])
+	case ledger.OpRepay:
+		r.Kind, r.Loan = e.Kind.String(), hex.EncodeToString(e.Loan[:])
+	}
 }
 
 // PayeeStrings returns a pay-many's payees as hex ids (nil for any other
@@ -150,6 +171,7 @@ func (r *heightRecord) batch() (store.Batch, error) {
 		}
 		if o.Env != nil {
 			rec.From, rec.To, rec.Payees = o.Env.From.String(), o.Env.To.String(), PayeeStrings(o.Env)
+			rec.SetLending(o.Env)
 		}
 		b, _ := json.Marshal(rec)
 		batch.Statuses = append(batch.Statuses, store.Record{Key: o.ID[:], Value: b})
@@ -358,6 +380,10 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 	}
 	book, err := ledger.RestoreBook(eng, chainID, snap)
 	if err != nil {
+		return nil, err
+	}
+	// The score weights are the chain's (genesis), not the snapshot's.
+	if err := book.SetScoreParams(genesisBook.ScoreParams()); err != nil {
 		return nil, err
 	}
 	r.Book = book

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/zkbank/zkbank/ledger"
 )
 
 // Sentinels.
@@ -67,7 +69,10 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("node %s: %s", hostOf(e.URL), msg)
 }
 
-// Is maps statuses onto the package's sentinels.
+// Is maps statuses onto the package's sentinels, and consent refusals
+// (by code) onto the ledger's: errors.Is(err, ledger.ErrConsentRevoked)
+// holds for a node's 409 "revoked", and errors.Is(err, ledger.ErrConsent)
+// for every consent refusal.
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNotReady:
@@ -75,7 +80,20 @@ func (e *APIError) Is(target error) bool {
 	case ErrNotFound:
 		return e.Status == 404
 	}
+	if c, ok := consentCodes[e.Code]; ok {
+		return target == c || target == ledger.ErrConsent
+	}
 	return false
+}
+
+// consentCodes are the codes a node refuses a consent, or a score request
+// under one, with (api.ScoreRequest, api.ConsentRequest).
+var consentCodes = map[string]error{
+	"no_consent":      ledger.ErrNoConsent,
+	"consent_foreign": ledger.ErrConsentForeign,
+	"revoked":         ledger.ErrConsentRevoked,
+	"consent_expired": ledger.ErrConsentExpired,
+	"bad_consent":     ledger.ErrConsent,
 }
 
 // UnknownAccountError is a 404 for an account id.

@@ -70,9 +70,10 @@ func newHolder(p *ledger.Params) *holder {
 	return &holder{pub: pub, key: key, owner: ledger.NewOwnerKeys(p)}
 }
 
-func (h *holder) ID() ledger.AccountID       { return ledger.AccountIDOf(h.pub) }
-func (h *holder) SignPub() ed25519.PublicKey { return h.pub }
-func (h *holder) Owner() *ledger.OwnerKeys   { return h.owner }
+func (h *holder) ID() ledger.AccountID        { return ledger.AccountIDOf(h.pub) }
+func (h *holder) SignPub() ed25519.PublicKey  { return h.pub }
+func (h *holder) Owner() *ledger.OwnerKeys    { return h.owner }
+func (h *holder) SignKey() ed25519.PrivateKey { return h.key }
 func (h *holder) BalanceSignature(chain string, q ledger.BalanceQuery, pk []byte) []byte {
 	return ed25519.Sign(h.key, ledger.BalanceQueryBytes(chain, h.ID(), q, pk))
 }
@@ -99,12 +100,19 @@ type fakeNode struct {
 	fates          map[string][]api.TransferStatus // id -> statuses served in turn (last repeats)
 	submitted      int
 	balanceQueries int
+
+	// Lending (lending_test.go).
+	scores       map[ledger.AccountID]uint64      // plaintext score per owner
+	consents     map[ledger.AccountID]fakeConsent // owner -> its consent
+	scoreQueries int
+	posted       []ledger.Consent // consents received
+	refuseCons   string           // if set, POST /v1/consents answers 400 with this
 }
 
 func newFakeNode(t *testing.T, com *committee, index int) *fakeNode {
 	f := &fakeNode{t: t, index: index, com: com, chain: "test-chain",
 		balances: map[ledger.AccountID]uint64{}, past: map[uint64]map[ledger.AccountID]uint64{}, lanes: map[ledger.AccountID]int{}, nonces: map[ledger.AccountID]uint64{},
-		fates: map[string][]api.TransferStatus{}}
+		fates: map[string][]api.TransferStatus{}, scores: map[ledger.AccountID]uint64{}, consents: map[ledger.AccountID]fakeConsent{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -139,6 +147,12 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", api.ContentBinary)
 		w.Write(b)
+	case strings.HasSuffix(path, api.PathLending) && r.Method == http.MethodGet:
+		f.lending(w, strings.TrimSuffix(strings.TrimPrefix(path, api.PathAccount), api.PathLending))
+	case path == api.PathConsents && r.Method == http.MethodPost:
+		f.consent(w, r)
+	case path == api.PathScore && r.Method == http.MethodPost:
+		f.score(w, r)
 	case strings.HasPrefix(path, api.PathAccount) && r.Method == http.MethodGet:
 		id, err := ledger.ParseAccountID(strings.TrimPrefix(path, api.PathAccount))
 		if err != nil {

@@ -154,45 +154,66 @@ func (m *Multi) Balance(ctx context.Context, h Holder) (Balance, error) {
 // share at that height. It retries while validators lag or disagree, until
 // ctx ends.
 func (m *Multi) BalanceAt(ctx context.Context, h Holder, minHeight uint64) (Balance, error) {
-	owner := h.Owner()
-	pk, err := owner.PK.MarshalBinary()
+	pk, err := h.Owner().PK.MarshalBinary()
 	if err != nil {
 		return Balance{}, err
 	}
+	b, height, err := m.read(ctx, "balance", h.ID(), h.Owner(), minHeight, func(target uint64) (asker, error) {
+		// Valid for a short while past the height asked for: a captured
+		// request cannot be replayed later, and each validator answers it once.
+		q := ledger.BalanceQuery{Height: target, Expiry: target + balanceExpiry, Nonce: uint64(time.Now().UnixNano())}
+		req := api.BalanceRequest{
+			Account:   h.ID().String(),
+			Height:    q.Height,
+			SignPub:   hex.EncodeToString(h.SignPub()),
+			OwnerPK:   base64.StdEncoding.EncodeToString(pk),
+			Nonce:     q.Nonce,
+			Expiry:    q.Expiry,
+			Signature: hex.EncodeToString(h.BalanceSignature(m.g.ChainID, q, pk)),
+		}
+		return func(ctx context.Context, c *Client) ([]byte, error) { return c.BalanceShare(ctx, req) }, nil
+	})
+	return Balance{Amount: b.Available, Pending: b.Pending, Height: height}, err
+}
+
+// asker asks one validator for its binary ledger.BalanceReply to a signed
+// request.
+type asker func(context.Context, *Client) ([]byte, error)
+
+// read is the robust re-encrypted read behind balances and scores: at the
+// highest height a threshold of validators has reached (at least
+// minHeight), it sends every validator the request request builds for that
+// height, and combines t + f agreeing replies with owner's keys
+// (ledger.Decryptor.CombineBalances). It retries while validators lag or
+// disagree, until ctx ends; what names the read in errors, subject the
+// account read.
+func (m *Multi) read(ctx context.Context, what string, subject ledger.AccountID, owner *ledger.OwnerKeys, minHeight uint64, request func(target uint64) (asker, error)) (ledger.Balances, uint64, error) {
 	delay := 100 * time.Millisecond
 	for {
-		bal, err := m.balanceOnce(ctx, h, owner, pk, minHeight)
+		b, h, err := m.readOnce(ctx, what, owner, minHeight, request)
 		if err == nil || !errors.Is(err, errRetry) {
-			return bal, err
+			return b, h, err
 		}
 		select {
 		case <-ctx.Done():
-			return Balance{}, fmt.Errorf("balance of %s: %w (last: %v)", h.ID().Short(), ctx.Err(), err)
+			return ledger.Balances{}, 0, fmt.Errorf("%s of %s: %w (last: %v)", what, subject.Short(), ctx.Err(), err)
 		case <-time.After(delay):
 		}
 		delay = min(delay*3/2, time.Second)
 	}
 }
 
-func (m *Multi) balanceOnce(ctx context.Context, h Holder, owner *ledger.OwnerKeys, pk []byte, minHeight uint64) (Balance, error) {
-	target, err := m.commonHeight(ctx, minHeight)
+func (m *Multi) readOnce(ctx context.Context, what string, owner *ledger.OwnerKeys, minHeight uint64, request func(uint64) (asker, error)) (ledger.Balances, uint64, error) {
+	target, err := m.commonHeight(ctx, what, minHeight)
 	if err != nil {
-		return Balance{}, err
+		return ledger.Balances{}, 0, err
 	}
-	// Valid for a short while past the height asked for: a captured
-	// request cannot be replayed later, and each validator answers it once.
-	q := ledger.BalanceQuery{Height: target, Expiry: target + balanceExpiry, Nonce: uint64(time.Now().UnixNano())}
-	req := api.BalanceRequest{
-		Account:   h.ID().String(),
-		Height:    q.Height,
-		SignPub:   hex.EncodeToString(h.SignPub()),
-		OwnerPK:   base64.StdEncoding.EncodeToString(pk),
-		Nonce:     q.Nonce,
-		Expiry:    q.Expiry,
-		Signature: hex.EncodeToString(h.BalanceSignature(m.g.ChainID, q, pk)),
+	ask, err := request(target)
+	if err != nil {
+		return ledger.Balances{}, 0, err
 	}
-	replies, errs := m.gather(ctx, req)
-	return m.combine(owner, replies, errs, minHeight)
+	replies, errs := m.gather(ctx, ask)
+	return m.combine(what, owner, replies, errs, minHeight)
 }
 
 // balanceExpiry is how many heights past the one it names a balance request
@@ -201,7 +222,7 @@ const balanceExpiry = 32
 
 // commonHeight is the highest applied height that at least a threshold of
 // validators have reached (0, meaning "latest", if nodes do not report one).
-func (m *Multi) commonHeight(ctx context.Context, minHeight uint64) (uint64, error) {
+func (m *Multi) commonHeight(ctx context.Context, what string, minHeight uint64) (uint64, error) {
 	type res struct {
 		h   uint64
 		err error
@@ -240,7 +261,7 @@ func (m *Multi) commonHeight(ctx context.Context, minHeight uint64) (uint64, err
 		if len(heights)+countRetryable(errs) >= t {
 			return 0, fmt.Errorf("%w: %d of %d validators ready, need %d: %v", errRetry, len(heights), len(m.nodes), t, errs)
 		}
-		return 0, fmt.Errorf("balance needs %d of %d validators, %d answered: %w", t, len(m.nodes), len(heights), errs)
+		return 0, fmt.Errorf("%s needs %d of %d validators, %d answered: %w", what, t, len(m.nodes), len(heights), errs)
 	}
 	sort.Slice(heights, func(i, j int) bool { return heights[i] > heights[j] })
 	target := heights[t-1]
@@ -260,7 +281,7 @@ type reply struct {
 	url string
 }
 
-func (m *Multi) gather(ctx context.Context, req api.BalanceRequest) ([]reply, []error) {
+func (m *Multi) gather(ctx context.Context, ask asker) ([]reply, []error) {
 	type res struct {
 		reply
 		err error
@@ -268,7 +289,7 @@ func (m *Multi) gather(ctx context.Context, req api.BalanceRequest) ([]reply, []
 	ch := make(chan res, len(m.nodes))
 	for i, c := range m.nodes {
 		go func() {
-			b, err := c.BalanceShare(ctx, req)
+			b, err := ask(ctx, c)
 			if err != nil {
 				ch <- res{err: err}
 				return
@@ -300,27 +321,16 @@ func (m *Multi) gather(ctx context.Context, req api.BalanceRequest) ([]reply, []
 
 // combine decrypts at the highest height at which at least a threshold of
 // replies were computed.
-func (m *Multi) combine(owner *ledger.OwnerKeys, replies []reply, errs []error, minHeight uint64) (Balance, error) {
+func (m *Multi) combine(what string, owner *ledger.OwnerKeys, replies []reply, errs []error, minHeight uint64) (ledger.Balances, uint64, error) {
 	t := m.Threshold()
-	unknown := 0
-	for _, err := range errs {
-		if errors.Is(err, ErrUnknownAccount) {
-			unknown++
-		}
-	}
-	if unknown > len(m.nodes)-t {
-		// More validators deny the account than could be faulty.
-		for _, err := range errs {
-			if errors.Is(err, ErrUnknownAccount) {
-				return Balance{}, err
-			}
-		}
+	if err := m.refused(errs); err != nil {
+		return ledger.Balances{}, 0, err
 	}
 	if len(replies) < t {
 		if len(replies)+countRetryable(errs) >= t {
-			return Balance{}, fmt.Errorf("%w: %d of %d validators answered, need %d: %v", errRetry, len(replies), len(m.nodes), t, nodeErrors(errs))
+			return ledger.Balances{}, 0, fmt.Errorf("%w: %d of %d validators answered, need %d: %v", errRetry, len(replies), len(m.nodes), t, nodeErrors(errs))
 		}
-		return Balance{}, fmt.Errorf("balance needs %d of %d validators, %d answered: %w", t, len(m.nodes), len(replies), nodeErrors(errs))
+		return ledger.Balances{}, 0, fmt.Errorf("%s needs %d of %d validators, %d answered: %w", what, t, len(m.nodes), len(replies), nodeErrors(errs))
 	}
 	byHeight := map[uint64][]*ledger.BalanceReply{}
 	var heights []uint64
@@ -341,19 +351,45 @@ func (m *Multi) combine(owner *ledger.OwnerKeys, replies []reply, errs []error, 
 		}
 		b, height, err := m.dec.CombineBalances(owner, g)
 		if err != nil {
-			return Balance{}, fmt.Errorf("combine balance at height %d: %w", h, err)
+			return ledger.Balances{}, 0, fmt.Errorf("combine %s at height %d: %w", what, h, err)
 		}
-		return Balance{Amount: b.Available, Pending: b.Pending, Height: height}, nil
+		return b, height, nil
 	}
-	return Balance{}, fmt.Errorf("%w: no %d validators agree on a height >= %d (heights %v)", errRetry, t, minHeight, heights)
+	return ledger.Balances{}, 0, fmt.Errorf("%w: no %d validators agree on a height >= %d (heights %v)", errRetry, t, minHeight, heights)
+}
+
+// refused returns a final refusal if more validators gave it than could be
+// faulty: an unknown account, or a refused consent (ledger.ErrConsent:
+// none, another lender's, revoked, expired). Retrying would not change it.
+func (m *Multi) refused(errs []error) error {
+	for _, final := range []error{ErrUnknownAccount, ledger.ErrConsent} {
+		var first error
+		n := 0
+		for _, err := range errs {
+			if errors.Is(err, final) {
+				n++
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		if n > len(m.nodes)-m.Threshold() {
+			return first
+		}
+	}
+	return nil
 }
 
 // countRetryable counts failures that may go away: a node not ready yet, or
 // not yet at the height asked (409), or past it (410, a race with pruning).
+// A refused consent (409 revoked, 410 expired) is final, not retryable.
 func countRetryable(errs []error) int {
 	n := 0
 	for _, err := range errs {
 		var ae *APIError
+		if errors.Is(err, ledger.ErrConsent) {
+			continue
+		}
 		if errors.Is(err, ErrNotReady) || errors.As(err, &ae) && (ae.Status == 409 || ae.Status == 410) {
 			n++
 		}

@@ -71,7 +71,18 @@ type Genesis struct {
 	Validators []Validator `json:"validators"`
 	Accounts   []Account   `json:"accounts"`
 	Timeouts   Timeouts    `json:"timeouts"`
-	Created    time.Time   `json:"created"`
+	// Score holds the credit score's public weights (docs/LENDING.md);
+	// absent means ledger.DefaultScoreParams.
+	Score   *ledger.ScoreParams `json:"score,omitempty"`
+	Created time.Time           `json:"created"`
+}
+
+// ScoreParams returns the chain's score weights.
+func (g *Genesis) ScoreParams() ledger.ScoreParams {
+	if g.Score == nil {
+		return ledger.DefaultScoreParams
+	}
+	return *g.Score
 }
 
 // Load reads and validates a genesis file.
@@ -112,6 +123,9 @@ func (g *Genesis) Validate() error {
 	}
 	if _, err := ledger.ParamSetByName(g.ParamSet); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := g.ScoreParams().Validate(); err != nil {
+		return fmt.Errorf("%w: score: %w", ErrInvalid, err)
 	}
 	n := len(g.Validators)
 	if f := (n - 1) / 3; n == 0 || g.Threshold != f+1 {

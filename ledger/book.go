@@ -349,8 +349,9 @@ func (b *Book) CheckVerified(e *Envelope) Reason {
 		return RejectStaleHeight
 	}
 	// A score check names the height of the score it was built on, which
-	// must still be retained.
-	if e.IsCheck() && e.Height+StateWindow <= b.height {
+	// must still be retained, and not before the account was opened (its
+	// shard may have no state before: the block could not be evaluated).
+	if e.IsCheck() && (e.Height < from.Created || e.Height+StateWindow <= b.height) {
 		return RejectStaleHeight
 	}
 	if e.Prev != from.LastOp {
@@ -653,7 +654,7 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 				a.Nonce = env.Nonce
 				if r == Accepted {
 					a.LastOp = env.ID()
-					a.addApplication(Application{ID: env.ID(), Lender: env.To, Height: h})
+					a.addApplication(Application{ID: env.ID(), Lender: env.To, Height: h}, h)
 				}
 				out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
 			}

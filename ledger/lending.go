@@ -112,6 +112,7 @@ func (e *Envelope) writeLending(w *wire.Writer) {
 		for _, d := range e.Due {
 			w.U64(d)
 		}
+		w.Fixed(e.Loan[:]) // the application it answers: signed and sent like the schedule
 	case OpRepay:
 		w.Fixed(e.Loan[:])
 	}
@@ -130,6 +131,7 @@ func (e *Envelope) readLending(r *wire.Reader) {
 		for i := 0; i < n && r.Err == nil; i++ {
 			e.Due = append(e.Due, r.U64())
 		}
+		copy(e.Loan[:], r.Fixed(32))
 	case OpRepay:
 		copy(e.Loan[:], r.Fixed(32))
 	default:
@@ -248,14 +250,28 @@ func ShardOfKey(k uint32) uint32 { return k &^ (pendingBit | repaidBit) }
 // lender to fund.
 const ApplicationWindow = 4096
 
-// MaxApplications bounds the open applications of one account (the oldest
-// is dropped).
+// MaxApplications bounds the open applications of one account once a
+// height is settled (the oldest are dropped).
 const MaxApplications = 8
+
+// maxOpenApplications bounds them at any time: consents recorded since the
+// last settled height may add up to MaxConsents more.
+const maxOpenApplications = MaxApplications + MaxConsents
 
 // Application is a borrower's open request to one lender: recorded when the
 // borrower's score check to it is accepted (ID: the check's ID) or its
 // score consent to it is recorded (ID: the consent's ID). A loan must name
 // one; funding uses it up.
+//
+// Height is the book height from which a loan may answer it: a check's is
+// the height that committed it; a consent's is the height after the one it
+// was recorded at. A chain records a block's consents on the book the
+// block's operations are planned on, one height behind, and a validator
+// that restarts re-plans the block before its last on its persisted book,
+// which already holds the last block's consents: they must not change that
+// plan. So recording a consent only appends an application that earlier
+// plans cannot see, and nothing is removed from the list but when a height
+// is settled (settleLoans: used, expired, revoked, beyond MaxApplications).
 type Application struct {
 	ID     [32]byte
 	Lender AccountID
@@ -271,19 +287,45 @@ func (a *Account) application(id [32]byte) *Application {
 	return nil
 }
 
-// addApplication records an application, dropping expired ones and, past
-// MaxApplications, the oldest.
-func (a *Account) addApplication(ap Application) {
+// addApplication records an application at book height now, dropping those
+// no loan can answer from now on (expired). Past MaxApplications the oldest
+// are dropped when the height is settled (trimApplications), not here.
+func (a *Account) addApplication(ap Application, now uint64) {
 	keep := a.Applications[:0:0]
 	for _, x := range a.Applications {
-		if x.Height+ApplicationWindow >= ap.Height {
+		if x.Height+ApplicationWindow >= now {
 			keep = append(keep, x)
 		}
 	}
-	if len(keep) >= MaxApplications {
-		keep = keep[len(keep)-MaxApplications+1:]
-	}
 	a.Applications = append(keep, ap)
+}
+
+// trimApplications settles the applications at height h: expired ones,
+// those made by a consent since revoked, and, past MaxApplications, the
+// oldest are dropped.
+func (a *Account) trimApplications(h uint64) {
+	if len(a.Applications) == 0 {
+		return
+	}
+	revoked := map[[32]byte]bool{}
+	for i := range a.Consents {
+		if a.Consents[i].Revoked {
+			revoked[a.Consents[i].ID()] = true
+		}
+	}
+	keep := a.Applications[:0:0]
+	for _, x := range a.Applications {
+		if x.Height+ApplicationWindow >= h && !revoked[x.ID] {
+			keep = append(keep, x)
+		}
+	}
+	if len(keep) > MaxApplications {
+		keep = keep[len(keep)-MaxApplications:]
+	}
+	if len(keep) == 0 {
+		keep = nil
+	}
+	a.Applications = keep
 }
 
 func (a *Account) useApplication(id [32]byte) {
@@ -316,7 +358,9 @@ type ConsentScope uint8
 const (
 	// ScopeScore: the score itself, re-encrypted to the lender's key.
 	ScopeScore ConsentScope = 1
-	// ScopeRevoke withdraws every consent the owner gave the lender.
+	// ScopeRevoke withdraws every consent the owner gave the lender, and
+	// with them the loan applications they made (when the height is
+	// settled: no loan planned after it can answer them).
 	ScopeRevoke ConsentScope = 2
 )
 
@@ -451,6 +495,17 @@ func (b *Book) CheckConsent(c *Consent) error {
 		if live >= MaxConsents {
 			return fmt.Errorf("%w: the owner already has %d live consents; revoke one", ErrConsent, MaxConsents)
 		}
+		// Applications are trimmed when a height is settled, not when a
+		// consent adds one (Application): bound what one height may add.
+		open := 0
+		for _, x := range o.Applications {
+			if x.Height+ApplicationWindow >= b.height {
+				open++
+			}
+		}
+		if open >= maxOpenApplications {
+			return fmt.Errorf("%w: the owner has %d open loan applications; wait for the next height", ErrConsent, open)
+		}
 	case ScopeRevoke:
 	default:
 		return fmt.Errorf("%w: scope %d", ErrConsent, c.Scope)
@@ -478,7 +533,8 @@ func (b *Book) RecordConsent(c *Consent) error {
 		keep = append(keep, x)
 	}
 	if c.Scope == ScopeScore {
-		o.addApplication(Application{ID: c.ID(), Lender: c.Lender, Height: b.height})
+		// A loan may answer it from the next height on (Application).
+		o.addApplication(Application{ID: c.ID(), Lender: c.Lender, Height: b.height + 1}, b.height)
 		// Revoked consents are kept until they expire (so a query under one
 		// is told it was revoked), at most MaxConsents of them.
 		for len(keep) >= 2*MaxConsents {
@@ -582,13 +638,17 @@ func (b *Book) checkLoanOp(e *Envelope) Reason {
 	switch e.Kind {
 	case OpFund:
 		// A loan needs the borrower's application to this lender, unused,
-		// and a first installment still ahead: nobody can saddle an account
-		// with a loan (and its defaults) it did not ask for.
+		// and a first installment the borrower can still repay on time:
+		// nobody can saddle an account with a loan (and its defaults) it
+		// did not ask for. The loan is planned at b.height and opens when
+		// its block commits, at b.height+1: a repayment can commit at
+		// b.height+2 at the earliest, so an installment due at b.height+1
+		// could only ever be missed.
 		to := b.byID[e.To]
-		if to == nil || len(to.Loans) >= MaxLoans || len(e.Due) == 0 || e.Due[0] <= b.height {
+		if to == nil || len(to.Loans) >= MaxLoans || len(e.Due) == 0 || e.Due[0] <= b.height+1 {
 			return RejectLoan
 		}
-		if ap := to.application(e.Loan); ap == nil || ap.Lender != e.From || ap.Height+ApplicationWindow < b.height {
+		if ap := to.application(e.Loan); ap == nil || ap.Lender != e.From || ap.Height > b.height || ap.Height+ApplicationWindow < b.height {
 			return RejectLoan
 		}
 	case OpRepay:
@@ -611,10 +671,12 @@ func (a *Account) loan(id [32]byte) *Loan {
 }
 
 // settleLoans records, at height h, each installment of an open loan whose
-// due height has passed unpaid as missed (one default each), and closes
-// loans with no installment left. Deterministic: each account on its own.
+// due height has passed unpaid as missed (one default each), closes loans
+// with no installment left, and trims applications (trimApplications).
+// Deterministic: each account on its own.
 func (b *Book) settleLoans(h uint64) {
 	for _, a := range b.byID {
+		a.trimApplications(h)
 		if len(a.Loans) == 0 {
 			continue
 		}
@@ -712,7 +774,7 @@ func readLendingAccount(r *wire.Reader, a *Account) {
 		}
 		a.Loans = append(a.Loans, l)
 	}
-	n = r.Count(MaxApplications)
+	n = r.Count(maxOpenApplications)
 	for i := 0; i < n && r.Err == nil; i++ {
 		var ap Application
 		copy(ap.ID[:], r.Fixed(32))

@@ -25,6 +25,9 @@ type Metrics struct {
 	// "open": sealed boxes opened at admission): where a validator's time
 	// goes under load (zkbank load reports it).
 	Stage *prometheus.HistogramVec
+	// Reencryptions counts re-encryption shares released, by query
+	// (balance, score): a refused request releases none.
+	Reencryptions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -43,6 +46,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	m.ValidatorFaults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_validator_faults_total", Help: "Signed precommit extensions whose shares or digest disagreed with the decision, by validator (outvoted, no credit)."}, []string{"validator"})
 	m.Stage = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zkbank_stage_seconds", Help: "Time spent per pipeline stage: decide (verdicts, pieces decided, block evaluated), pieces (own piece ciphertexts), shares (decryption shares), persist, propose, open (sealed boxes at admission).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"stage"})
-	reg.MustRegister(m.Stage, m.ValidatorFaults, m.PeersBestHeight, m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions, m.Fetches)
+	m.Reencryptions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_reencryptions_total", Help: "Re-encryption shares released to a requester's key, by query (balance, score); a refused request releases none."}, []string{"query"})
+	reg.MustRegister(m.Reencryptions, m.Stage, m.ValidatorFaults, m.PeersBestHeight, m.Height, m.Committed, m.Rejected, m.BlockTime, m.Evaluation, m.Finality, m.Mempool, m.Submissions, m.Fetches)
 	return m
 }

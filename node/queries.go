@@ -8,8 +8,9 @@ import (
 	"github.com/zkbank/zkbank/ledger"
 )
 
-// usedQueries remembers the balance requests this node answered until they
-// expire, so a captured request is answered at most once. Entries leave when
+// usedQueries remembers the re-encryption requests (balance and score) this
+// node answered until they expire, so a captured request is answered at
+// most once. Entries leave when
 // their expiry height passes; the set is bounded, and a full set refuses new
 // requests (the wallet retries) rather than forgetting unexpired ones.
 type usedQueries struct {
@@ -17,8 +18,26 @@ type usedQueries struct {
 	seen map[queryKey]uint64 // -> expiry height
 }
 
+// queryKind tells balance requests from score requests: each kind is
+// answered once per (requester, nonce), independently of the other (their
+// signatures are domain-separated, so neither can be replayed as the other).
+type queryKind uint8
+
+const (
+	queryBalance queryKind = iota
+	queryScore
+)
+
+func (k queryKind) String() string {
+	if k == queryScore {
+		return "score"
+	}
+	return "balance"
+}
+
 type queryKey struct {
-	account ledger.AccountID
+	kind    queryKind
+	account ledger.AccountID // the requester: the owner, or a lender reading a score
 	nonce   uint64
 }
 
@@ -26,21 +45,22 @@ type queryKey struct {
 const maxUsedQueries = 1 << 16
 
 var (
-	errQueryReplayed = errors.New("balance request already answered (replayed)")
-	errQueriesFull   = errors.New("too many balance requests in flight; retry")
+	errQueryReplayed = errors.New("request already answered (replayed)")
+	errQueriesFull   = errors.New("too many balance or score requests in flight; retry")
 )
 
-// use records q for account, or refuses it if it was seen before. height is
-// the node's finalized height: entries that expired before it are dropped.
-func (u *usedQueries) use(account ledger.AccountID, q ledger.BalanceQuery, height uint64) error {
+// use records q of the given kind by account (the requester), or refuses it
+// if it was seen before. height is the node's finalized height: entries
+// that expired before it are dropped.
+func (u *usedQueries) use(kind queryKind, account ledger.AccountID, q ledger.BalanceQuery, height uint64) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.seen == nil {
 		u.seen = map[queryKey]uint64{}
 	}
-	k := queryKey{account, q.Nonce}
+	k := queryKey{kind, account, q.Nonce}
 	if _, ok := u.seen[k]; ok {
-		return fmt.Errorf("%w: nonce %d of account %s", errQueryReplayed, q.Nonce, account.Short())
+		return fmt.Errorf("%s %w: nonce %d of account %s", kind, errQueryReplayed, q.Nonce, account.Short())
 	}
 	if len(u.seen) >= maxUsedQueries {
 		for k, exp := range u.seen {

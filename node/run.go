@@ -35,6 +35,7 @@ var (
 	protoConsensus = p2p.ProtocolID("consensus", 1)
 	protoTx        = p2p.ProtocolID("tx", 1)
 	protoOpen      = p2p.ProtocolID("open", 1)
+	protoConsent   = p2p.ProtocolID("consent", 1)
 	protoSync      = p2p.ProtocolID("sync", 1)
 	protoPieces    = p2p.ProtocolID("pieces", 1)
 )
@@ -89,9 +90,11 @@ type Node struct {
 	host    *p2p.Host // set before the API serves
 	recMu   sync.Mutex
 	recs    map[recKey]recEntry
-	queries usedQueries // balance requests answered, until they expire
+	queries usedQueries // balance and score requests answered, until they expire
+	scores  scoreCache  // recent shards' recomposed scores (lending.go)
 
-	opensByIP, opensByPeer *limiter // account openings per client IP, per peer
+	opensByIP, opensByPeer       *limiter // account openings per client IP, per peer
+	consentsByIP, consentsByPeer *limiter // score consents per client IP, per peer
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -155,6 +158,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
 		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
+		consentsByIP: newLimiter(openRate, openBurst), consentsByPeer: newLimiter(openRate, openBurst),
 		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache(), ctx: ctx,
 		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst)}
 
@@ -268,6 +272,9 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := gbook.SetScoreParams(gen.ScoreParams()); err != nil {
+		return err
+	}
 
 	n.sys = actors.NewSystem(log)
 	defer n.sys.Shutdown()
@@ -333,6 +340,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		{protoConsensus, n.handleConsensus},
 		{protoTx, n.handleTx},
 		{protoOpen, n.handleOpen},
+		{protoConsent, n.handleConsent},
 		{protoSync, n.handleSync},
 		{protoPieces, n.handlePieces},
 	} {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/ledger"
@@ -43,6 +44,9 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathBlock+"{height}", s.block)
 	mux.HandleFunc("POST "+api.PathBalance, s.balance)
 	mux.HandleFunc("GET "+api.PathHistory+"{id}", s.history)
+	mux.HandleFunc("POST "+api.PathConsents, s.consent)
+	mux.HandleFunc("GET "+api.PathAccount+"{id}"+api.PathLending, s.lending)
+	mux.HandleFunc("POST "+api.PathScore, s.score)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderNodeName, s.n.name)
@@ -206,7 +210,9 @@ func (s *server) transfer(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.TransferStatus{ID: id, Status: api.StatusUnknown})
 		return
 	}
-	writeJSON(w, http.StatusOK, api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To, Payees: sr.Payees})
+	st := api.TransferStatus{ID: sr.ID, Status: sr.Status, Code: sr.Code, Reason: sr.Reason, Height: sr.Height, From: sr.From, To: sr.To, Payees: sr.Payees}
+	lendingFromRecord(&st, sr)
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *server) block(w http.ResponseWriter, r *http.Request) {
@@ -234,9 +240,15 @@ func (s *server) block(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				st = api.TransferStatus{ID: hex.EncodeToString(id[:]), Status: api.StatusUnknown, Height: h}
 			}
+			// Rendered from the block's own envelope: a lender scanning
+			// blocks finds the checks, loans and repayments addressed to it.
 			st.From, st.To, st.Payees = sub.Envelopes[i].From.String(), sub.Envelopes[i].To.String(), chain.PayeeStrings(&sub.Envelopes[i])
+			setLending(&st, &sub.Envelopes[i])
 			out.Transfers = append(out.Transfers, st)
 		}
+	}
+	for i := range b.Consents {
+		out.Consents = append(out.Consents, consentInfo(&b.Consents[i]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -250,8 +262,7 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.BalanceRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	id, err := ledger.ParseAccountID(req.Account)
@@ -259,88 +270,148 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
 		return
 	}
-	pub, err1 := hex.DecodeString(req.SignPub)
-	sig, err2 := hex.DecodeString(req.Signature)
-	pkb, err3 := base64.StdEncoding.DecodeString(req.OwnerPK)
-	if err1 != nil || err2 != nil || err3 != nil {
-		writeErr(w, http.StatusBadRequest, "malformed", "sign_pub, signature (hex) and owner_pk (base64) are required")
+	sq, ok := decodeSigned(w, req.SignPub, req.Signature, req.OwnerPK)
+	if !ok {
 		return
 	}
 	view := s.n.view.Load()
-	book := view.Book
-	acct, ok := book.Account(id)
+	acct, ok := view.Book.Account(id)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown_account", "unknown account "+id.Short())
 		return
 	}
-	q := ledger.BalanceQuery{Height: req.Height, Expiry: req.Expiry, Nonce: req.Nonce}
-	if !ledger.VerifyBalanceQuery(pub, s.n.gen.ChainID, id, q, pkb, sig) {
+	sq.kind, sq.requester = queryBalance, id
+	sq.q = ledger.BalanceQuery{Height: req.Height, Expiry: req.Expiry, Nonce: req.Nonce}
+	if !ledger.VerifyBalanceQuery(sq.pub, s.n.gen.ChainID, id, sq.q, sq.pkb, sq.sig) {
 		writeErr(w, http.StatusForbidden, "bad_signature", "balance request not signed by the account's key")
 		return
 	}
-	switch {
-	case q.Expiry < view.Height:
-		writeErr(w, http.StatusGone, "expired", fmt.Sprintf("balance request expired at height %d (this node is at %d)", q.Expiry, view.Height))
-		return
-	case q.Expiry > view.Height+ledger.BalanceQueryWindow:
-		writeErr(w, http.StatusBadRequest, "malformed", fmt.Sprintf("balance request expiry %d is more than %d heights ahead of %d", q.Expiry, ledger.BalanceQueryWindow, view.Height))
+	ownerPK, at, ok := s.admitQuery(w, view, sq)
+	if !ok {
 		return
 	}
-	if err := s.n.queries.use(id, q, view.Height); err != nil {
+	eng := s.n.queryEngine()
+	defer s.n.releaseEngine(eng)
+	ct, err := s.n.balanceCT(eng, view.Book, acct, at)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	s.writeReenc(w, queryBalance, ct, ownerPK, at, acct.Lane)
+}
+
+// balanceCT is an account's two balances at height at, isolated into one
+// ciphertext (Engine.BalancesFromRecomposed): one re-encryption share
+// answers both.
+func (n *Node) balanceCT(eng *ledger.Engine, book *ledger.Book, acct *ledger.Account, at uint64) (*rlwe.Ciphertext, error) {
+	st, ok1 := book.State(acct.Shard, at)
+	pst, ok2 := book.PendingState(acct.Shard, at)
+	if !ok1 || !ok2 {
+		return nil, errors.New("no state for the account's shard")
+	}
+	sum, err := n.recomposed(eng, acct.Shard, at, st)
+	if err != nil {
+		return nil, err
+	}
+	psum, err := n.recomposed(eng, ledger.PendingKey(acct.Shard), at, pst)
+	if err != nil {
+		return nil, err
+	}
+	return eng.BalancesFromRecomposed(sum, psum, acct.Lane)
+}
+
+// decodeBody decodes a JSON request body (at most 8 MiB: an owner key is
+// about a MiB of base64), answering 400 if it does not decode.
+func decodeBody(w http.ResponseWriter, r *http.Request, out any) bool {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(out); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// signedQuery is a re-encryption request (balance or score) as the shared
+// checks see it: who asks, what it signed, and the key to re-encrypt to.
+type signedQuery struct {
+	kind      queryKind
+	requester ledger.AccountID // the account whose key signed: replays are counted per requester
+	q         ledger.BalanceQuery
+	pub       []byte
+	sig       []byte
+	pkb       []byte // the target HE public key, encoded
+}
+
+// decodeSigned decodes the signing key, signature and target key every
+// re-encryption request carries (400 if any does not decode).
+func decodeSigned(w http.ResponseWriter, signPub, signature, ownerPK string) (signedQuery, bool) {
+	pub, err1 := hex.DecodeString(signPub)
+	sig, err2 := hex.DecodeString(signature)
+	pkb, err3 := base64.StdEncoding.DecodeString(ownerPK)
+	if err1 != nil || err2 != nil || err3 != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "sign_pub, signature (hex) and owner_pk (base64) are required")
+		return signedQuery{}, false
+	}
+	return signedQuery{pub: pub, sig: sig, pkb: pkb}, true
+}
+
+// admitQuery applies the rules every signed re-encryption request obeys
+// once its signature has verified, so that a captured request is
+// worthless: answerable only until its expiry (410 "expired"; 400 if the
+// expiry lies further ahead than ledger.BalanceQueryWindow), and only once
+// per (requester, nonce) (409 "replayed"). Then the target key must decode
+// and the height asked must be one this node holds (409 "not_yet", 410
+// "pruned"). It answers the refusal itself and reports false; the caller
+// computes nothing unless it reports true, with the key and the height to
+// answer at.
+func (s *server) admitQuery(w http.ResponseWriter, view *chain.View, sq signedQuery) (*rlwe.PublicKey, uint64, bool) {
+	what, q := sq.kind.String(), sq.q
+	switch {
+	case q.Expiry < view.Height:
+		writeErr(w, http.StatusGone, "expired", fmt.Sprintf("%s request expired at height %d (this node is at %d)", what, q.Expiry, view.Height))
+		return nil, 0, false
+	case q.Expiry > view.Height+ledger.BalanceQueryWindow:
+		writeErr(w, http.StatusBadRequest, "malformed", fmt.Sprintf("%s request expiry %d is more than %d heights ahead of %d", what, q.Expiry, ledger.BalanceQueryWindow, view.Height))
+		return nil, 0, false
+	}
+	if err := s.n.queries.use(sq.kind, sq.requester, q, view.Height); err != nil {
 		code, status := "replayed", http.StatusConflict
 		if errors.Is(err, errQueriesFull) {
 			code, status = "busy", http.StatusServiceUnavailable
 		}
 		writeErr(w, status, code, err.Error())
-		return
+		return nil, 0, false
 	}
-	ownerPK, err := s.n.p.DecodeOwnerPK(pkb)
+	ownerPK, err := s.n.p.DecodeOwnerPK(sq.pkb)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
-		return
+		return nil, 0, false
 	}
-	at := book.Height()
-	if req.Height != 0 {
-		if req.Height > at {
-			writeErr(w, http.StatusConflict, "not_yet", fmt.Sprintf("this node has applied height %d, asked for %d; retry", at, req.Height))
-			return
+	at := view.Book.Height()
+	if q.Height != 0 {
+		if q.Height > at {
+			writeErr(w, http.StatusConflict, "not_yet", fmt.Sprintf("this node has applied height %d, asked for %d; retry", at, q.Height))
+			return nil, 0, false
 		}
-		if req.Height+ledger.StateWindow <= at {
-			writeErr(w, http.StatusGone, "pruned", fmt.Sprintf("height %d is older than the %d retained heights", req.Height, ledger.StateWindow))
-			return
+		if q.Height+ledger.StateWindow <= at {
+			writeErr(w, http.StatusGone, "pruned", fmt.Sprintf("height %d is older than the %d retained heights", q.Height, ledger.StateWindow))
+			return nil, 0, false
 		}
-		at = req.Height
+		at = q.Height
 	}
-	st, ok1 := book.State(acct.Shard, at)
-	pst, ok2 := book.PendingState(acct.Shard, at)
-	if !ok1 || !ok2 {
-		writeErr(w, http.StatusInternalServerError, "internal", "no state for the account's shard")
-		return
-	}
-	eng := s.n.queryEngine()
-	defer s.n.releaseEngine(eng)
-	sum, err := s.n.recomposed(eng, acct.Shard, at, st)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	psum, err := s.n.recomposed(eng, ledger.PendingKey(acct.Shard), at, pst)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	// Both balances in one ciphertext: one re-encryption share answers both.
-	ct, err := eng.BalancesFromRecomposed(sum, psum, acct.Lane)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
+	return ownerPK, at, true
+}
+
+// writeReenc answers a re-encryption request: this validator's share
+// re-encrypting ct (which it computed itself from committed state) to
+// ownerPK, as a binary ledger.BalanceReply.
+func (s *server) writeReenc(w http.ResponseWriter, kind queryKind, ct *rlwe.Ciphertext, ownerPK *rlwe.PublicKey, at uint64, lane int) {
 	share, err := s.n.dec.ReencShare(s.n.key, ct, ownerPK)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	reply := &ledger.BalanceReply{Validator: s.n.self, Height: at, Lane: acct.Lane, CT: ct, Share: share}
+	s.n.met.Reencryptions.WithLabelValues(kind.String()).Inc()
+	reply := &ledger.BalanceReply{Validator: s.n.self, Height: at, Lane: lane, CT: ct, Share: share}
 	b, err := reply.MarshalBinary()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "internal", err.Error())

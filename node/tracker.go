@@ -73,7 +73,9 @@ func (t *tracker) submittedNow(envs []ledger.Envelope) {
 
 // statusOf is a pending status for an envelope.
 func statusOf(k string, e *ledger.Envelope) *api.TransferStatus {
-	return &api.TransferStatus{ID: k, Status: api.StatusPending, From: e.From.String(), To: e.To.String(), Payees: chain.PayeeStrings(e)}
+	st := &api.TransferStatus{ID: k, Status: api.StatusPending, From: e.From.String(), To: e.To.String(), Payees: chain.PayeeStrings(e)}
+	setLending(st, e)
+	return st
 }
 
 // rememberAll adds the transfer to the history of its payer and every payee.
@@ -146,6 +148,7 @@ func (t *tracker) decided(h uint64, outs []ledger.Outcome) {
 			st = &api.TransferStatus{ID: k, Height: h}
 			if o.Env != nil {
 				st.From, st.To, st.Payees = o.Env.From.String(), o.Env.To.String(), chain.PayeeStrings(o.Env)
+				setLending(st, o.Env)
 				t.rememberAll(st, k)
 			}
 			t.track(k, st)

@@ -27,7 +27,11 @@ const (
 	CardLimit     = 500_00    // the card's credit line
 	IssuerFunds   = 10_000_00 // the issuer's funds before granting the card's line
 	DemoLoadFunds = 1_000_00  // each background-load wallet
+	LenderFunds   = 5_000_00  // the demo lender's pool
 	demoLoaders   = 4
+	// demoBorrowers are the wallets of the demo loans (the last one
+	// deliberately misses an installment).
+	demoBorrowers = 3
 	maxAccounts   = 4096 // 16 shards
 	maxValidators = 16
 
@@ -56,7 +60,20 @@ func (l Layout) Wallets() string           { return filepath.Join(l.Dir, "wallet
 func (l Layout) Wallet(name string) string { return filepath.Join(l.Wallets(), name+".json") }
 func (l Layout) DemoWallets() string       { return filepath.Join(l.Dir, "demo-wallets") }
 func (l Layout) DemoLog() string           { return filepath.Join(l.Dir, "demo.log") }
-func (l Layout) nodeGenesis(i int) string  { return filepath.Join(l.Home(i), "genesis.json") }
+
+// The demo lender (docs/LENDING.md): its pool wallet, policy, bot log and
+// state, and the demo borrowers, in DIR/lending.
+func (l Layout) Lending() string       { return filepath.Join(l.Dir, "lending") }
+func (l Layout) LenderPool() string    { return filepath.Join(l.Lending(), "pool.json") }
+func (l Layout) LenderPolicy() string  { return filepath.Join(l.Lending(), "policy.json") }
+func (l Layout) BotLog() string        { return filepath.Join(l.Lending(), "bot.log") }
+func (l Layout) BotState() string      { return filepath.Join(l.Lending(), "bot-state.json") }
+func (l Layout) LoansLog() string      { return filepath.Join(l.Lending(), "demo-loans.log") }
+func (l Layout) DemoBorrowers() string { return filepath.Join(l.Lending(), "borrowers") }
+func (l Layout) demoBorrower(i int) string {
+	return filepath.Join(l.DemoBorrowers(), fmt.Sprintf("borrower-%d.json", i+1))
+}
+func (l Layout) nodeGenesis(i int) string { return filepath.Join(l.Home(i), "genesis.json") }
 func (l Layout) demoWallet(i int) string {
 	return filepath.Join(l.DemoWallets(), fmt.Sprintf("demo-%d.json", i+1))
 }
@@ -228,7 +245,7 @@ func nodeInit(ctx context.Context, exe, home, p2p, apiURL string) (*InitInfo, er
 // from its funds, and the background-load wallets.
 func createWallets(l Layout, n int) ([]genesis.Account, error) {
 	p := ledger.MustParams(ledger.ZKB128)
-	for _, d := range []string{l.Wallets(), l.DemoWallets()} {
+	for _, d := range []string{l.Wallets(), l.DemoWallets(), l.Lending(), l.DemoBorrowers()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -267,23 +284,56 @@ func createWallets(l Layout, n int) ([]genesis.Account, error) {
 			return nil, err
 		}
 	}
+	if _, err := mk("lender", wallet.KindDeposit, l.LenderPool(), LenderFunds, nil); err != nil {
+		return nil, err
+	}
+	for i := 0; i < demoBorrowers; i++ {
+		if _, err := mk(fmt.Sprintf("borrower-%d", i+1), wallet.KindDeposit, l.demoBorrower(i), DemoBalance, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(l.LenderPolicy(), []byte(DemoPolicy), 0o644); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
+// DemoPolicy is the demo lender's policy file: decision mode, a minimum a
+// demo account with its 1,000.00 and no default meets (1 x 100000 + 4 x
+// 50000 with the default weights), a small loan repaid in three
+// installments a few dozen heights apart.
+const DemoPolicy = `{
+  "name": "demo-lender",
+  "mode": "decision",
+  "min_score": 250000,
+  "amount": "100.00",
+  "installments": 3,
+  "interval": 30,
+  "max_open_loans": 16
+}
+`
+
 // bindWallets records the chain id in every wallet of the testnet.
 func bindWallets(l Layout, chain string) error {
-	for _, dir := range []string{l.Wallets(), l.DemoWallets()} {
+	var all []*wallet.Wallet
+	for _, dir := range []string{l.Wallets(), l.DemoWallets(), l.DemoBorrowers()} {
 		ws, err := LoadWallets(dir)
 		if err != nil {
 			return err
 		}
-		for _, w := range ws {
-			if err := w.BindChain(chain); err != nil {
-				return err
-			}
-			if err := w.Save(w.Path()); err != nil {
-				return err
-			}
+		all = append(all, ws...)
+	}
+	// The lender's pool lives beside its policy file.
+	pool, err := wallet.Load(l.LenderPool())
+	if err != nil {
+		return err
+	}
+	for _, w := range append(all, pool) {
+		if err := w.BindChain(chain); err != nil {
+			return err
+		}
+		if err := w.Save(w.Path()); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -323,7 +373,7 @@ func Reset(dir string) error {
 	if err != nil {
 		return err
 	}
-	known := map[string]bool{"genesis.json": true, "genesis.json.tmp": true, "wallets": true, "demo-wallets": true, "demo.log": true}
+	known := map[string]bool{"genesis.json": true, "genesis.json.tmp": true, "wallets": true, "demo-wallets": true, "demo.log": true, "lending": true}
 	for _, e := range entries {
 		if !known[e.Name()] && !strings.HasPrefix(e.Name(), "node-") {
 			return fmt.Errorf("refusing to reset %s: %s is not part of a testnet", dir, e.Name())

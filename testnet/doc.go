@@ -6,7 +6,10 @@
 // validator, waits for the key ceremony, and resumes the same chain from disk
 // on the next run. The load generator (Load) submits random transfers among
 // wallets, keeping one debit per account in flight, mixes in deliberately
-// invalid ones, and checks that total supply is conserved.
+// invalid ones, and checks that total supply is conserved. With the demo on,
+// Run also starts a lending bot process (`zkbank bot`) for the testnet's
+// lender pool and a few demo borrowers who apply, are funded and repay, one
+// missing an installment on purpose (lendingdemo.go, docs/LENDING.md).
 //
 // The package talks to nodes only through the binary (processes) and the
 // HTTP API (package client); it never imports node, actors, consensus or p2p.

@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 }
 
 func fakeZkbank(args []string) int {
+	if len(args) > 0 && args[0] == "bot" {
+		return fakeBot(args[1:])
+	}
 	if len(args) == 0 || args[0] != "node" {
 		fmt.Fprintln(os.Stderr, "fake zkbank: want 'node'")
 		return 2
@@ -144,6 +147,41 @@ func fakeTestnet(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake testnet:", err)
 		return 1
+	}
+	return 0
+}
+
+// fakeBot is `zkbank bot` as the testnet starts it: it runs until SIGTERM
+// or until its lifeline (--exit-with-parent-fd) reaches EOF, and says which.
+func fakeBot(args []string) int {
+	fs := flag.NewFlagSet("bot", flag.ContinueOnError)
+	parentFD := fs.Int(ParentFDFlag, -1, "")
+	fs.String("wallet", "", "")
+	fs.String("policy", "", "")
+	fs.String("genesis", "", "")
+	fs.String("state", "", "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx := context.Background()
+	if *parentFD >= 0 {
+		var cancel context.CancelFunc
+		var err error
+		ctx, cancel, err = WithParent(ctx, *parentFD, slog.New(slog.NewTextHandler(os.Stdout, nil)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake bot:", err)
+			return 2
+		}
+		defer cancel()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	fmt.Println("fake bot: running")
+	select {
+	case <-sig:
+		fmt.Println("fake bot: stopping on a signal")
+	case <-ctx.Done():
+		fmt.Println("fake bot: stopping, its lifeline is gone")
 	}
 	return 0
 }

@@ -46,8 +46,12 @@ func (p *Proc) Exited() (bool, error) {
 type Cluster struct {
 	Layout Layout
 	Procs  []*Proc
+	// Aux are the testnet's other processes (the demo lending bot),
+	// stopped before the validators.
+	Aux []*Proc
 
 	lifeline *os.File      // write end of the validators' lifeline pipe, held until Stop
+	lifeRead *os.File      // its read end, for processes started later (StartAux)
 	thread   *lockedThread // the thread that forks the validators, kept until Stop
 }
 
@@ -62,8 +66,9 @@ func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lifeline pipe: %w", err)
 	}
-	defer r.Close() // each validator holds its own copy of the read end
-	c := &Cluster{Layout: l, lifeline: w, thread: startLockedThread()}
+	// Each child holds its own copy of the read end; this one is kept for
+	// StartAux and closed by Stop.
+	c := &Cluster{Layout: l, lifeline: w, lifeRead: r, thread: startLockedThread()}
 	for i, v := range g.Validators {
 		logf, err := os.OpenFile(l.Log(i), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
@@ -89,6 +94,37 @@ func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
 		c.Procs = append(c.Procs, p)
 	}
 	return c, nil
+}
+
+// StartAux starts another process of the testnet (`exe args...`, its
+// output appended to logPath) that must not outlive it: it gets the same
+// lifeline as the validators (its standard input; pass
+// --exit-with-parent-fd 0) and, on Linux, SIGTERM when the testnet dies.
+// Stop stops it first.
+func (c *Cluster) StartAux(exe, name, logPath string, args ...string) (*Proc, error) {
+	if c.lifeRead == nil {
+		return nil, errors.New("testnet stopped")
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logf, "\n=== zkbank testnet: starting %s at %s ===\n", name, time.Now().Format(time.RFC3339))
+	cmd := exec.Command(exe, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.lifeRead, logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	err = c.thread.do(cmd.Start)
+	logf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &Proc{Index: -1, Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	c.Aux = append(c.Aux, p)
+	return p, nil
 }
 
 // checkPorts fails early, with the port named, when something already listens
@@ -243,6 +279,19 @@ func lastLine(path string) string {
 // Stop sends SIGTERM to every running validator, waits up to grace for them
 // to exit, then kills the rest. It returns the names of killed processes.
 func (c *Cluster) Stop(grace time.Duration) []string {
+	var killed []string
+	for _, p := range c.Aux {
+		if done, _ := p.Exited(); !done {
+			terminate(p.cmd.Process)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			p.cmd.Process.Kill()
+			<-p.done
+			killed = append(killed, p.Name)
+		}
+	}
 	for _, p := range c.Procs {
 		if done, _ := p.Exited(); !done {
 			terminate(p.cmd.Process)
@@ -250,7 +299,6 @@ func (c *Cluster) Stop(grace time.Duration) []string {
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
-	var killed []string
 	for _, p := range c.Procs {
 		select {
 		case <-p.done:
@@ -267,8 +315,9 @@ func (c *Cluster) Stop(grace time.Duration) []string {
 	// Every validator has exited: neither mechanism is needed any more.
 	if c.lifeline != nil {
 		c.lifeline.Close()
+		c.lifeRead.Close()
 		c.thread.close()
-		c.lifeline, c.thread = nil, nil
+		c.lifeline, c.lifeRead, c.thread = nil, nil, nil
 	}
 	return killed
 }

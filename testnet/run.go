@@ -141,7 +141,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		stop()
 		return err
 	}
-	printSummary(ctx, cfg, l, g, m, resumed)
+	lender := startLender(cfg, l, cl, cfg.Demo)
+	printSummary(ctx, cfg, l, g, m, resumed, lender)
 
 	var demoWG sync.WaitGroup
 	demoCtx, demoStop := context.WithCancel(ctx)
@@ -150,6 +151,13 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		go func() {
 			defer demoWG.Done()
 			runDemo(demoCtx, cfg, l, m)
+		}()
+	}
+	if lender.running {
+		demoWG.Add(1)
+		go func() {
+			defer demoWG.Done()
+			runDemoLoans(demoCtx, l, m, lender)
 		}()
 	}
 	statusLoop(ctx, cfg, cl)
@@ -195,7 +203,7 @@ func waitReporter(w io.Writer, tty bool, what string) func([]NodeState) {
 	}
 }
 
-func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool) {
+func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool, lender demoLender) {
 	w := cfg.Out
 	fmt.Fprintf(w, "\nzkbank testnet %s is up: %d validators, %d-of-%d threshold key\n\n", g.ChainID, len(g.Validators), g.Threshold, len(g.Validators))
 	fmt.Fprintln(w, "validators")
@@ -253,9 +261,10 @@ func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genes
 		fmt.Fprintf(w, "  zkbank wallet available --wallet %s\n", card.Path())
 	}
 	fmt.Fprintf(w, "  zkbank load --genesis %s --wallets %s -n 200 -p 8 --rate 20 --invalid 0.1\n", l.Genesis(), l.Wallets())
+	printLender(w, l, lender, first)
 	demo := ""
 	if cfg.Demo {
-		demo = fmt.Sprintf(" A background load (~%g transfers/s among %s, errors in %s) keeps the chain busy; --demo=false turns it off.", cfg.DemoRate, l.DemoWallets(), l.DemoLog())
+		demo = fmt.Sprintf(" A background load (~%g transfers/s among %s, errors in %s) keeps the chain busy; --demo=false turns it and the demo lender off.", cfg.DemoRate, l.DemoWallets(), l.DemoLog())
 	}
 	fmt.Fprintf(w, "\nCtrl-C stops the validators; 'zkbank testnet --dir %s' resumes this chain.%s\n\n", cfg.Dir, demo)
 }
@@ -291,7 +300,7 @@ func StatusLine(s *api.Status) string {
 func statusLoop(ctx context.Context, cfg RunConfig, cl *Cluster) {
 	t := time.NewTicker(cfg.StatusEvery)
 	defer t.Stop()
-	warned := map[int]bool{}
+	warned := map[string]bool{}
 	last := ""
 	for {
 		select {
@@ -302,9 +311,9 @@ func statusLoop(ctx context.Context, cfg RunConfig, cl *Cluster) {
 			return
 		case <-t.C:
 		}
-		for _, p := range cl.Procs {
-			if done, err := p.Exited(); done && !warned[p.Index] {
-				warned[p.Index] = true
+		for _, p := range append(cl.Procs, cl.Aux...) {
+			if done, err := p.Exited(); done && !warned[p.Name] {
+				warned[p.Name] = true
 				if cfg.TTY {
 					fmt.Fprint(cfg.Err, "\r\x1b[K")
 				}

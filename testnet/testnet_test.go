@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zkbank/zkbank/genesis"
+	"github.com/zkbank/zkbank/lending"
 	"github.com/zkbank/zkbank/wallet"
 )
 
@@ -152,7 +153,7 @@ func TestRun_CreatesStartsStopsAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Validators) != 2 || g.Threshold != genesis.DefaultThreshold(2) || len(g.Accounts) != 2+2+demoLoaders {
+	if len(g.Validators) != 2 || g.Threshold != genesis.DefaultThreshold(2) || len(g.Accounts) != 2+2+demoLoaders+1+demoBorrowers {
 		t.Fatalf("genesis: %d validators, threshold %d, %d accounts", len(g.Validators), g.Threshold, len(g.Accounts))
 	}
 	var supply uint64
@@ -177,6 +178,21 @@ func TestRun_CreatesStartsStopsAndResumes(t *testing.T) {
 	}
 	if c := byName["card"]; c == nil || !c.IsCard() || c.Limit != CardLimit || c.Issuer != byName["issuer"].Account {
 		t.Fatalf("card wallet: %+v", c)
+	}
+	// The demo lender: its pool and borrowers are bound to the chain and
+	// prefunded, its policy is valid; without --demo no bot runs.
+	pool, err := wallet.Load(l.LenderPool())
+	if err != nil || pool.ChainID != g.ChainID || names["lender"].Balance != LenderFunds {
+		t.Fatalf("lender pool: %v %+v", err, names["lender"])
+	}
+	if bs, err := LoadWallets(l.DemoBorrowers()); err != nil || len(bs) != demoBorrowers || bs[0].ChainID != g.ChainID {
+		t.Fatalf("borrowers: %d %v", len(bs), err)
+	}
+	if _, _, err := lending.LoadPolicy(l.LenderPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "no bot: --demo=false") || !strings.Contains(out, "zkbank bot --wallet "+l.LenderPool()) {
+		t.Fatalf("summary lacks the lender:\n%s", out)
 	}
 	for i := range g.Validators {
 		if _, err := genesis.Load(filepath.Join(l.Home(i), "genesis.json")); err != nil {
@@ -344,6 +360,64 @@ func TestTCPFromMultiaddr(t *testing.T) {
 		got, ok := tcpFromMultiaddr(in)
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v", in, got, ok)
+		}
+	}
+}
+
+// The testnet's other processes (the demo lending bot) are stopped first by
+// Stop, and stop by themselves once the testnet's lifeline is gone.
+func TestStartAux_StoppedWithTheTestnetOrByItsLifeline(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tn")
+	cfg := runConfig(t, dir, 1)
+	g, _, err := Prepare(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Layout{Dir: dir}
+	for _, viaLifeline := range []bool{false, true} {
+		cl, err := Start(cfg.Exe, l, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.WaitReady(context.Background(), 20*time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(t.TempDir(), "bot.log")
+		p, err := cl.StartAux(cfg.Exe, "lender-bot", logPath, "bot", "--wallet", l.LenderPool(), "--"+ParentFDFlag, "0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLog := func(want string) {
+			t.Helper()
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				b, _ := os.ReadFile(logPath)
+				if strings.Contains(string(b), want) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("bot log lacks %q:\n%s", want, b)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		waitLog("fake bot: running")
+		if viaLifeline {
+			cl.lifeline.Close() // as if the testnet had died
+			waitLog("fake bot: stopping, its lifeline is gone")
+			<-p.done
+		}
+		if killed := cl.Stop(3 * time.Second); len(killed) != 0 {
+			t.Fatalf("killed %v", killed)
+		}
+		if done, _ := p.Exited(); !done {
+			t.Fatal("the bot outlived Stop")
+		}
+		if !viaLifeline {
+			waitLog("fake bot: stopping on a signal")
+		}
+		if _, err := cl.StartAux(cfg.Exe, "late", logPath, "bot"); err == nil {
+			t.Fatal("a process started after Stop")
 		}
 	}
 }

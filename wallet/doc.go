@@ -5,7 +5,10 @@
 // version) is refused with one error naming the file.
 //
 // The package also converts between decimal currency units ("12.34") and the
-// ledger's integer minor units (cents).
+// ledger's integer minor units (cents), keeps the journal of amounts sent
+// (FILE.journal) and the lending sidecar (FILE.lending: consent nonces
+// signed, loan applications, loans owed and their amounts), and builds a
+// borrower's and a lender's operation specs (checks, loans, repayments).
 //
 // It imports ledger and genesis only; it never talks to a node (package client
 // does that).

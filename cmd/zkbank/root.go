@@ -35,6 +35,10 @@ const rootExample = `  # a local 4-validator chain with demo accounts (Ctrl-C st
   # 1000 random transfers among 8 wallets, 10% deliberate overdrafts
   zkbank load --genesis .testnet/genesis.json --wallets .testnet/wallets -n 1000 -p 8 --max --invalid 0.1
 
+  # your credit score, then a loan from the testnet's demo lender (its bot decides on one bit: score >= its minimum)
+  zkbank wallet score --wallet .testnet/wallets/alice.json
+  zkbank wallet loan apply --wallet .testnet/wallets/alice.json --lender .testnet/lending/pool.json --policy .testnet/lending/policy.json
+
   # pay 3 wallets with one transfer
   zkbank wallet pay-many --wallet .testnet/wallets/alice.json --pay .testnet/wallets/bob.json=1 --pay .testnet/wallets/carol.json=2 --pay .testnet/wallets/dave.json=3`
 
@@ -52,7 +56,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd())
+	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd(), newBotCmd())
 	wrapUsageErrors(root)
 	return root
 }

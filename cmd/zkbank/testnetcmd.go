@@ -21,7 +21,13 @@ line. Ctrl-C stops every validator cleanly. Running it again resumes the same
 chain from DIR; --reset starts a new one.
 
 Validator i listens for peers on 127.0.0.1:27000+i and serves its API on
-http://127.0.0.1:27100+i; logs are in DIR/node-i/node.log.`,
+http://127.0.0.1:27100+i; logs are in DIR/node-i/node.log.
+
+With --demo (the default) it also runs a demo lender: a 'zkbank bot' process
+lending from DIR/lending/pool.json under DIR/lending/policy.json (its
+decisions in DIR/lending/bot.log), and a few demo borrowers who apply, are
+funded and repay; one misses an installment on purpose
+(DIR/lending/demo-loans.log).`,
 		Example: `  zkbank testnet
   zkbank testnet --validators 7 --accounts 16 --dir /tmp/zk --reset --demo=false`,
 		Args: cobra.NoArgs,
@@ -46,7 +52,7 @@ http://127.0.0.1:27100+i; logs are in DIR/node-i/node.log.`,
 	f.IntVar(&cfg.Accounts, "accounts", 64, "number of prefunded demo accounts (a new chain only)")
 	f.StringVar(&cfg.Dir, "dir", ".testnet", "testnet directory")
 	f.BoolVar(&cfg.Reset, "reset", false, "delete DIR and start a new chain")
-	f.BoolVar(&cfg.Demo, "demo", true, "run a gentle background load among DIR/demo-wallets")
+	f.BoolVar(&cfg.Demo, "demo", true, "run a gentle background load among DIR/demo-wallets, and the demo lender (a 'zkbank bot' and a few loans, DIR/lending)")
 	f.Float64Var(&cfg.DemoRate, "demo-rate", 2, "background transfers per second")
 	f.IntVar(&cfg.Ports.P2P, "p2p-port", testnet.DefaultPorts.P2P, "first validator's p2p port (validator i uses +i)")
 	f.IntVar(&cfg.Ports.API, "api-port", testnet.DefaultPorts.API, "first validator's API port (validator i uses +i)")

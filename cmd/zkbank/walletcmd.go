@@ -23,7 +23,7 @@ import (
 func newWalletCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "wallet",
-		Short: "Create wallets, read balances (decrypted locally), send transfers, charge cards",
+		Short: "Create wallets, read balances (decrypted locally), send transfers, charge cards, borrow",
 		Long: `A wallet file holds one account's keys: the ed25519 key that names the account
 and signs its transfers, and the homomorphic key pair validators re-encrypt the
 balance to. Keep it secret (it is written with mode 0600); whoever holds it
@@ -37,6 +37,7 @@ never invalidated by someone paying you meanwhile.`,
 	}
 	c.AddCommand(newWalletCreateCmd(), newWalletShowCmd(), newWalletOpenCmd(), newWalletBalanceCmd(false),
 		newWalletTransferCmd(false), newWalletPayManyCmd(), newWalletTransferCmd(true), newWalletApplyCmd(), newWalletBalanceCmd(true), newWalletHistoryCmd())
+	c.AddCommand(lendingCommands()...)
 	return c
 }
 
