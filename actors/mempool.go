@@ -32,9 +32,9 @@ type committed struct {
 	OpenPub [][]byte
 	// Consents are the IDs of the consents the block recorded.
 	Consents [][32]byte
-	// ConsentNonce is the finalized book's last consent nonce of an
-	// account; nil evicts nothing.
-	ConsentNonce func(ledger.AccountID) (uint64, bool)
+	// ConsentOK reports whether a waiting consent can still be recorded
+	// on the finalized book (ledger.Book.CheckConsent); nil evicts nothing.
+	ConsentOK func(*ledger.Consent) bool
 	// LastOp is the finalized book's last accepted operation of an account
 	// and its last consumed nonce; nil evicts nothing.
 	LastOp func(ledger.AccountID) ([32]byte, uint64, bool)
@@ -62,9 +62,11 @@ type mempoolActor struct {
 	fetched map[[32]byte]*chain.Upload // by transfer id
 	order   [][32]byte                 // fetched, oldest first
 	opens   map[string]chain.Open
-	// consents waiting to be recorded, by consent ID, in arrival order.
+	// consents waiting to be recorded, by consent ID, in arrival order,
+	// and how many each owner has waiting (at most ledger.MaxConsents).
 	consents     map[[32]byte]ledger.Consent
 	consentOrder [][32]byte
+	consentsBy   map[ledger.AccountID]int
 	pending      map[ledger.AccountID]int // submitted uploads waiting, by sender
 	recent       map[[32]byte]int         // operations of the last recentBlocks blocks -> block sequence
 	seq          int                      // committed blocks seen
@@ -173,12 +175,13 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 	case *addConsent:
 		id := msg.C.ID()
 		if _, dup := m.consents[id]; !dup {
-			if len(m.consents) >= maxPoolConsents {
+			if len(m.consents) >= maxPoolConsents || m.consentsBy[msg.C.Owner] >= ledger.MaxConsents {
 				ctx.Respond(false)
 				return
 			}
 			m.consents[id] = msg.C
 			m.consentOrder = append(m.consentOrder, id)
+			m.consentsBy[msg.C.Owner]++
 		}
 		ctx.Respond(true)
 	case *takeConsents:
@@ -276,17 +279,18 @@ func (m *mempoolActor) Receive(ctx actor.Context) {
 			delete(m.opens, string(p))
 		}
 		for _, id := range msg.Consents {
-			delete(m.consents, id)
+			m.dropConsent(id)
 		}
 		keep := m.consentOrder[:0]
 		for _, id := range m.consentOrder {
 			c, ok := m.consents[id]
-			if ok && msg.ConsentNonce != nil {
-				// A consent whose nonce its owner has used is a replay now.
-				if last, known := msg.ConsentNonce(c.Owner); known && c.Nonce <= last {
-					delete(m.consents, id)
-					ok = false
-				}
+			if ok && msg.ConsentOK != nil && !msg.ConsentOK(&c) {
+				// It can no longer be recorded: a replay now, expired,
+				// over its owner's limits. Kept, it would hold a slot and
+				// make the proposer think work waits, forever; its owner
+				// sees it unrecorded and may sign it again.
+				m.dropConsent(id)
+				ok = false
 			}
 			if ok {
 				keep = append(keep, id)
@@ -324,7 +328,7 @@ var _ chain.Mempool = (*Mempool)(nil)
 // proposal references are admitted beyond that).
 func NewMempool(sys *actor.ActorSystem, max int) *Mempool {
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, consents: map[[32]byte]ledger.Consent{}, pending: map[ledger.AccountID]int{}, recent: map[[32]byte]int{}}
+		return &mempoolActor{max: max, uploads: map[[32]byte]*chain.Upload{}, fetched: map[[32]byte]*chain.Upload{}, opens: map[string]chain.Open{}, consents: map[[32]byte]ledger.Consent{}, consentsBy: map[ledger.AccountID]int{}, pending: map[ledger.AccountID]int{}, recent: map[[32]byte]int{}}
 	})
 	return &Mempool{sys: sys, pid: sys.Root.Spawn(props)}
 }
@@ -389,15 +393,16 @@ func (m *Mempool) AddOpen(o chain.Open) error {
 	return err
 }
 
-// maxPoolConsents bounds the consents waiting in a pool.
+// maxPoolConsents bounds the consents waiting in a pool; one owner may
+// have ledger.MaxConsents waiting.
 const maxPoolConsents = 4096
 
 // AddConsent queues a score consent or revocation (checked when a block
-// records it).
+// records it; dropped once the finalized book refuses it).
 func (m *Mempool) AddConsent(c ledger.Consent) error {
 	ok, err := ask[bool](m, &addConsent{C: c})
 	if err == nil && !ok {
-		err = fmt.Errorf("%w: %d consents waiting", ErrPoolFull, maxPoolConsents)
+		err = fmt.Errorf("%w: the pool holds %d consents, or %d of this owner's", ErrPoolFull, maxPoolConsents, ledger.MaxConsents)
 	}
 	return err
 }
@@ -472,13 +477,7 @@ func (m *Mempool) Committed(b *chain.Block, book *ledger.Book) {
 		msg.Consents = append(msg.Consents, b.Consents[i].ID())
 	}
 	if book != nil {
-		msg.ConsentNonce = func(id ledger.AccountID) (uint64, bool) {
-			a, ok := book.Account(id)
-			if !ok {
-				return 0, false
-			}
-			return a.ConsentNonce, true
-		}
+		msg.ConsentOK = func(c *ledger.Consent) bool { return book.CheckConsent(c) == nil }
 	}
 	m.sys.Root.Send(m.pid, msg)
 }
@@ -493,4 +492,17 @@ func (m *Mempool) Knows(id [32]byte) (bool, error) {
 func (m *Mempool) Size() (int, error) {
 	s, err := ask[sizeInfo](m, &mempoolSize{})
 	return s.Uploads, err
+}
+
+// dropConsent removes a waiting consent (not from consentOrder: the caller
+// rebuilds it).
+func (m *mempoolActor) dropConsent(id [32]byte) {
+	c, ok := m.consents[id]
+	if !ok {
+		return
+	}
+	delete(m.consents, id)
+	if m.consentsBy[c.Owner]--; m.consentsBy[c.Owner] <= 0 {
+		delete(m.consentsBy, c.Owner)
+	}
 }

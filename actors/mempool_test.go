@@ -120,3 +120,54 @@ func TestAttack_UnorderableOperationsLeaveThePool(t *testing.T) {
 		t.Fatal("a chained upload left the pool")
 	}
 }
+
+// Consents that can no longer be recorded (expired by the time a block
+// could record them, replayed, over their owner's limits) leave the pool
+// at the next commit: 64 of them at the head of the queue would otherwise
+// be all a proposer is offered, forever, so no later consent or
+// revocation would ever be recorded and the pool would always "have work".
+// One owner cannot queue more than ledger.MaxConsents.
+func TestAttack_UnrecordableConsentsDoNotBlockLaterOnes(t *testing.T) {
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer sys.Shutdown()
+	m := NewMempool(sys, 64)
+	var doomed []ledger.Consent
+	for i := 0; i < chain.MaxBlockConsents; i++ {
+		c := ledger.Consent{Owner: ledger.AccountID{byte(i), 1}, Lender: ledger.AccountID{9}, Scope: ledger.ScopeScore, Expiry: 11, Nonce: 1}
+		doomed = append(doomed, c)
+		if err := m.AddConsent(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	honest := ledger.Consent{Owner: ledger.AccountID{7, 7}, Lender: ledger.AccountID{9}, Scope: ledger.ScopeRevoke, Nonce: 3}
+	if err := m.AddConsent(honest); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Consents(chain.MaxBlockConsents); len(got) != chain.MaxBlockConsents || got[0].ID() != doomed[0].ID() {
+		t.Fatalf("the proposer is offered %d consents", len(got))
+	}
+	// The finalized book refuses every doomed one (their expiry passed).
+	sys.Root.Send(m.pid, &committed{ConsentOK: func(c *ledger.Consent) bool { return c.Owner == honest.Owner }})
+	got, err := m.Consents(chain.MaxBlockConsents)
+	if err != nil || len(got) != 1 || got[0].ID() != honest.ID() {
+		t.Fatalf("after a commit the proposer is offered %d consents (%v), want only the honest revocation", len(got), err)
+	}
+	// Recorded: the pool is empty and has no work.
+	sys.Root.Send(m.pid, &committed{Consents: [][32]byte{honest.ID()}})
+	if w, err := m.HasWork(); err != nil || w {
+		t.Fatalf("an empty pool has work: %v %v", w, err)
+	}
+	// One owner's queue is bounded.
+	spam := ledger.AccountID{5}
+	for i := 1; i <= ledger.MaxConsents; i++ {
+		if err := m.AddConsent(ledger.Consent{Owner: spam, Lender: ledger.AccountID{9}, Scope: ledger.ScopeScore, Expiry: 100, Nonce: uint64(i)}); err != nil {
+			t.Fatalf("consent %d: %v", i, err)
+		}
+	}
+	if err := m.AddConsent(ledger.Consent{Owner: spam, Lender: ledger.AccountID{9}, Scope: ledger.ScopeScore, Expiry: 100, Nonce: 99}); !errors.Is(err, ErrPoolFull) {
+		t.Fatalf("one owner's consent beyond %d: %v", ledger.MaxConsents, err)
+	}
+	if err := m.AddConsent(ledger.Consent{Owner: ledger.AccountID{6}, Lender: ledger.AccountID{9}, Scope: ledger.ScopeScore, Expiry: 100, Nonce: 1}); err != nil {
+		t.Fatalf("another owner's consent: %v", err)
+	}
+}

@@ -87,7 +87,7 @@ func (n *chainNet) score(i int, name string) uint64 {
 	v := n.vals[i]
 	book := v.app.book
 	acct := n.account(i, name)
-	sc, err := book.ScoreAt(v.cfg.Engine, acct.Shard, book.Height())
+	sc, err := book.ScoreAt(v.cfg.Engine, acct.Shard, book.Height(), []int{acct.Lane})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -407,4 +407,61 @@ func TestAttack_ConsentRecordedAfterItsLoanCannotSplitARestartedValidator(t *tes
 	n.assertHolds("carol", 50, 40)
 	n.assertBooksIdentical()
 	n.assertNobodyNamed()
+}
+
+// A score check in one block and a free account opening in the next: a
+// validator restarted after the opening re-evaluates the check's block on a
+// book that already holds the new account (in the check's shard). The
+// check's score carries only its own lanes' public parts (Book.ScoreAt), so
+// the restarted validator's digest is the others': it decides the same,
+// names nobody, and keeps finalizing.
+func TestAttack_CheckThenOpeningCannotSplitARestartedValidator(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t)
+	n.step(0)
+	sp := n.vals[0].app.book.ScoreParams()
+	chk := n.checkOp("alice", "bob", sp.PublicPart(0), sp.Score(100, 0, 0), nil)
+	n.submit(chk)
+	n.step(1) // acks
+	if b, _ := DecodeBlock(n.step(2)); len(b.Subs) != 1 {
+		t.Fatalf("the check's block orders %d uploads", len(b.Subs))
+	}
+	o := newOpen(t, n, true)
+	for _, v := range n.vals {
+		v.mem.opens[string(o.SignPub)] = o
+	}
+	if b, _ := DecodeBlock(n.step(3)); len(b.Opens) != 1 {
+		t.Fatalf("the next block opens %d accounts", len(b.Opens))
+	}
+	n.restart(3)
+	for i := 0; i < 4; i++ {
+		n.step(i % len(n.vals))
+	}
+	for i := range n.vals {
+		if r, ok := n.verdict(i, chk); !ok || r != ledger.Accepted {
+			t.Fatalf("validator %d: the check: %v (decided %v)", i, r, ok)
+		}
+	}
+	for h, v := range n.vals[3].obs.views {
+		if len(v.Faulty) != 0 {
+			t.Fatalf("the restarted validator named %v faulty at %d", v.Faulty, h)
+		}
+	}
+	n.assertBooksIdentical()
+	n.assertNobodyNamed()
+}
+
+// A genesis whose score base overflows the sum is refused, rather than
+// halting the chain at the first check of an account in default.
+func TestScoreParams_RefusesAnOverflowingBase(t *testing.T) {
+	p := ledger.DefaultScoreParams
+	p.Base = ^uint64(0) - 100000
+	if err := p.Validate(); !errors.Is(err, ledger.ErrScoreParams) {
+		t.Fatalf("base near 2^64 accepted: %v", err)
+	}
+	p.Base = ledger.MaxAmount + 1
+	p.Penalty, p.Grace = 0, 0
+	if err := p.Validate(); !errors.Is(err, ledger.ErrScoreParams) {
+		t.Fatalf("base above 2^32 accepted: %v", err)
+	}
 }

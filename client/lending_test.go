@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/ledger"
@@ -258,5 +259,31 @@ func TestMulti_ScoreNeedsASigner(t *testing.T) {
 	m, _ := NewMulti(c.gen, WithParams(c.com.p))
 	if _, err := m.Score(ctx(t), bareHolder{h}); !errors.Is(err, ErrCannotSign) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A lender's bot takes the chain's height from the nodes; one byzantine
+// node reporting a huge height would make a fresh bot start scanning far
+// beyond every real block. CommittedHeight is the (f+1)-th highest
+// report: one liar moves it nowhere, and it needs f+1 answers.
+func TestAttack_OneNodeCannotInflateTheCommittedHeight(t *testing.T) {
+	c := newCluster(t)
+	m, err := NewMulti(c.gen, WithParams(c.com.p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range []uint64{40, 41, 42, 1 << 62} {
+		c.nodes[i].mu.Lock()
+		c.nodes[i].height = h
+		c.nodes[i].mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if h, err := m.CommittedHeight(ctx); err != nil || h != 42 {
+		t.Fatalf("committed height %d (%v), want 42", h, err)
+	}
+	c.each(func(n *fakeNode) { n.fail500 = n.index != 3 })
+	if h, err := m.CommittedHeight(ctx); err == nil {
+		t.Fatalf("the liar alone gave height %d", h)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -440,6 +441,44 @@ func (m *Multi) Status(ctx context.Context) (*api.Status, error) {
 		return err
 	})
 	return s, err
+}
+
+// CommittedHeight is a committed height no single node can inflate: the
+// (f+1)-th highest of the heights the nodes report, so at least one
+// honest node has committed it (f = floor((N-1)/3) may lie). It needs f+1
+// answers.
+func (m *Multi) CommittedHeight(ctx context.Context) (uint64, error) {
+	type answer struct {
+		h   uint64
+		err error
+	}
+	out := make(chan answer, len(m.nodes))
+	for _, c := range m.nodes {
+		go func(c *Client) {
+			st, err := c.Status(ctx)
+			if err != nil {
+				out <- answer{err: err}
+				return
+			}
+			out <- answer{h: st.Height}
+		}(c)
+	}
+	var hs []uint64
+	var last error
+	for range m.nodes {
+		a := <-out
+		if a.err != nil {
+			last = a.err
+			continue
+		}
+		hs = append(hs, a.h)
+	}
+	f := m.com.F()
+	if len(hs) < f+1 {
+		return 0, fmt.Errorf("%d of %d nodes answered, need %d: %w", len(hs), len(m.nodes), f+1, last)
+	}
+	slices.Sort(hs)
+	return hs[len(hs)-1-f], nil
 }
 
 // History returns the account's history from the first answering node.

@@ -544,6 +544,13 @@ func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int
 	}
 	local := map[*rlwe.Ciphertext]*rlwe.Ciphertext{}
 	scores := map[uint64]*rlwe.Ciphertext{}
+	var checkLanes []int // a check batch's lanes: the only public parts its scores carry (ScoreAt)
+	if bt.Check {
+		for lane := range bt.Heights {
+			checkLanes = append(checkLanes, lane)
+		}
+		sort.Ints(checkLanes)
+	}
 	recFor := func(lane int) (*rlwe.Ciphertext, error) {
 		if bt.Check {
 			h, ok := bt.Heights[lane]
@@ -553,7 +560,7 @@ func (b *Book) EvaluateBatch(eng *Engine, bt *Batch, blockHash []byte, index int
 			if sc, ok := scores[h]; ok {
 				return sc, nil
 			}
-			sc, err := b.ScoreAt(eng, bt.Shard, h)
+			sc, err := b.ScoreAt(eng, bt.Shard, h, checkLanes)
 			if err != nil {
 				return nil, err
 			}
@@ -654,7 +661,7 @@ func (b *Book) Commit(eng *Engine, h uint64, batches []*Batch, evals []*Evaluati
 				a.Nonce = env.Nonce
 				if r == Accepted {
 					a.LastOp = env.ID()
-					a.addApplication(Application{ID: env.ID(), Lender: env.To, Height: h}, h)
+					a.addApplication(Application{ID: env.ID(), Lender: env.To, Height: h, Min: env.Min, Policy: env.Policy}, h)
 				}
 				out = append(out, Outcome{ID: env.ID(), Env: env, Reason: r})
 			}

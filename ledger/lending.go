@@ -68,6 +68,16 @@ func (k OpKind) String() string {
 const (
 	// MaxInstallments bounds a loan's schedule.
 	MaxInstallments = 24
+	// RepayLead is how far after the height a loan is planned at its first
+	// installment must fall due: the loan is committed a height later and
+	// published two after that, and a repayment then needs an ack and a
+	// block (the earliest it can commit is the loan's height + 4); the rest
+	// is margin for a byzantine proposer leaving it out of a block or two.
+	// A shorter schedule would let anyone holding an application plant
+	// defaults the borrower cannot avoid. Installments after the first may
+	// be close together: a borrower can repay ahead of time, one
+	// installment per block.
+	RepayLead = 8
 	// MaxLoanSpan bounds how far after its height a loan's last installment
 	// may fall.
 	MaxLoanSpan = 1 << 22
@@ -113,6 +123,8 @@ func (e *Envelope) writeLending(w *wire.Writer) {
 			w.U64(d)
 		}
 		w.Fixed(e.Loan[:]) // the application it answers: signed and sent like the schedule
+		w.U64(e.Min)       // the minimum and policy the lender requires that application to have proved
+		w.Fixed(e.Policy[:])
 	case OpRepay:
 		w.Fixed(e.Loan[:])
 	}
@@ -132,6 +144,8 @@ func (e *Envelope) readLending(r *wire.Reader) {
 			e.Due = append(e.Due, r.U64())
 		}
 		copy(e.Loan[:], r.Fixed(32))
+		e.Min = r.U64()
+		copy(e.Policy[:], r.Fixed(32))
 	case OpRepay:
 		copy(e.Loan[:], r.Fixed(32))
 	default:
@@ -145,7 +159,7 @@ func (e *Envelope) readLending(r *wire.Reader) {
 // a loan's schedule is strictly increasing, after its height, within
 // MaxLoanSpan.
 func (e *Envelope) kindWellFormed() bool {
-	if e.Kind != OpCheck && (e.Min != 0 || e.Policy != [32]byte{}) {
+	if e.Kind != OpCheck && e.Kind != OpFund && (e.Min != 0 || e.Policy != [32]byte{}) {
 		return false
 	}
 	if e.Kind != OpFund && len(e.Due) > 0 {
@@ -210,7 +224,7 @@ func (s ScoreParams) Validate() error {
 	if s.Avail == 0 && s.Repaid == 0 {
 		return fmt.Errorf("%w: at least one encrypted input needs a weight", ErrScoreParams)
 	}
-	if s.Grace > 1<<16 || s.Penalty > MaxAmount || s.Base+s.Penalty*uint64(s.Grace) > MaxAmount {
+	if s.Grace > 1<<16 || s.Penalty > MaxAmount || s.Base > MaxAmount || s.Base+s.Penalty*uint64(s.Grace) > MaxAmount {
 		return fmt.Errorf("%w: base + penalty * grace must be below 2^32", ErrScoreParams)
 	}
 	return nil
@@ -276,6 +290,13 @@ type Application struct {
 	ID     [32]byte
 	Lender AccountID
 	Height uint64
+	// Min and Policy are what an accepted check proved: S >= Min under
+	// the lender's policy Policy (zero for an application a consent made).
+	// A loan names the minimum and policy it requires, and the chain holds
+	// it to them: no node can talk a lender into funding an applicant by
+	// misreporting what its check proved.
+	Min    uint64
+	Policy [32]byte
 }
 
 func (a *Account) application(id [32]byte) *Application {
@@ -388,7 +409,15 @@ type Consent struct {
 	Sig    []byte // ed25519 by the owner's account key over SigningBytes
 	// Revoked is set on chain by a later revocation (not signed).
 	Revoked bool
+	// Recorded is set on chain when a grant is recorded (not signed): the
+	// book height it was recorded on, the first height whose score the
+	// lender may read under it (the score current when the owner's grant
+	// took effect). A consent does not open the owner's older past.
+	Recorded uint64
 }
+
+// consentVersion 2 carries Recorded (version 1 did not).
+const consentVersion = 2
 
 // SigningBytes is what the owner signs.
 func (c *Consent) SigningBytes() []byte {
@@ -413,7 +442,7 @@ func (c *Consent) Sign(key ed25519.PrivateKey) { c.Sig = ed25519.Sign(key, c.Sig
 // recorded state, not of what the owner signed).
 func (c *Consent) MarshalBinary() ([]byte, error) {
 	var w wire.Writer
-	w.U8(1)
+	w.U8(consentVersion)
 	w.Bytes([]byte(c.Chain))
 	w.Fixed(c.Owner[:])
 	w.Fixed(c.Lender[:])
@@ -426,13 +455,14 @@ func (c *Consent) MarshalBinary() ([]byte, error) {
 		rv = 1
 	}
 	w.U8(rv)
+	w.U64(c.Recorded)
 	return w.B, nil
 }
 
 // UnmarshalBinary decodes a consent.
 func (c *Consent) UnmarshalBinary(p []byte) error {
 	r := wire.NewReader(p, ErrMalformed)
-	if v := r.U8(); r.Err == nil && v != 1 {
+	if v := r.U8(); r.Err == nil && v != consentVersion {
 		return fmt.Errorf("%w: consent version %d", ErrMalformed, v)
 	}
 	c.Chain = string(r.Bytes(64))
@@ -443,6 +473,7 @@ func (c *Consent) UnmarshalBinary(p []byte) error {
 	c.Nonce = r.U64()
 	c.Sig = append([]byte(nil), r.Bytes(ed25519.SignatureSize)...)
 	c.Revoked = r.U8() == 1
+	c.Recorded = r.U64()
 	if err := r.Done(); err != nil {
 		return err
 	}
@@ -547,6 +578,7 @@ func (b *Book) RecordConsent(c *Consent) error {
 		}
 		cp := *c
 		cp.Sig = append([]byte(nil), c.Sig...)
+		cp.Recorded = b.height // the score current when it is recorded, and later ones
 		keep = append(keep, cp)
 	}
 	o.Consents = keep
@@ -593,11 +625,18 @@ func (b *Book) SetScoreParams(s ScoreParams) error {
 }
 
 // ScoreAt returns the recomposed scores of a shard at height h (the newest
-// retained states at or below h): the anchor slot (0,0,lane) of every lane
-// holds that account's S, with D as it is now. Same shape as Recompose's
-// output, so BalanceFromRecomposed masks one lane out of it and a threshold
-// check reads it as a balance.
-func (b *Book) ScoreAt(eng *Engine, shard uint32, h uint64) (*rlwe.Ciphertext, error) {
+// retained states at or below h): the anchor slot (0,0,lane) of each of
+// lanes holds that account's S, with D as it is now. Same shape as
+// Recompose's output, so BalanceFromRecomposed masks one lane out of it and
+// a threshold check reads it as a balance.
+//
+// Only the named lanes get their public part: the ciphertext's bytes then
+// depend on the planes at h and on those lanes' accounts, never on which
+// other accounts the book holds. A validator that re-evaluates a block
+// after a restart holds the accounts the next block opened (an opening
+// lands in a free lane of the shard); with every lane's public part, its
+// check bytes, and so its digest, would differ from the others'.
+func (b *Book) ScoreAt(eng *Engine, shard uint32, h uint64, lanes []int) (*rlwe.Ciphertext, error) {
 	avail, err := b.stateAt(shard, h)
 	if err != nil {
 		return nil, err
@@ -621,12 +660,13 @@ func (b *Book) ScoreAt(eng *Engine, shard uint32, h uint64) (*rlwe.Ciphertext, e
 		terms = append(terms, ScoreTerm{Plane: rec, Weight: t.w})
 	}
 	base := map[int]uint64{}
-	for k, id := range b.byLane {
-		if k.shard != shard {
-			continue
+	for _, lane := range lanes {
+		id, ok := b.byLane[laneKey{shard: shard, lane: lane}]
+		if !ok {
+			continue // no account there: its score is the planes' zeros
 		}
 		if v := b.score.PublicPart(b.byID[id].Defaults); v != 0 {
-			base[k.lane] = v
+			base[lane] = v
 		}
 	}
 	return eng.LinearScore(terms, base)
@@ -638,18 +678,17 @@ func (b *Book) checkLoanOp(e *Envelope) Reason {
 	switch e.Kind {
 	case OpFund:
 		// A loan needs the borrower's application to this lender, unused,
-		// and a first installment the borrower can still repay on time:
-		// nobody can saddle an account with a loan (and its defaults) it
-		// did not ask for. The loan is planned at b.height and opens when
-		// its block commits, at b.height+1: a repayment can commit at
-		// b.height+2 at the earliest, so an installment due at b.height+1
-		// could only ever be missed.
+		// and a first installment the borrower can still repay on time
+		// (RepayLead): nobody can saddle an account with a loan (and its
+		// defaults) it did not ask for or could not repay on time.
 		to := b.byID[e.To]
-		if to == nil || len(to.Loans) >= MaxLoans || len(e.Due) == 0 || e.Due[0] <= b.height+1 {
+		if to == nil || len(to.Loans) >= MaxLoans || len(e.Due) == 0 || e.Due[0] <= b.height+RepayLead {
 			return RejectLoan
 		}
 		if ap := to.application(e.Loan); ap == nil || ap.Lender != e.From || ap.Height > b.height || ap.Height+ApplicationWindow < b.height {
 			return RejectLoan
+		} else if ap.Min < e.Min || (e.Policy != [32]byte{} && ap.Policy != e.Policy) {
+			return RejectLoan // the application proved less than the lender requires
 		}
 	case OpRepay:
 		from := b.byID[e.From]
@@ -738,6 +777,8 @@ func writeLendingAccount(w *wire.Writer, a *Account) {
 		w.Fixed(ap.ID[:])
 		w.Fixed(ap.Lender[:])
 		w.U64(ap.Height)
+		w.U64(ap.Min)
+		w.Fixed(ap.Policy[:])
 	}
 }
 
@@ -780,6 +821,8 @@ func readLendingAccount(r *wire.Reader, a *Account) {
 		copy(ap.ID[:], r.Fixed(32))
 		copy(ap.Lender[:], r.Fixed(32))
 		ap.Height = r.U64()
+		ap.Min = r.U64()
+		copy(ap.Policy[:], r.Fixed(32))
 		a.Applications = append(a.Applications, ap)
 	}
 }

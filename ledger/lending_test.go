@@ -248,7 +248,7 @@ func (w *payWorld) lendLane(t testing.TB, rec *rlwe.Ciphertext, lane int) uint64
 func (w *payWorld) lendScore(t testing.TB, name string) uint64 {
 	t.Helper()
 	a := w.lendAcct(t, name)
-	sc, err := w.book.ScoreAt(w.nw.eng, a.Shard, w.book.Height())
+	sc, err := w.book.ScoreAt(w.nw.eng, a.Shard, w.book.Height(), []int{a.Lane})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,14 +363,16 @@ func TestLending_RepaidLoanRaisesScoreDefaultLowersIt(t *testing.T) {
 	if ap := bob.application(check.Envelopes[0].ID()); ap == nil || ap.Lender != w.acct["lender"].id {
 		t.Fatalf("no application recorded: %+v", bob.Applications)
 	}
-	// The loan: 100, installments due at 5, 7 and 9.
-	fund := w.build(t, w.fundSpec("lender", "bob", 100, 1000, check.Envelopes[0].ID(), 5, 7, 9))
+	// The loan: 100, installments due at d1, d2 = d1+2 and d3 = d1+4.
+	d1 := w.book.Height() + RepayLead + 1
+	d2, d3 := d1+2, d1+4
+	fund := w.build(t, w.fundSpec("lender", "bob", 100, 1000, check.Envelopes[0].ID(), d1, d2, d3))
 	if r := w.lendOne(t, fund); r != Accepted {
 		t.Fatalf("fund: %v", r)
 	}
 	loanID := fund.Envelopes[0].ID()
 	bob = w.lendAcct(t, "bob")
-	if len(bob.Loans) != 1 || bob.Loans[0].ID != loanID || bob.Loans[0].Lender != w.acct["lender"].id || !reflect.DeepEqual(bob.Loans[0].Due, []uint64{5, 7, 9}) {
+	if len(bob.Loans) != 1 || bob.Loans[0].ID != loanID || bob.Loans[0].Lender != w.acct["lender"].id || !reflect.DeepEqual(bob.Loans[0].Due, []uint64{d1, d2, d3}) {
 		t.Fatalf("loan not opened: %+v", bob.Loans)
 	}
 	if bob.application(check.Envelopes[0].ID()) != nil {
@@ -381,7 +383,7 @@ func TestLending_RepaidLoanRaisesScoreDefaultLowersIt(t *testing.T) {
 		t.Fatalf("a loan waiting in the pending balance changed the score: %d -> %d", s0, s)
 	}
 
-	// On time (height 3, due 5): R += 30, S += Repaid*30 - Avail*30.
+	// On time (the next height, due d1): R += 30, S += Repaid*30 - Avail*30.
 	rep := w.build(t, w.repaySpec("bob", "lender", 30, 200, loanID))
 	if r := w.lendOne(t, rep); r != Accepted {
 		t.Fatalf("repayment: %v", r)
@@ -394,8 +396,8 @@ func TestLending_RepaidLoanRaisesScoreDefaultLowersIt(t *testing.T) {
 		t.Fatalf("loan after an on-time repayment: %+v", l)
 	}
 
-	// Installment 2 (due 7) passes unpaid: one default at height 8, once.
-	for w.book.Height() < 7 {
+	// Installment 2 (due d2) passes unpaid: one default at height d2+1, once.
+	for w.book.Height() < d2 {
 		w.lendSkip(t, 1)
 		if d := w.lendAcct(t, "bob").Defaults; d != 0 {
 			t.Fatalf("default at height %d, before installment 2 was due", w.book.Height())
@@ -406,10 +408,10 @@ func TestLending_RepaidLoanRaisesScoreDefaultLowersIt(t *testing.T) {
 	if s1-s2 != sp.Penalty {
 		t.Fatalf("a missed installment lowered S by %d, want %d", s1-s2, sp.Penalty)
 	}
-	w.lendSkip(t, 1) // height 9: installment 3 is due now, not missed yet
+	w.lendSkip(t, 1) // height d3: installment 3 is due now, not missed yet
 	w.lendExpect(t, "bob", 170, 30, 1)
 
-	// Late (committed at 10, due 9): the money moves, R does not, one more default.
+	// Late (committed at d3+1, due d3): the money moves, R does not, one more default.
 	late := w.build(t, w.repaySpec("bob", "lender", 20, 170, loanID))
 	if r := w.lendOne(t, late); r != Accepted {
 		t.Fatalf("late repayment: %v", r)
@@ -484,10 +486,10 @@ func TestAttack_LoanWithoutApplicationIsRefused(t *testing.T) {
 }
 
 // A loan whose first installment falls due before the borrower could repay
-// it (at the very height the loan is committed: the loan only exists from
-// then on, so any repayment is late) would plant a default the borrower
-// cannot avoid. It is refused; one due a height later can be repaid on time
-// by a repayment in the next block.
+// it (the loan is committed a height after it is planned, published two
+// later, and a repayment then needs an ack and a block) would plant a
+// default the borrower cannot avoid. It is refused up to RepayLead heights
+// after the loan's; one due after that is repaid on time.
 func TestAttack_LoanDueBeforeTheBorrowerCanRepayIsRefused(t *testing.T) {
 	w := newPayWorld(t, map[string]uint64{"lender": 1000, "bob": 200}, "lender", "bob")
 	sp := w.book.ScoreParams()
@@ -497,13 +499,15 @@ func TestAttack_LoanDueBeforeTheBorrowerCanRepayIsRefused(t *testing.T) {
 	}
 	app := check.Envelopes[0].ID()
 	h := w.book.Height() // the loan is planned at h, committed at h+1
-	if r := w.lendOne(t, w.build(t, w.fundSpec("lender", "bob", 10, 1000, app, h+1, h+5))); r != RejectLoan {
-		t.Fatalf("first installment due at %d (planned at %d): %v", h+1, h, r)
+	for _, early := range []uint64{h + 1, h + 4, h + RepayLead} {
+		if r := w.lendOne(t, w.build(t, w.fundSpec("lender", "bob", 10, 1000, app, early, early+5))); r != RejectLoan {
+			t.Fatalf("first installment due at %d (planned at %d): %v", early, h, r)
+		}
+		h = w.book.Height()
 	}
-	h = w.book.Height()
-	fund := w.build(t, w.fundSpec("lender", "bob", 10, 1000, app, h+2))
+	fund := w.build(t, w.fundSpec("lender", "bob", 10, 1000, app, h+RepayLead+1))
 	if r := w.lendOne(t, fund); r != Accepted {
-		t.Fatalf("first installment due at %d (planned at %d): %v", h+2, h, r)
+		t.Fatalf("first installment due at %d (planned at %d): %v", h+RepayLead+1, h, r)
 	}
 	if r := w.lendOne(t, w.build(t, w.repaySpec("bob", "lender", 10, 200, fund.Envelopes[0].ID()))); r != Accepted {
 		t.Fatalf("repayment in the next block: %v", r)
@@ -1053,7 +1057,7 @@ func TestLending_EnvelopeKindsRoundTripAndRules(t *testing.T) {
 	foreign := map[string]func(e *Envelope){}
 	mal := map[string]func(e *Envelope){}
 	for name, k := range map[string]OpKind{"pay": OpPay, "check": OpCheck, "fund": OpFund, "repay": OpRepay} {
-		if k != OpCheck {
+		if k != OpCheck && k != OpFund { // a loan names the minimum and policy it requires
 			foreign[name+" with a minimum"] = func(e *Envelope) { *e = withKind(k, fund, check, repay, pay); e.Min = 1 }
 			foreign[name+" with a policy"] = func(e *Envelope) { *e = withKind(k, fund, check, repay, pay); e.Policy[0] = 1 }
 		}
@@ -1127,6 +1131,9 @@ func TestLending_EnvelopeKindsRoundTripAndRules(t *testing.T) {
 		if name == "due" || name == "loan" || name == "kind" {
 			kinds = []Envelope{withKind(OpFund, fund, check, repay, pay)}
 		}
+		if name == "min" || name == "policy" {
+			kinds = append(kinds, withKind(OpFund, fund, check, repay, pay))
+		}
 		if name == "loan" {
 			kinds = append(kinds, repay)
 		}
@@ -1169,14 +1176,17 @@ func TestLending_BookSnapshotKeepsLendingState(t *testing.T) {
 		t.Fatalf("check: %v", r)
 	}
 	h := w.book.Height()
-	fund := w.build(t, w.fundSpec("lender", "bob", 100, 1000, check.Envelopes[0].ID(), h+2, h+4, h+40))
+	d2 := h + RepayLead + 3
+	fund := w.build(t, w.fundSpec("lender", "bob", 100, 1000, check.Envelopes[0].ID(), h+RepayLead+1, d2, h+40))
 	if r := w.lendOne(t, fund); r != Accepted {
 		t.Fatalf("fund: %v", r)
 	}
 	if r := w.lendOne(t, w.build(t, w.repaySpec("bob", "lender", 10, 200, fund.Envelopes[0].ID()))); r != Accepted {
 		t.Fatalf("repayment: %v", r)
 	}
-	w.lendSkip(t, 3) // the second installment is missed
+	for w.book.Height() <= d2 {
+		w.lendSkip(t, 1) // the second installment is missed
+	}
 	g := w.lendConsent("bob", "other", ScopeScore, 900, 1)
 	for _, c := range []*Consent{g, w.lendConsent("bob", "lender", ScopeScore, 900, 2), w.lendConsent("bob", "lender", ScopeRevoke, 0, 3)} {
 		if err := w.book.RecordConsent(c); err != nil {
@@ -1387,4 +1397,46 @@ func TestAttack_RejectedRepaymentCountsNothing(t *testing.T) {
 	w.lendSkip(t, 1)
 	w.lendExpect(t, "bob", 0, 200, 0)
 	w.expectSplit(t, map[string][2]uint64{"lender": {900, 200}, "bob": {0, 100}})
+}
+
+// A loan names the minimum and policy it requires of its application, and
+// the chain holds it to them: a borrower's check that proved S >= 0 (or
+// under another policy) does not answer a loan requiring 250000 under the
+// lender's policy, whatever a node told the lender about that check.
+// Nothing moves; the application stays open for a loan that asks only what
+// it proved.
+func TestAttack_LoanOnACheckThatProvedLessIsRefused(t *testing.T) {
+	w := newPayWorld(t, map[string]uint64{"lender": 1000, "bob": 200}, "lender", "bob")
+	sp := w.book.ScoreParams()
+	var policy, other [32]byte
+	policy[0], other[0] = 1, 2
+	cs := w.checkSpec("bob", "lender", 0, sp.Score(200, 0, 0))
+	cs.Policy = other
+	check := w.build(t, cs)
+	if r := w.lendOne(t, check); r != Accepted {
+		t.Fatalf("check: %v", r)
+	}
+	app := check.Envelopes[0].ID()
+	if ap := w.lendAcct(t, "bob").application(app); ap == nil || ap.Min != 0 || ap.Policy != other {
+		t.Fatalf("the application does not record what the check proved: %+v", ap)
+	}
+	for _, c := range []struct {
+		name   string
+		min    uint64
+		policy [32]byte
+	}{{"a higher minimum", 250000, other}, {"another policy", 0, policy}, {"both", 250000, policy}} {
+		h := w.book.Height()
+		s := w.fundSpec("lender", "bob", 100, 1000, app, h+RepayLead+1)
+		s.Min, s.Policy = c.min, c.policy
+		if r := w.lendOne(t, w.build(t, s)); r != RejectLoan {
+			t.Fatalf("a loan requiring %s: %v", c.name, r)
+		}
+		w.expectSplit(t, map[string][2]uint64{"lender": {1000, 0}, "bob": {200, 0}})
+	}
+	h := w.book.Height()
+	s := w.fundSpec("lender", "bob", 100, 1000, app, h+RepayLead+1)
+	s.Policy = other // what it proved (minimum 0)
+	if r := w.lendOne(t, w.build(t, s)); r != Accepted {
+		t.Fatalf("a loan requiring what the check proved: %v", r)
+	}
 }

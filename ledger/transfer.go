@@ -62,8 +62,8 @@ type Envelope struct {
 	// (To) with its public repayment schedule Due, OpRepay for a repayment
 	// of Loan to its lender (To).
 	Kind   OpKind
-	Min    uint64   // OpCheck: the lender's published minimum score
-	Policy [32]byte // OpCheck: SHA-256 of the lender's published policy
+	Min    uint64   // OpCheck: the lender's published minimum score; OpFund: the minimum its application must have proved (0 for a consent's)
+	Policy [32]byte // OpCheck: SHA-256 of the lender's published policy; OpFund: the policy its application must name (zero: any)
 	Due    []uint64 // OpFund: installment due heights, strictly increasing
 	// Loan: for OpRepay the loan (the ID of its funding operation); for
 	// OpFund the borrower's application it answers (Application.ID).
@@ -128,10 +128,11 @@ func (e *Envelope) wellFormed() bool {
 // its available balance (a transfer to oneself) rather than paying another.
 func (e *Envelope) IsApply() bool { return e.Kind == OpPay && e.From == e.To }
 
-// envelopeVersion 5: Kind and the lending fields (version 4 had none;
-// version 3 had no More; version 2 had no Prev; version 1 signed a client
-// ciphertext).
-const envelopeVersion = 5
+// envelopeVersion 6: a loan names the minimum and policy it requires of
+// its application (version 5 had Kind and the other lending fields;
+// version 4 had none; version 3 had no More; version 2 had no Prev;
+// version 1 signed a client ciphertext).
+const envelopeVersion = 6
 
 // maxSealed bounds a sealed transfer on the wire.
 const maxSealed = 8 + MaxPieces*32 + MaxPieces*(4+maxBox)

@@ -85,7 +85,8 @@ type TransferSpec struct {
 	// score at Height is at least Min" addressed to the lender To under
 	// Policy; Balance is then the owner's score at Height and Amount is
 	// unused. Kind OpFund: a loan of Amount to To with installments due at
-	// Due, answering the borrower's application Loan. Kind OpRepay: a
+	// Due, answering the borrower's application Loan, which must have
+	// proved at least Min under Policy (0 and zero for a consent's). Kind OpRepay: a
 	// repayment of Amount on loan Loan to its lender To.
 	Kind   OpKind
 	Min    uint64

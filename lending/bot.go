@@ -123,11 +123,12 @@ func (b *Bot) save() {
 // Step scans every block committed since the last step, decides the
 // applications it finds and reconciles the open loans.
 func (b *Bot) Step(ctx context.Context) error {
-	st, err := b.m.Status(ctx)
+	// Not one node's word: a lying node reporting a huge height would make
+	// a fresh bot skip every real block.
+	top, err := b.m.CommittedHeight(ctx)
 	if err != nil {
 		return err
 	}
-	top := st.Height
 	if b.state.Scanned == 0 && top > b.cfg.Lookback {
 		b.state.Scanned = top - b.cfg.Lookback
 	}
@@ -395,7 +396,15 @@ func (b *Bot) fund(ctx context.Context, a Application, why string) error {
 		}
 		base.Height = max(base.Height, bal.Height)
 		due = b.pol.Schedule(base.Height)
-		return b.cfg.Pool.FundSpec(base, borrower, cents, bal.Amount, due, appID)
+		// A check's application must have proved this policy's minimum
+		// under this policy: the chain refuses the loan otherwise, whatever
+		// a node reported about the check. A consent's proved nothing.
+		var min uint64
+		var policy [32]byte
+		if a.Kind == KindCheck {
+			min, policy = b.pol.MinScore, b.cfg.PolicyHash
+		}
+		return b.cfg.Pool.FundSpec(base, borrower, cents, bal.Amount, due, appID, min, policy)
 	})
 	switch {
 	case errors.Is(err, errPoolFunds):
@@ -408,7 +417,7 @@ func (b *Bot) fund(ctx context.Context, a Application, why string) error {
 	if st.Status != api.StatusCommitted {
 		reason := fmt.Sprintf("the chain rejected the loan: %s (%s)", st.Reason, st.Code)
 		if st.Code == ledger.RejectLoan.Code() {
-			reason = fmt.Sprintf("the chain rejected the loan (%s): the application was already funded or has expired, or the borrower has %d open loans", st.Code, ledger.MaxLoans)
+			reason = fmt.Sprintf("the chain rejected the loan (%s): the application was already funded or has expired, did not prove this policy's minimum under this policy, or the borrower has %d open loans", st.Code, ledger.MaxLoans)
 		}
 		return b.decide(a, Refuse, reason, "")
 	}

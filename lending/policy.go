@@ -61,9 +61,9 @@ type Policy struct {
 }
 
 // MinInterval is the shortest interval a policy may set: a loan's first
-// installment must still be ahead when the chain orders the loan, a few
-// heights after the lender built it.
-const MinInterval = 8
+// installment must still be more than ledger.RepayLead heights ahead when
+// the chain orders the loan, a few heights after the lender built it.
+const MinInterval = 2 * ledger.RepayLead
 
 // ErrPolicy reports an invalid policy file.
 var ErrPolicy = errors.New("invalid lending policy")

@@ -110,9 +110,13 @@ func (c *cluster) commonApplied() uint64 {
 // owner: the owner's own), re-encrypted to the reader's key, at the common
 // height, with a fresh nonce.
 func (c *cluster) scoreRequest(owner, reader string, consentNonce uint64) api.ScoreRequest {
+	return c.scoreRequestAt(owner, reader, consentNonce, c.commonApplied())
+}
+
+// scoreRequestAt is scoreRequest for the score at height at.
+func (c *cluster) scoreRequestAt(owner, reader string, consentNonce, at uint64) api.ScoreRequest {
 	o, r := c.users[owner], c.users[reader]
 	pkb, _ := r.own.PK.MarshalBinary()
-	at := c.commonApplied()
 	q := ledger.BalanceQuery{Height: at, Expiry: at + 32, Nonce: uint64(time.Now().UnixNano())}
 	req := api.ScoreRequest{Account: o.id.String(), Height: q.Height, Expiry: q.Expiry, Nonce: q.Nonce, ConsentNonce: consentNonce,
 		SignPub: hex.EncodeToString(r.key.Public().(ed25519.PublicKey)), OwnerPK: base64.StdEncoding.EncodeToString(pkb)}
@@ -324,6 +328,17 @@ func consentedCluster(t *testing.T) (*cluster, uint64) {
 	}
 	c.waitConsentNonce("alice", 1)
 	return c, h
+}
+
+// A consent does not open the owner's past: the consented lender asking
+// for the score at a retained height from before the consent was recorded
+// gets 403 no_consent and nothing; the same lender reads the score now.
+func TestAttack_ScoreFromBeforeTheConsentIsRefused(t *testing.T) {
+	c, h := consentedCluster(t)
+	c.refusedEverywhere(t, c.scoreRequestAt("alice", "carol", 1, h), http.StatusForbidden, "no_consent")
+	if st, code, msg := c.postScore(0, c.scoreRequest("alice", "carol", 1)); st != http.StatusOK {
+		t.Fatalf("a score after the consent: %d %s %s", st, code, msg)
+	}
 }
 
 // A consent under a nonce its owner already used (the recorded one again,

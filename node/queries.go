@@ -16,7 +16,13 @@ import (
 type usedQueries struct {
 	mu   sync.Mutex
 	seen map[queryKey]uint64 // -> expiry height
+	by   map[ledger.AccountID]int
 }
+
+// maxQueriesPerAccount bounds one requester's remembered requests: one
+// account signing requests with fresh nonces fills its own share, not the
+// set every other account's reads need.
+const maxQueriesPerAccount = 256
 
 // queryKind tells balance requests from score requests: each kind is
 // answered once per (requester, nonce), independently of the other (their
@@ -56,22 +62,29 @@ func (u *usedQueries) use(kind queryKind, account ledger.AccountID, q ledger.Bal
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.seen == nil {
-		u.seen = map[queryKey]uint64{}
+		u.seen, u.by = map[queryKey]uint64{}, map[ledger.AccountID]int{}
 	}
 	k := queryKey{kind, account, q.Nonce}
 	if _, ok := u.seen[k]; ok {
 		return fmt.Errorf("%s %w: nonce %d of account %s", kind, errQueryReplayed, q.Nonce, account.Short())
 	}
-	if len(u.seen) >= maxUsedQueries {
+	if len(u.seen) >= maxUsedQueries || u.by[account] >= maxQueriesPerAccount {
 		for k, exp := range u.seen {
 			if exp < height {
 				delete(u.seen, k)
+				if u.by[k.account]--; u.by[k.account] <= 0 {
+					delete(u.by, k.account)
+				}
 			}
 		}
 		if len(u.seen) >= maxUsedQueries {
 			return errQueriesFull
 		}
+		if u.by[account] >= maxQueriesPerAccount {
+			return fmt.Errorf("%w: account %s has %d unexpired requests", errQueriesFull, account.Short(), maxQueriesPerAccount)
+		}
 	}
 	u.seen[k] = q.Expiry
+	u.by[account]++
 	return nil
 }

@@ -266,10 +266,16 @@ var ErrSchedule = errors.New("invalid loan schedule")
 
 // FundSpec is a loan of amount from this wallet (a lender's pool, whose
 // available balance is available) to borrower, answering the borrower's
-// application, with installments due at the heights due.
-func (w *Wallet) FundSpec(b OpBase, borrower ledger.AccountID, amount, available uint64, due []uint64, application [32]byte) (ledger.TransferSpec, error) {
+// application, with installments due at the heights due. The chain funds
+// it only if the application proved a score of at least min under policy
+// (a check's); an application a score consent made proved nothing: min 0,
+// policy zero.
+func (w *Wallet) FundSpec(b OpBase, borrower ledger.AccountID, amount, available uint64, due []uint64, application [32]byte, min uint64, policy [32]byte) (ledger.TransferSpec, error) {
 	if len(due) == 0 || len(due) > ledger.MaxInstallments {
 		return ledger.TransferSpec{}, fmt.Errorf("%w: %d installments, want 1 to %d", ErrSchedule, len(due), ledger.MaxInstallments)
+	}
+	if due[0] <= b.Height+ledger.RepayLead {
+		return ledger.TransferSpec{}, fmt.Errorf("%w: the first installment (height %d) must fall more than %d heights after height %d, so the borrower can repay it on time", ErrSchedule, due[0], ledger.RepayLead, b.Height)
 	}
 	prev := b.Height
 	for _, d := range due {
@@ -279,7 +285,7 @@ func (w *Wallet) FundSpec(b OpBase, borrower ledger.AccountID, amount, available
 		prev = d
 	}
 	return ledger.TransferSpec{From: w.id, Key: w.key, To: borrower, Amount: amount, Balance: available, Height: b.Height, Prev: b.Prev, Nonce: b.Nonce,
-		Kind: ledger.OpFund, Due: append([]uint64(nil), due...), Loan: application}, nil
+		Kind: ledger.OpFund, Due: append([]uint64(nil), due...), Loan: application, Min: min, Policy: policy}, nil
 }
 
 // RepaySpec is a repayment of amount on loan (its funding operation's ID)

@@ -127,16 +127,17 @@ func TestFundSpec_RefusesASchedule(t *testing.T) {
 	for name, due := range map[string][]uint64{
 		"empty":          nil,
 		"not after":      {100, 130},
+		"too soon":       {100 + ledger.RepayLead, 130},
 		"not increasing": {130, 130},
 		"too far":        {100 + ledger.MaxLoanSpan + 1},
 		"too many":       make([]uint64, ledger.MaxInstallments+1),
 	} {
-		if _, err := w.FundSpec(b, otherAccount(t), 10, 100, due, [32]byte{1}); !errors.Is(err, ErrSchedule) {
+		if _, err := w.FundSpec(b, otherAccount(t), 10, 100, due, [32]byte{1}, 0, [32]byte{}); !errors.Is(err, ErrSchedule) {
 			t.Errorf("%s: got %v", name, err)
 		}
 	}
-	s, err := w.FundSpec(b, otherAccount(t), 10, 100, []uint64{130, 160}, [32]byte{1})
-	if err != nil || s.Kind != ledger.OpFund || s.Loan != [32]byte{1} || len(s.Due) != 2 || s.From != w.ID() {
+	s, err := w.FundSpec(b, otherAccount(t), 10, 100, []uint64{130, 160}, [32]byte{1}, 250000, [32]byte{2})
+	if err != nil || s.Kind != ledger.OpFund || s.Loan != [32]byte{1} || len(s.Due) != 2 || s.From != w.ID() || s.Min != 250000 || s.Policy != [32]byte{2} {
 		t.Fatalf("spec %+v %v", s, err)
 	}
 }
