@@ -43,6 +43,21 @@ type Status struct {
 	TransfersPerSecond float64 `json:"transfers_per_second"` // over the last 10 s
 	LastFinalityMillis float64 `json:"last_finality_ms"`
 	WorkCredits        []int64 `json:"work_credits"` // per validator index
+	// Role is "validator" or "full" (a full node: no key share, never
+	// votes, verifies and re-evaluates every block it applies).
+	Role string `json:"role"`
+	// VerifiedHeight is the last height this node verified (certificate,
+	// re-evaluation) and applied: Height on both roles.
+	VerifiedHeight uint64 `json:"verified_height"`
+	// ValidatorsHeight (full node) is the highest last height a validator
+	// answered it; RefusedHeight the last height it refused (0: none).
+	ValidatorsHeight uint64 `json:"validators_height,omitempty"`
+	RefusedHeight    uint64 `json:"refused_height,omitempty"`
+	// Version is the node's software version and Protocol its wire-protocol
+	// number (`zkbank version`); nodes of different protocols refuse each
+	// other.
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
 }
 
 // Account is the plaintext registry entry of an account.

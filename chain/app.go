@@ -55,6 +55,7 @@ type checkEval struct {
 	early   map[[32]byte]ledger.Reason
 	evals   []*ledger.Evaluation
 	digest  [32]byte
+	pieces  [][32]byte // the decided piece ciphertexts it was evaluated on (a snapshot keeps them)
 }
 
 // App is zkbank's consensus application: it turns ordered blocks of
@@ -82,6 +83,8 @@ type App struct {
 	now      func() time.Time
 	timing   func(string, time.Duration)
 	faults   Faults
+	follow   bool  // a full node's application: no key share, never votes (follow.go)
+	dropped  []int // signers the last FollowCommit dropped (follow.go)
 
 	book      *ledger.Book // results through finalized-2, accounts through finalized
 	finalized uint64
@@ -89,6 +92,9 @@ type App struct {
 	credits   []int64
 	spec      map[[32]byte]*blockEval // proposals at finalized+1 by value hash
 	decided   map[[32]byte]*decided   // decisions of the carried precommits, by their encoding
+
+	snapEvery, retention uint64
+	snap                 *SnapshotInfo // the snapshot of the finalized height, if it is a snapshot height
 }
 
 // Faults injects byzantine behaviour into a validator, for tests of the
@@ -145,11 +151,22 @@ type Config struct {
 	// (StageDecide, StagePieces, StageShares, StagePersist, StagePropose),
 	// for the node's metrics.
 	Timing func(stage string, d time.Duration)
+	// Follow makes the application a full node's: it holds no key share
+	// and no sealing key (Key and Opener.Key nil, Opener.Self -1), never
+	// proposes or votes, and finalizes served decisions through
+	// FollowCommit (follow.go), re-evaluating every block as validators do.
+	Follow bool
 
 	// Restored is the state to resume from (Restore); nil starts at genesis
 	// with GenesisBook.
 	Restored    *Restored
 	GenesisBook *ledger.Book
+
+	// SnapshotEvery is the state snapshot interval (0: DefaultSnapshotEvery;
+	// every validator must use the same) and UploadRetention how many
+	// heights uploads and pieces are kept (0: UploadRetention). Tests set
+	// small ones.
+	SnapshotEvery, UploadRetention uint64
 }
 
 // Pipeline stages reported to Config.Timing.
@@ -171,8 +188,15 @@ func (a *App) timed(stage string, start time.Time) {
 // New builds the application from a restored state.
 func New(c Config) (*App, error) {
 	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, pk: c.PK, open: c.Opener, pieces: c.Pieces, chain: c.Chain, n: c.N, t: c.T, log: c.Logger, vals: c.Validators,
-		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults, timing: c.Timing,
-		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decided{}}
+		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults, timing: c.Timing, follow: c.Follow,
+		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decided{},
+		snapEvery: c.SnapshotEvery, retention: c.UploadRetention}
+	if a.snapEvery == 0 {
+		a.snapEvery = DefaultSnapshotEvery
+	}
+	if a.retention == 0 {
+		a.retention = UploadRetention
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -183,6 +207,9 @@ func New(c Config) (*App, error) {
 		return nil, errors.New("chain: no opener, sharing or public key")
 	}
 	a.sh, a.self = a.open.Sharing, a.open.Self
+	if a.follow && (a.key != nil || a.open.Key != nil || a.self != -1) {
+		return nil, errors.New("chain: a following application holds no key share, no sealing key and no validator index")
+	}
 	if a.sh.N != a.n || a.sh.F != (a.n-1)/3 {
 		return nil, fmt.Errorf("chain: sharing for %d validators and f = %d, committee of %d", a.sh.N, a.sh.F, a.n)
 	}
@@ -228,13 +255,17 @@ func New(c Config) (*App, error) {
 			prev := &blockEval{height: r.Finalized - 1, hash: Hash(r.PrevBlock), block: pb, uploads: pups}
 			prev.layout = a.layoutOf(a.book, pb, ackSets(pb.LastCommit), openedBy(b))
 			exts, present, _ := carriedExts(b.LastCommit, prev.height, prev.hash)
-			cts, credits, _, err := a.decidePieces(prev, exts, present, true)
+			cts, credits, _, used, err := a.decidePieces(prev, exts, present, true)
 			if err != nil {
 				return nil, fmt.Errorf("chain: re-deciding the pieces of height %d: %w", prev.height, err)
 			}
 			if a.last.prev, err = a.evaluate(prev, a.book, cts, credits); err != nil {
 				return nil, err
 			}
+			a.last.prev.pieces = used
+		}
+		if err := a.loadSnapshot(r); err != nil {
+			return nil, err
 		}
 	}
 	if a.book == nil {
@@ -595,7 +626,7 @@ func (a *App) decideUncached(carried []Precommit) (*decided, error) {
 			return nil, err
 		}
 	}
-	cts, credits, pieceFaulty, err := a.decidePieces(a.last, exts, present, false)
+	cts, credits, pieceFaulty, used, err := a.decidePieces(a.last, exts, present, false)
 	if err != nil {
 		return nil, err
 	}
@@ -605,6 +636,7 @@ func (a *App) decideUncached(carried []Precommit) (*decided, error) {
 	if d.prev, err = a.evaluate(a.last, d.book, cts, credits); err != nil {
 		return nil, err
 	}
+	d.prev.pieces = used
 	for v := range faulty {
 		d.faulty = append(d.faulty, v)
 	}
@@ -755,12 +787,13 @@ func carriedExts(carried []Precommit, height uint64, hash [32]byte) (exts map[in
 // closed. Otherwise, every holder that could attest was heard, and the
 // group fails closed: nothing of it moves, credits included. trusted skips
 // the refusal: a restart re-decides a block the chain already accepted.
-func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, trusted bool) ([]*rlwe.Ciphertext, [][]*rlwe.Ciphertext, []int, error) {
+func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, trusted bool) ([]*rlwe.Ciphertext, [][]*rlwe.Ciphertext, []int, [][32]byte, error) {
 	out := make([]*rlwe.Ciphertext, len(ev.layout.groups))
 	credits := make([][]*rlwe.Ciphertext, len(ev.layout.groups))
 	if len(ev.layout.groups) == 0 {
-		return out, credits, nil, nil
+		return out, credits, nil, nil, nil
 	}
+	var used [][32]byte // every piece ciphertext loaded, in order
 	type key struct {
 		part  uint32
 		piece int
@@ -824,6 +857,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 				return nil, fmt.Errorf("%w: piece %x does not decode", ErrBlock, hash[:8])
 			}
 			cts = append(cts, ct)
+			used = append(used, hash)
 		}
 		return a.p.SumPieces(cts)
 	}
@@ -839,7 +873,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		for i, part := range parts {
 			hs, ok, err := decideHashes(gi, g, part)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, nil, nil, err
 			}
 			decided[i], complete = hs, complete && ok
 		}
@@ -850,7 +884,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		for i := range parts {
 			var err error
 			if cts[i], err = sum(decided[i]); err != nil {
-				return nil, nil, nil, err
+				return nil, nil, nil, nil, err
 			}
 		}
 		out[gi], credits[gi] = cts[0], cts // credits[gi][layer]: layer 0 is the batch
@@ -860,7 +894,7 @@ func (a *App) decidePieces(ev *blockEval, exts map[int]*Ext, present uint64, tru
 		named = append(named, v)
 	}
 	sort.Ints(named)
-	return out, credits, named, nil
+	return out, credits, named, used, nil
 }
 
 func envByID(b *Block, id [32]byte) *ledger.Envelope {
@@ -948,6 +982,9 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 		return nil, fmt.Errorf("%w: block says height %d", ErrBlock, b.Height)
 	}
 	if err := checkUnique(b); err != nil {
+		return nil, err
+	}
+	if err := a.checkStateRoot(b); err != nil {
 		return nil, err
 	}
 	d, err := a.decide(b.LastCommit)
@@ -1104,8 +1141,11 @@ func (a *App) HasWork(uint64) bool {
 // validators, at most one debit per sender) and carries the previous
 // height's precommits.
 func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([]byte, error) {
+	if a.follow {
+		return nil, errFollower
+	}
 	defer a.timed(StagePropose, time.Now())
-	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli())}
+	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli()), StateRoot: a.stateRoot()}
 	if last != nil {
 		// Every precommit of the certificate, late ones included: the more
 		// shares and attestations, the more validators can disagree without
@@ -1330,6 +1370,10 @@ func (a *App) myPieces(ev *blockEval) ([]PieceAttest, error) {
 	if ev.mine != nil {
 		return *ev.mine, nil
 	}
+	if a.follow { // a full node holds no piece
+		ev.mine = &[]PieceAttest{}
+		return nil, nil
+	}
 	defer a.timed(StagePieces, time.Now())
 	var out []PieceAttest
 	for gi, g := range ev.layout.groups {
@@ -1424,6 +1468,9 @@ func (a *App) attestPiece(height uint64, part uint32, k int, ct *rlwe.Ciphertext
 // decryption shares of the previous block's checks. It only ever decrypts
 // ciphertexts it computed itself.
 func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]byte, error) {
+	if a.follow {
+		return nil, errFollower
+	}
 	ev, err := a.prepare(height, value)
 	if err != nil {
 		return nil, err
@@ -1528,13 +1575,14 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 		return err
 	}
 	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits,
-		pieces: a.piecesToPersist(ev)}
+		pieces: a.piecesToPersist(ev), retention: a.retention}
+	rec.snapshot, rec.chunks = a.produceSnapshot(height, value, ev)
 	pstart := time.Now()
 	if err := persistHeight(a.st, rec); err != nil {
 		return fmt.Errorf("chain: persisting height %d: %w", height, err)
 	}
 	a.timed(StagePersist, pstart)
-	a.book, a.credits, a.finalized, a.last = ev.book, ev.credits, height, ev
+	a.book, a.credits, a.finalized, a.last, a.snap = ev.book, ev.credits, height, ev, rec.snapshot
 	a.spec = map[[32]byte]*blockEval{}
 	a.decided = map[[32]byte]*decided{}
 	if height > 4 {

@@ -29,6 +29,11 @@ type Block struct {
 	// Consents are owners' signed score consents and revocations
 	// (ledger.Consent), recorded in the order given.
 	Consents []ledger.Consent
+	// StateRoot is the root of the state snapshot of height Height-1 when
+	// that is a snapshot height (chain/snapshot.go), zero otherwise. A
+	// validator refuses a block whose root is not the one it computed, so
+	// a decided block certifies the snapshot.
+	StateRoot [32]byte
 }
 
 // Precommit is a validator's signed precommit for the previous block: the
@@ -55,11 +60,11 @@ type SubRef struct {
 	Envelopes []ledger.Envelope
 }
 
-// blockVersion 4 carries score consents (and version-5 envelopes); version
+// blockVersion 5 carries a state root (Block.StateRoot); 4 carries score consents (and version-5 envelopes); version
 // 3 referenced sealed uploads and carried version-2 extensions (pieces and
 // acks); version 2 referenced client ciphertexts, version 1 carried bare
 // extensions a proposer could forge.
-const blockVersion = 4
+const blockVersion = 5
 
 // Limits on what one block may carry.
 const (
@@ -102,6 +107,7 @@ func (b *Block) Encode() []byte {
 		cb, _ := b.Consents[i].MarshalBinary()
 		e.Bytes(cb)
 	}
+	e.Fixed(b.StateRoot[:])
 	return e.B
 }
 
@@ -155,6 +161,7 @@ func DecodeBlock(p []byte) (*Block, error) {
 		}
 		b.Consents = append(b.Consents, c)
 	}
+	copy(b.StateRoot[:], d.Fixed(32))
 	if err := d.Done(); err != nil {
 		return nil, err
 	}

@@ -33,10 +33,11 @@ const (
 	pruneEvery   = 16
 )
 
-// UploadRetention is how many heights an upload is kept after its block.
-// Lagging validators re-evaluate every block they catch up on, so they need
-// its uploads from a peer; a validator offline for longer than this needs a
-// state snapshot instead (not implemented yet: see docs/OPERATIONS.md).
+// UploadRetention is how many heights an upload is kept after its block
+// (the default of Config.UploadRetention). Lagging validators re-evaluate
+// every block they catch up on, so they need its uploads from a peer; a
+// validator offline for longer than this restores a state snapshot first
+// (chain/snapshot.go).
 const UploadRetention = 1024
 
 func uploadKey(h [32]byte) string { return "upload/" + hex.EncodeToString(h[:]) }
@@ -143,6 +144,10 @@ type heightRecord struct {
 	uploads  []*Upload
 	credits  []int64
 	pieces   map[[32]byte][]byte // piece ciphertexts to keep (own, and decided ones used)
+
+	retention uint64              // UploadRetention, or the configured one
+	snapshot  *SnapshotInfo       // the snapshot of this height, if one was produced
+	chunks    map[[32]byte][]byte // its chunks
 }
 
 // lag is how many heights after its block a height's results are applied:
@@ -225,11 +230,22 @@ func persistHeight(st Store, r *heightRecord) error {
 	if err := st.PutBlobs(r.pieces); err != nil {
 		return err
 	}
+	var dropChunks [][32]byte
+	if r.snapshot != nil { // chunks are blobs too, written before their record
+		if err := st.PutBlobs(r.chunks); err != nil {
+			return err
+		}
+		dropChunks = snapshotBatch(st, r.snapshot, &batch)
+	}
+	retention := r.retention
+	if retention == 0 {
+		retention = UploadRetention
+	}
 	var drop [][32]byte
-	if h := r.height; h > UploadRetention {
-		// The uploads and pieces of block h-UploadRetention leave in the same
+	if h := r.height; h > retention {
+		// The uploads and pieces of block h-retention leave in the same
 		// write.
-		old := h - UploadRetention
+		old := h - retention
 		if ob, err := st.Block(old); err == nil {
 			if ob, err := DecodeBlock(ob); err == nil {
 				for _, s := range ob.Subs {
@@ -249,7 +265,7 @@ func persistHeight(st Store, r *heightRecord) error {
 	if err := st.Commit(r.height, batch); err != nil {
 		return err
 	}
-	for _, ph := range drop {
+	for _, ph := range append(drop, dropChunks...) {
 		if err := st.DeleteBlob(ph); err != nil {
 			return err
 		}

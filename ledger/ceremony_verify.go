@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"sort"
-	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
@@ -55,93 +53,16 @@ import (
 // Exactly one of Dealer and Recipient is set (>= 0) when the fault is
 // attributable; both are -1 when it is not (a party equivocated and the
 // honest parties cannot tell which). It wraps ErrCeremony.
-type CeremonyFault struct {
-	// Dealer is the dealer blamed: it signed deals that do not lie on one
-	// polynomial of degree t-1, or whose secret is not the one behind its
-	// public-key share, or it signed two different deals for one recipient.
-	Dealer int
-	// Recipient is the party blamed as a recipient or verifier: its check
-	// values do not match the deals it holds, it revealed nothing or an
-	// unsigned deal, its messages are malformed or missing, or it accuses a
-	// dealer the agreed check values clear.
-	Recipient int
-	Reason    string
-	// More lists further, independent faults found in the same run.
-	More []*CeremonyFault
-}
-
-func (f *CeremonyFault) Error() string {
-	var b strings.Builder
-	b.WriteString(ErrCeremony.Error())
-	b.WriteString(": ")
-	b.WriteString(f.one())
-	for _, m := range f.More {
-		b.WriteString("; also ")
-		b.WriteString(m.one())
-	}
-	return b.String()
-}
-
-func (f *CeremonyFault) one() string {
-	switch {
-	case f.Dealer >= 0:
-		return fmt.Sprintf("dealer %d is faulty: %s", f.Dealer, f.Reason)
-	case f.Recipient >= 0:
-		return fmt.Sprintf("validator %d is faulty: %s", f.Recipient, f.Reason)
-	}
-	return "unattributed failure: " + f.Reason
-}
-
-// Unwrap makes errors.Is(err, ErrCeremony) hold.
-func (f *CeremonyFault) Unwrap() error { return ErrCeremony }
-
-// Blamed returns the validator index blamed, or -1.
-func (f *CeremonyFault) Blamed() int {
-	if f.Dealer >= 0 {
-		return f.Dealer
-	}
-	return f.Recipient
-}
-
-func dealerFault(d int, format string, args ...any) *CeremonyFault {
-	return &CeremonyFault{Dealer: d, Recipient: -1, Reason: fmt.Sprintf(format, args...)}
-}
-
-func recipientFault(i int, format string, args ...any) *CeremonyFault {
-	return &CeremonyFault{Dealer: -1, Recipient: i, Reason: fmt.Sprintf(format, args...)}
-}
-
-func unattributed(format string, args ...any) *CeremonyFault {
-	return &CeremonyFault{Dealer: -1, Recipient: -1, Reason: fmt.Sprintf(format, args...)}
-}
-
-// joinFaults orders faults (dealers first, then recipients, then
-// unattributed; by index) and returns the first with the rest in More.
-func joinFaults(fs []*CeremonyFault) *CeremonyFault {
-	if len(fs) == 0 {
-		return nil
-	}
-	rank := func(f *CeremonyFault) (int, int) {
-		switch {
-		case f.Dealer >= 0:
-			return 0, f.Dealer
-		case f.Recipient >= 0:
-			return 1, f.Recipient
-		}
-		return 2, 0
-	}
-	sort.SliceStable(fs, func(a, b int) bool {
-		ra, ia := rank(fs[a])
-		rb, ib := rank(fs[b])
-		if ra != rb {
-			return ra < rb
-		}
-		return ia < ib
-	})
-	out := *fs[0]
-	out.More = append([]*CeremonyFault(nil), fs[1:]...)
-	return &out
-}
+//
+// Dealer is the dealer blamed: it signed deals that do not lie on one
+// polynomial of degree t-1, or whose secret is not the one behind its
+// public-key share, or it signed two different deals for one recipient.
+// Recipient is the party blamed as a recipient or verifier: its check
+// values do not match the deals it holds, it revealed nothing or an
+// unsigned deal, its messages are malformed or missing, or it accuses a
+// dealer the agreed check values clear. More lists further, independent
+// faults found in the same run.
+type CeremonyFault = fault[ceremonyRoles]
 
 // DealSigner signs msg with this party's ceremony signing key.
 type DealSigner func(msg []byte) ([]byte, error)
@@ -342,12 +263,7 @@ func CeremonyTranscript(p *Params, com *Committee, seed, bind []byte, all1 []*Ro
 		return [32]byte{}, err
 	}
 	h := sha256.New()
-	field := func(b []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
+	field := func(b []byte) { writeField(h, b) }
 	field([]byte("zkbank/ceremony/transcript/v1"))
 	field([]byte(p.Set.Name))
 	field(seed)
@@ -414,38 +330,51 @@ func NewCeremonyVerifier(p *Params, com *Committee, seed, bind []byte, all1 []*R
 	// collective key with fresh transcript randomness (r', e0 = 0, e1'),
 	// (pk0*r' + m, a*r' + e1') at LevelDecrypt. Its c1 differs from u, so
 	// no party releases two noise samples for the same c1.
-	r2 := v.liftSmall(ternary(prng, n))
-	e12 := v.liftSmall(ternary(prng, n))
 	pk0 := rqp.NewPoly()
 	for _, m := range r1s {
 		rqp.Add(pk0, m.CKG.Value, pk0)
 	}
+	if v.ct, v.want, err = jointTestCiphertext(p, tr, prng, pk0, crp.Value); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// jointTestCiphertext builds the joint test ciphertext of a transcript: a
+// public-key encryption (pk0*r' + m, a*r' + e1') of a message m drawn from
+// the transcript, with r', e1' ternary from prng, at LevelDecrypt. pk0 and a
+// are the collective public key (full QP level, NTT).
+func jointTestCiphertext(p *Params, tr [32]byte, prng sampling.PRNG, pk0, a ringqp.Poly) (*rlwe.Ciphertext, []uint64, error) {
+	params := p.BGV
+	rqp := params.RingQP()
+	n := params.N()
+	r2 := liftSmallQP(p, ternary(prng, n))
+	e12 := liftSmallQP(p, ternary(prng, n))
 	c0 := rqp.NewPoly()
 	rqp.MulCoeffsMontgomery(pk0, r2, c0)
 	c1 := rqp.NewPoly()
-	rqp.MulCoeffsMontgomery(crp.Value, r2, c1)
+	rqp.MulCoeffsMontgomery(a, r2, c1)
 	rqp.Add(c1, e12, c1)
-	v.want = make([]uint64, p.Slots)
+	want := make([]uint64, p.Slots)
 	mprng := transcriptPRNG(tr, "test-message")
 	var b [8]byte
-	for i := range v.want {
+	for i := range want {
 		mprng.Read(b[:])
-		v.want[i] = binary.BigEndian.Uint64(b[:]) % params.PlaintextModulus()
+		want[i] = binary.BigEndian.Uint64(b[:]) % params.PlaintextModulus()
 	}
 	pt := bgv.NewPlaintext(params, LevelDecrypt)
-	if err := newEncoder(p).Encode(v.want, pt); err != nil {
-		return nil, fmt.Errorf("%w: test message: %w", ErrCeremony, err)
+	if err := newEncoder(p).Encode(want, pt); err != nil {
+		return nil, nil, fmt.Errorf("%w: test message: %w", ErrCeremony, err)
 	}
 	if !pt.IsNTT {
-		return nil, fmt.Errorf("%w: plaintexts are not in the NTT domain", ErrParams)
+		return nil, nil, fmt.Errorf("%w: plaintexts are not in the NTT domain", ErrParams)
 	}
 	rq := params.RingQ().AtLevel(LevelDecrypt)
 	ct := rlwe.NewCiphertext(params, 1, LevelDecrypt)
 	*ct.MetaData = *pt.MetaData.CopyNew()
 	rq.Add(pt.Value, c0.Q, ct.Value[0])
 	ct.Value[1].Copy(c1.Q)
-	v.ct = ct
-	return v, nil
+	return ct, want, nil
 }
 
 // Transcript returns the transcript hash every check message must carry.
@@ -471,14 +400,9 @@ func (v *CeremonyVerifier) bounds() error {
 	// coefficients in the thousands; this bound keeps them below about 30.
 	std := math.Sqrt(float64(p.BGV.N()) * (xe.Sigma*xe.Sigma*2/3 + 4.0/9))
 	v.boundNu = 24 * std
-	sigma := math.Ldexp(math.Sqrt(float64(com.T))*ceremonyHideBound, p.Set.SmudgingLogLambda)
-	v.smudge = ring.DiscreteGaussian{Sigma: sigma, Bound: 6 * sigma}
-	q := p.BGV.Q()
-	if len(q) < 2 {
-		return fmt.Errorf("%w: ceremony checks need two Q primes", ErrParams)
-	}
-	if v.smudge.Bound >= float64(q[0])/2 {
-		return fmt.Errorf("%w: ceremony smudging 2^%.1f exceeds q0", ErrParams, math.Log2(v.smudge.Bound))
+	var err error
+	if v.smudge, err = checkSmudging(p, com.T, "ceremony"); err != nil {
+		return err
 	}
 	v.crt = newCRTCheck(p)
 	// Worst honest combination: Delta*boundNu + L1*smudging bound.
@@ -554,9 +478,28 @@ func ternary(prng sampling.PRNG, n int) []int64 {
 	return out
 }
 
+// checkSmudging is the flooding noise of check values (and joint-test
+// decryption shares) for a threshold-t committee; what names the protocol
+// in its errors.
+func checkSmudging(p *Params, t int, what string) (ring.DiscreteGaussian, error) {
+	sigma := math.Ldexp(math.Sqrt(float64(t))*ceremonyHideBound, p.Set.SmudgingLogLambda)
+	smudge := ring.DiscreteGaussian{Sigma: sigma, Bound: 6 * sigma}
+	q := p.BGV.Q()
+	if len(q) < 2 {
+		return smudge, fmt.Errorf("%w: %s checks need two Q primes", ErrParams, what)
+	}
+	if smudge.Bound >= float64(q[0])/2 {
+		return smudge, fmt.Errorf("%w: %s smudging 2^%.1f exceeds q0", ErrParams, what, math.Log2(smudge.Bound))
+	}
+	return smudge, nil
+}
+
 // liftSmall turns small integers (coefficients) into an NTT-domain QP poly.
-func (v *CeremonyVerifier) liftSmall(vals []int64) ringqp.Poly {
-	rqp := v.p.BGV.RingQP()
+func (v *CeremonyVerifier) liftSmall(vals []int64) ringqp.Poly { return liftSmallQP(v.p, vals) }
+
+// liftSmallQP turns small integers (coefficients) into an NTT-domain QP poly.
+func liftSmallQP(p *Params, vals []int64) ringqp.Poly {
+	rqp := p.BGV.RingQP()
 	out := rqp.NewPoly()
 	set := func(r *ring.Ring, pl ring.Poly) {
 		if r == nil {
@@ -582,8 +525,12 @@ func (v *CeremonyVerifier) liftSmall(vals []int64) ringqp.Poly {
 }
 
 // smudgeNoise samples fresh check-value noise (NTT, QP).
-func (v *CeremonyVerifier) smudgeNoise(s ring.Sampler) ringqp.Poly {
-	q0 := v.p.BGV.Q()[0]
+func (v *CeremonyVerifier) smudgeNoise(s ring.Sampler) ringqp.Poly { return smudgeNoiseQP(v.p, s) }
+
+// smudgeNoiseQP reads one level-0 polynomial from s (centered samples) and
+// lifts it to an NTT-domain QP poly.
+func smudgeNoiseQP(p *Params, s ring.Sampler) ringqp.Poly {
+	q0 := p.BGV.Q()[0]
 	pl := s.ReadNew()
 	vals := make([]int64, len(pl.Coeffs[0]))
 	for k, x := range pl.Coeffs[0] {
@@ -593,7 +540,7 @@ func (v *CeremonyVerifier) smudgeNoise(s ring.Sampler) ringqp.Poly {
 			vals[k] = int64(x)
 		}
 	}
-	return v.liftSmall(vals)
+	return liftSmallQP(p, vals)
 }
 
 // Check publishes this party's check values. It needs every deal accepted
@@ -751,22 +698,36 @@ func (v *CeremonyVerifier) Evaluate(checks []*CeremonyCheck) *CheckReport {
 // sum Delta*lambda_j*val(j) must be within the honest bound (perPoint is
 // the noise bound of one value). Fewer than t points cannot be checked.
 func (v *CeremonyVerifier) consistent(d int, pts []int, val func(j int) ringqp.Poly, perPoint float64) bool {
-	t := v.com.T
+	d0, _ := new(big.Float).SetInt(v.com.Delta).Float64()
+	return onCurve(v.p, v.crt, v.com, v.c0[d], d0*v.boundNu, pts, val, perPoint)
+}
+
+// onCurve reports whether the values val(j) at the points pts (indices of
+// com, ascending) and anchor at 0 lie on one polynomial of degree T-1 up to
+// noise: for the N-T+1 subsets made of the first T-1 points and one more,
+// Delta*anchor + sum Delta*lambda_j*val(j) must be at most anchorBound +
+// sum |Delta*lambda_j|*perPoint. Fewer than T points cannot be checked.
+func onCurve(p *Params, crt *crtCheck, com *Committee, anchor ringqp.Poly, anchorBound float64, pts []int, val func(j int) ringqp.Poly, perPoint float64) bool {
+	t := com.T
 	if len(pts) < t {
 		return true
 	}
-	rqp := v.p.BGV.RingQP()
+	rqp := p.BGV.RingQP()
 	z := rqp.NewPoly()
 	for k := t - 1; k < len(pts); k++ {
 		idx := append(append([]int(nil), pts[:t-1]...), pts[k])
-		co := ceremonyCoefficients(v.com, idx)
-		mulScalarQP(rqp, v.c0[d], v.com.Delta, z, false)
+		co := ceremonyCoefficients(com, idx)
+		mulScalarQP(rqp, anchor, com.Delta, z, false)
 		for a, j := range idx {
 			mulScalarQP(rqp, val(j), co[a], z, true)
 		}
-		b := v.subsetBound(co, perPoint)
+		b := anchorBound
+		for _, c := range co {
+			f, _ := new(big.Float).SetInt(new(big.Int).Abs(c)).Float64()
+			b += f * perPoint
+		}
 		rqp.INTT(z, z)
-		if !v.crt.small(z, b) {
+		if !crt.small(z, b) {
 			return false
 		}
 	}
@@ -793,20 +754,31 @@ func mulScalarQP(rqp *ringqp.Ring, x ringqp.Poly, c *big.Int, out ringqp.Poly, a
 // parties whose checks are usable. It returns whether all did, and the
 // parties that are in at least one subset that did.
 func (v *CeremonyVerifier) finalTest(checks []*CeremonyCheck, valid []int) (bool, map[int]bool) {
+	shares := make([]*DecShare, len(valid))
+	for a, i := range valid {
+		shares[a] = checks[i].Final
+	}
+	return everySubsetDecrypts(v.dec, v.com.T, v.ct, v.want, valid, shares)
+}
+
+// everySubsetDecrypts decrypts ct with every t-subset of shares (shares[a]
+// is party valid[a]'s). It returns whether all gave want, and the parties
+// that are in at least one subset that did.
+func everySubsetDecrypts(dec *Decryptor, t int, ct *rlwe.Ciphertext, want []uint64, valid []int, all []*DecShare) (bool, map[int]bool) {
 	inGood := map[int]bool{}
-	if len(valid) < v.com.T {
+	if len(valid) < t {
 		return false, inGood
 	}
 	ok := true
-	Subsets(len(valid), v.com.T, func(pos []int) {
+	Subsets(len(valid), t, func(pos []int) {
 		shares := make([]*DecShare, len(pos))
 		for a, i := range pos {
-			shares[a] = checks[valid[i]].Final
+			shares[a] = all[i]
 		}
-		got, err := v.dec.Combine(v.ct, shares)
-		good := err == nil && len(got) == len(v.want)
+		got, err := dec.Combine(ct, shares)
+		good := err == nil && len(got) == len(want)
 		for s := 0; good && s < len(got); s++ {
-			good = got[s] == v.want[s]
+			good = got[s] == want[s]
 		}
 		if !good {
 			ok = false

@@ -244,23 +244,31 @@ func (b *vBase) run(t testing.TB, h *vRun) *vRun {
 // blaming dealer (if dealer >= 0) or recipient, and kept no key share.
 func (h *vRun) wantFault(t *testing.T, dealer, recipient int) *CeremonyFault {
 	t.Helper()
-	var first *CeremonyFault
-	for i, err := range h.errs {
-		if h.shares[i] != nil {
-			t.Fatalf("party %d kept a key share from a failed ceremony", i)
+	return wantFaults[ceremonyRoles](t, "party", "CeremonyFault", h.errs, h.shares, dealer, recipient)[0]
+}
+
+// wantFaults asserts that every run in errs failed with a fault of R's
+// protocol (named want) blaming dealer (if dealer >= 0) or recipient, and
+// that none kept a key share; it returns the faults. who names a
+// participant in failures.
+func wantFaults[R faultRoles](t *testing.T, who, want string, errs []error, shares []*KeyShare, dealer, recipient int) []*fault[R] {
+	t.Helper()
+	var r R
+	out := make([]*fault[R], len(errs))
+	for i, err := range errs {
+		if shares[i] != nil {
+			t.Fatalf("%s %d kept a key share from a failed run", who, i)
 		}
-		var f *CeremonyFault
-		if !errors.As(err, &f) || !errors.Is(err, ErrCeremony) {
-			t.Fatalf("party %d: error %v, want a CeremonyFault", i, err)
+		var f *fault[R]
+		if !errors.As(err, &f) || !errors.Is(err, r.names().sentinel) {
+			t.Fatalf("%s %d: error %v, want a %s", who, i, err, want)
 		}
 		if f.Dealer != dealer || f.Recipient != recipient {
-			t.Fatalf("party %d: fault %v names dealer %d / recipient %d, want %d / %d", i, f, f.Dealer, f.Recipient, dealer, recipient)
+			t.Fatalf("%s %d: fault %v names dealer %d / recipient %d, want %d / %d", who, i, f, f.Dealer, f.Recipient, dealer, recipient)
 		}
-		if first == nil {
-			first = f
-		}
+		out[i] = f
 	}
-	return first
+	return out
 }
 
 var verifiedCommittees = [][2]int{{4, 2}, {4, 3}, {7, 3}}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -82,7 +81,7 @@ func withConsensusKeys(priv ed25519.PrivateKey, gen *genesis.Genesis) (ceremonyO
 }
 
 type ceremonyInbox struct {
-	mu      sync.Mutex
+	inbox
 	keys    map[int]ed25519.PublicKey
 	r1      map[int]*ledger.Round1
 	r2      map[int]*ledger.Round2
@@ -91,14 +90,6 @@ type ceremonyInbox struct {
 	reveals map[int]*ledger.CeremonyReveal
 	done    map[int][32]byte
 	equiv   *ledger.CeremonyFault // a dealer that signed two different deals for us
-	notify  chan struct{}
-}
-
-func (in *ceremonyInbox) poke() {
-	select {
-	case in.notify <- struct{}{}:
-	default:
-	}
 }
 
 // missing lists the validators absent from have.
@@ -129,7 +120,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	if cfg.pubs != nil && (len(cfg.pubs) != com.N || !myPub.Equal(cfg.pubs[self])) {
 		return nil, nil, fmt.Errorf("ceremony: this node's signing key is not validator %d's", self)
 	}
-	fault := ceremonyFaultsFor(host.ID())
+	fault := ceremonyFaultsByPeer.get(host.ID())
 
 	index := map[peer.ID]int{}
 	for i, id := range peers {
@@ -138,7 +129,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	in := &ceremonyInbox{
 		keys: map[int]ed25519.PublicKey{}, r1: map[int]*ledger.Round1{}, r2: map[int]*ledger.Round2{},
 		deals: map[int]*ledger.SignedDeal{}, checks: map[int]*ledger.CeremonyCheck{},
-		reveals: map[int]*ledger.CeremonyReveal{}, done: map[int][32]byte{}, notify: make(chan struct{}, 1),
+		reveals: map[int]*ledger.CeremonyReveal{}, done: map[int][32]byte{}, inbox: newInbox(),
 	}
 	// verify checks a signature against the announced (or genesis) key.
 	verify := func(party int, msg, sig []byte) bool {
@@ -174,11 +165,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 			if err := m.UnmarshalBinary(body); err != nil || m.From != i {
 				return nil, errors.New("bad round-1 message")
 			}
-			in.mu.Lock()
-			defer in.mu.Unlock()
-			if _, ok := in.r1[i]; !ok {
-				in.r1[i] = &m
-			}
+			keepFirst(&in.mu, in.r1, i, &m)
 		case msgDeal:
 			sd, err := p.DecodeSignedDeal(body)
 			if err != nil || sd.Deal.From != i || sd.Deal.To != self {
@@ -202,31 +189,19 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 			if err := m.UnmarshalBinary(body); err != nil || m.From != i {
 				return nil, errors.New("bad round-2 message")
 			}
-			in.mu.Lock()
-			defer in.mu.Unlock()
-			if _, ok := in.r2[i]; !ok {
-				in.r2[i] = &m
-			}
+			keepFirst(&in.mu, in.r2, i, &m)
 		case msgCheck:
 			c, err := p.DecodeCeremonyCheck(body)
 			if err != nil || c.From != i {
 				return nil, errors.New("bad check message")
 			}
-			in.mu.Lock()
-			defer in.mu.Unlock()
-			if _, ok := in.checks[i]; !ok {
-				in.checks[i] = c
-			}
+			keepFirst(&in.mu, in.checks, i, c)
 		case msgVerdict:
 			v, err := p.DecodeCeremonyReveal(body)
 			if err != nil || v.From != i {
 				return nil, errors.New("bad verdict message")
 			}
-			in.mu.Lock()
-			defer in.mu.Unlock()
-			if _, ok := in.reveals[i]; !ok {
-				in.reveals[i] = v
-			}
+			keepFirst(&in.mu, in.reveals, i, v)
 		case msgDone:
 			if len(body) != 32 {
 				return nil, errors.New("bad done message")
@@ -248,44 +223,12 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	defer host.RemoveHandler(protoCeremony)
 
 	sendAll := func(kind byte, body []byte) error {
-		var wg sync.WaitGroup
-		errs := make([]error, len(peers))
-		for j, id := range peers {
-			if j == self {
-				continue
-			}
-			wg.Add(1)
-			go func(j int, id peer.ID) {
-				defer wg.Done()
-				errs[j] = requestRetry(ctx, host, id, append([]byte{kind}, body...))
-			}(j, id)
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return broadcast(ctx, host, protoCeremony, peers, self, kind, body)
 	}
 	// wait blocks until have() reports all N, the context ends, or (with a
 	// non-zero limit) limit passes; it names the validators still missing.
 	wait := func(what string, limit time.Duration, have func() []int) error {
-		var deadline <-chan time.Time
-		if limit > 0 {
-			deadline = time.After(limit)
-		}
-		for {
-			in.mu.Lock()
-			miss := have()
-			in.mu.Unlock()
-			if len(miss) == 0 {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("ceremony: waiting for %s: missing from validators %v: %w", what, miss, ctx.Err())
-			case <-deadline:
-				return fmt.Errorf("ceremony: waiting for %s: missing from validators %v", what, miss)
-			case <-in.notify:
-			case <-time.After(time.Second):
-			}
-		}
+		return in.wait(ctx, "ceremony: waiting for "+what+": missing from validators", limit, have)
 	}
 	fail := func(err error) (*ledger.PublicKeys, *ledger.KeyShare, error) {
 		var f *ledger.CeremonyFault
@@ -357,7 +300,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := requestRetry(ctx, host, peers[sd.Deal.To], append([]byte{msgDeal}, db...)); err != nil {
+		if err := requestRetryOn(ctx, host, protoCeremony, peers[sd.Deal.To], append([]byte{msgDeal}, db...)); err != nil {
 			return nil, nil, fmt.Errorf("ceremony deal to %d: %w", sd.Deal.To, err)
 		}
 	}
@@ -367,7 +310,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	if err := wait("validly signed deals", 0, func() []int { return missing(com.N, in.deals) }); err != nil {
 		return nil, nil, err
 	}
-	all1 := collect(in, func() []*ledger.Round1 {
+	all1 := collect(&in.mu, func() []*ledger.Round1 {
 		out := make([]*ledger.Round1, 0, com.N)
 		for _, m := range in.r1 {
 			out = append(out, m)
@@ -375,7 +318,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 		return out
 	})
 	// Every deal is fixed before Round2 leaves this node.
-	for _, sd := range collect(in, func() []*ledger.SignedDeal {
+	for _, sd := range collect(&in.mu, func() []*ledger.SignedDeal {
 		out := make([]*ledger.SignedDeal, 0, com.N)
 		for i := 0; i < com.N; i++ {
 			out = append(out, in.deals[i])
@@ -401,14 +344,14 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	if err := wait("round-2 messages", 0, func() []int { return missing(com.N, in.r2) }); err != nil {
 		return nil, nil, err
 	}
-	all2 := collect(in, func() []*ledger.Round2 {
+	all2 := collect(&in.mu, func() []*ledger.Round2 {
 		out := make([]*ledger.Round2, 0, com.N)
 		for _, m := range in.r2 {
 			out = append(out, m)
 		}
 		return out
 	})
-	if f := collect(in, func() *ledger.CeremonyFault { return in.equiv }); f != nil {
+	if f := collect(&in.mu, func() *ledger.CeremonyFault { return in.equiv }); f != nil {
 		return fail(f)
 	}
 	keys, err := ledger.AggregatePublic(p, com, seed, all1, all2)
@@ -442,7 +385,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	if err := wait("check messages", 0, func() []int { return missing(com.N, in.checks) }); err != nil {
 		return nil, nil, err
 	}
-	rep := v.Evaluate(collect(in, func() []*ledger.CeremonyCheck {
+	rep := v.Evaluate(collect(&in.mu, func() []*ledger.CeremonyCheck {
 		out := make([]*ledger.CeremonyCheck, 0, com.N)
 		for _, c := range in.checks {
 			out = append(out, c)
@@ -473,7 +416,7 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	if err := wait("verdicts", limit, func() []int { return missing(com.N, in.reveals) }); err != nil && (rep.Accept() || ctx.Err() != nil) {
 		return nil, nil, err
 	}
-	ks, err := party.VerifiedKeyShare(v, rep, collect(in, func() []*ledger.CeremonyReveal {
+	ks, err := party.VerifiedKeyShare(v, rep, collect(&in.mu, func() []*ledger.CeremonyReveal {
 		out := make([]*ledger.CeremonyReveal, 0, com.N)
 		for _, r := range in.reveals {
 			out = append(out, r)
@@ -507,34 +450,6 @@ func runCeremony(ctx context.Context, host *p2p.Host, p *ledger.Params, com *led
 	}
 	log.Info("key ceremony: done, every deal verified", "keys_sha256", fmt.Sprintf("%x", digest[:8]))
 	return keys, ks, nil
-}
-
-func collect[T any](in *ceremonyInbox, f func() T) T {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return f()
-}
-
-// requestRetry delivers one ceremony message, retrying while the peer is
-// still starting up.
-func requestRetry(ctx context.Context, host *p2p.Host, to peer.ID, payload []byte) error {
-	backoff := 200 * time.Millisecond
-	for {
-		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		_, err := host.Request(c, to, protoCeremony, payload)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
-	}
 }
 
 // saveKeys writes the key share (0600: it never leaves this node) and the

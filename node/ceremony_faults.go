@@ -1,9 +1,6 @@
 package node
 
 import (
-	"sync"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -18,13 +15,4 @@ type ceremonyFaults struct {
 	tamperCheck func(p *ledger.Params, c *ledger.CeremonyCheck)
 }
 
-var (
-	ceremonyFaultsMu     sync.Mutex
-	ceremonyFaultsByPeer = map[peer.ID]*ceremonyFaults{}
-)
-
-func ceremonyFaultsFor(id peer.ID) *ceremonyFaults {
-	ceremonyFaultsMu.Lock()
-	defer ceremonyFaultsMu.Unlock()
-	return ceremonyFaultsByPeer[id]
-}
+var ceremonyFaultsByPeer peerFaults[ceremonyFaults]

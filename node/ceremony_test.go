@@ -59,8 +59,7 @@ func TestCeremony_NetworkCorruptDealNamesTheDealer(t *testing.T) {
 			}
 		}
 	}
-	ceremonyFaultsMu.Lock()
-	ceremonyFaultsByPeer[peers[bad]] = &ceremonyFaults{corruptDeal: func(p *ledger.Params, d *ledger.ShamirDeal) *ledger.ShamirDeal {
+	ceremonyFaultsByPeer.set(peers[bad], &ceremonyFaults{corruptDeal: func(p *ledger.Params, d *ledger.ShamirDeal) *ledger.ShamirDeal {
 		if d.To != 0 {
 			return d
 		}
@@ -69,13 +68,8 @@ func TestCeremony_NetworkCorruptDealNamesTheDealer(t *testing.T) {
 		q := p.BGV.Q()[0]
 		out.Share.Poly.Q.Coeffs[0][0] = (out.Share.Poly.Q.Coeffs[0][0] + 1) % q
 		return out
-	}}
-	ceremonyFaultsMu.Unlock()
-	defer func() {
-		ceremonyFaultsMu.Lock()
-		delete(ceremonyFaultsByPeer, peers[bad])
-		ceremonyFaultsMu.Unlock()
-	}()
+	}})
+	defer ceremonyFaultsByPeer.set(peers[bad], nil)
 
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -51,7 +51,10 @@ func (n *Node) announce(v *chain.View) {
 	}()
 }
 
-// followHeads records the best height peers announce until ctx ends.
+// followHeads records the best height peers announce until ctx ends. On a
+// full node it also wakes the sync loop when a peer announces a height
+// above this node's. Announcements are not authenticated: they only make
+// the node ask.
 func (n *Node) followHeads(ctx context.Context) error {
 	msgs, cancel, err := n.host.Subscribe(headsTopic)
 	if err != nil {
@@ -68,9 +71,16 @@ func (n *Node) followHeads(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if h, ok := decodeHead(m.Data); ok && h > best {
+				h, ok := decodeHead(m.Data)
+				if !ok {
+					continue
+				}
+				if h > best {
 					best = h
 					n.met.PeersBestHeight.Set(float64(h))
+				}
+				if n.full != nil && h > n.full.verified.Load() {
+					n.full.poke()
 				}
 			}
 		}

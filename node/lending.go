@@ -41,18 +41,8 @@ func (s *server) consent(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
 		return
 	}
-	var c ledger.Consent
-	if len(req.Consent) > maxConsentBytes {
-		writeErr(w, http.StatusBadRequest, "malformed", "consent too large")
-		return
-	}
-	if err := c.UnmarshalBinary(req.Consent); err != nil {
-		writeErr(w, http.StatusBadRequest, "malformed", "consent: "+err.Error())
-		return
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && !s.n.consentsByIP.allow(host) {
-		w.Header().Set("Retry-After", "2")
-		writeErr(w, http.StatusTooManyRequests, "rate_limited", "too many consents from this address; retry later")
+	c, ok := s.consentOf(w, r, &req)
+	if !ok {
 		return
 	}
 	err := s.n.addConsent(c, true)
@@ -70,6 +60,26 @@ func (s *server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	id := c.ID()
 	writeJSON(w, http.StatusAccepted, api.ConsentResponse{ID: hex.EncodeToString(id[:])})
+}
+
+// consentOf decodes the consent of a POST /v1/consents request and
+// charges it to the client's address; when ok is false it has answered the
+// request.
+func (s *server) consentOf(w http.ResponseWriter, r *http.Request, req *api.ConsentRequest) (c ledger.Consent, ok bool) {
+	if len(req.Consent) > maxConsentBytes {
+		writeErr(w, http.StatusBadRequest, "malformed", "consent too large")
+		return c, false
+	}
+	if err := c.UnmarshalBinary(req.Consent); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", "consent: "+err.Error())
+		return c, false
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && !s.n.consentsByIP.allow(host) {
+		w.Header().Set("Retry-After", "2")
+		writeErr(w, http.StatusTooManyRequests, "rate_limited", "too many consents from this address; retry later")
+		return c, false
+	}
+	return c, true
 }
 
 // addConsent is the one path by which a consent enters the mempool, from a
@@ -209,7 +219,12 @@ func (s *server) score(w http.ResponseWriter, r *http.Request) {
 	// height asked answers "not_yet" (the client retries) rather than
 	// refusing a consent it has not recorded yet.
 	if requester != (ledger.AccountID{}) {
-		if _, err := view.Book.ScoreConsent(owner, requester, req.ConsentNonce); err != nil {
+		c, err := view.Book.ScoreConsent(owner, requester, req.ConsentNonce)
+		if err == nil && at < c.Recorded {
+			// A consent does not open the owner's past.
+			err = fmt.Errorf("%w: the score at height %d is from before the consent (recorded for heights from %d)", ledger.ErrNoConsent, at, c.Recorded)
+		}
+		if err != nil {
 			status, code := consentRefusal(err)
 			writeErr(w, status, code, fmt.Sprintf("score of %s refused to %s under consent nonce %d: %v", owner.Short(), requester.Short(), req.ConsentNonce, err))
 			return
@@ -261,12 +276,14 @@ func consentRefusal(err error) (int, string) {
 }
 
 // scoreCT is an account's score at height at, masked to its anchor slot
-// (the available balance's slot of a balance reply). The shard's scores
-// are computed once per published view and height: every owner and lender
-// of the shard reading at that height shares them.
+// (the available balance's slot of a balance reply). Computed once per
+// published view, height and lane, with only that lane's public part, so
+// validators whose books differ in other accounts answer the same bytes.
 func (n *Node) scoreCT(eng *ledger.Engine, view *chain.View, acct *ledger.Account, at uint64) (*rlwe.Ciphertext, error) {
-	k := scoreKey{view: view.Height, shard: acct.Shard, at: at}
-	sum, err := n.scores.get(k, func() (*rlwe.Ciphertext, error) { return view.Book.ScoreAt(eng, acct.Shard, at) })
+	k := scoreKey{view: view.Height, shard: acct.Shard, at: at, lane: acct.Lane}
+	sum, err := n.scores.get(k, func() (*rlwe.Ciphertext, error) {
+		return view.Book.ScoreAt(eng, acct.Shard, at, []int{acct.Lane})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +302,7 @@ type scoreKey struct {
 	view  uint64
 	shard uint32
 	at    uint64
+	lane  int
 }
 
 // maxScores bounds the cache (each entry is one state-level ciphertext).

@@ -29,8 +29,9 @@ var (
 
 // limiter holds one token bucket per key (a client IP, a peer id). Buckets
 // idle for longer than idle are dropped when the set grows past max, so a
-// flood of new keys cannot grow it without bound: past max with nothing to
-// drop, new keys are refused.
+// flood of new keys cannot grow it without bound: past max with nothing
+// idle, the least recently seen bucket is dropped (refusing new keys
+// instead would let a churn of fresh identities lock every newcomer out).
 type limiter struct {
 	mu      sync.Mutex
 	every   rate.Limit
@@ -63,7 +64,14 @@ func (l *limiter) allow(key string) bool {
 				}
 			}
 			if len(l.buckets) >= l.max {
-				return false
+				var lru string
+				var oldest time.Time
+				for k, old := range l.buckets {
+					if lru == "" || old.seen.Before(oldest) {
+						lru, oldest = k, old.seen
+					}
+				}
+				delete(l.buckets, lru)
 			}
 		}
 		b = &bucket{lim: rate.NewLimiter(l.every, l.burst)}

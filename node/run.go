@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,11 @@ type Node struct {
 
 	opensByIP, opensByPeer       *limiter // account openings per client IP, per peer
 	consentsByIP, consentsByPeer *limiter // score consents per client IP, per peer
+
+	blocks *blockServer // per-peer limits of /zkbank/blocks/1 (blocksync.go)
+	full   *fullNode    // set on a full node only (fullnode.go)
+
+	snapTuning *snapshotTuning // snapshot interval and upload retention (snapshot.go)
 }
 
 // Run starts the validator in home and blocks until ctx is cancelled.
@@ -130,25 +136,21 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		}
 	}
 	if self < 0 {
-		return fmt.Errorf("this node's consensus key is not a validator in %s", h.Genesis())
+		// A validator's home that lost (or swapped) its consensus key must
+		// not quietly become a full node under the validator's peer id:
+		// the chain would lose a validator, and f+1 such mistakes halt it.
+		if err := notAValidatorsHome(h, gen, ident); err != nil {
+			return err
+		}
+		// Not a validator: follow the chain as a full node (fullnode.go).
+		return runFull(ctx, h, gen, lc, ident, peers, logger)
 	}
 	name := gen.Validators[self].Name
 	if name == "" {
 		name = fmt.Sprintf("node-%d", self)
 	}
-	log := logger.With("node", name)
-	// libp2p's own loggers are process-wide: route them through ours, once
-	// per process (tests run several nodes in one).
-	routeLibp2pLogs.Do(func() { p2p.RouteLibp2pLogs(log.With("component", "libp2p").Handler(), slog.LevelWarn) })
-	p, err := ledger.NewParams(mustSet(gen.ParamSet))
-	if err != nil {
-		return err
-	}
-	com, err := ledger.NewCommittee(len(gen.Validators), gen.Threshold)
-	if err != nil {
-		return err
-	}
-	sh, err := ledger.NewSharing(com.N, com.F())
+	log := nodeLogger(logger, name)
+	p, com, sh, err := chainParams(gen)
 	if err != nil {
 		return err
 	}
@@ -156,24 +158,9 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
-		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
-		consentsByIP: newLimiter(openRate, openBurst), consentsByPeer: newLimiter(openRate, openBurst),
-		opener: &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey}, pieces: chain.NewPieceCache(), ctx: ctx,
-		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst)}
+	n, reg := newNode(ctx, name, self, h, gen, p, com, log, peers, &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey})
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n.met = newMetrics(reg)
-	n.tracker = newTracker(n.met)
-	n.orphans = newOrphans()
-
-	// 64 MiB value-log files and a GC pass a minute: the value log holds
-	// shard states (768 KiB each, kept 16 heights) and WAL records, nearly
-	// all garbage soon after, and Badger maps its files, so what is not
-	// reclaimed stays in the node's resident memory. (Piece ciphertexts,
-	// large blocks and certificates are blob files: store.Blobs.)
-	db, err := badgerstore.Open(h.Data(), badgerstore.Options{Logger: log, ValueLogFileSize: storeValueLogFile})
+	db, err := openStore(h, log)
 	if err != nil {
 		return err
 	}
@@ -189,19 +176,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			boot = append(boot, a+"/p2p/"+v.PeerID)
 		}
 	}
-	host, err := p2p.New(ctx, p2p.Config{
-		ListenAddrs: lc.P2PAddrs, Identity: ident, ChainID: gen.ChainID, Bootstrap: append(boot, lc.Bootstrap...),
-		EnableMDNS: lc.MDNS, DHT: lc.DHT,
-		Logger: log.With("component", "p2p"), Registerer: reg,
-		MaxMessageBytes: 8 << 20,
-		Protocols: map[protocol.ID]p2p.ProtocolLimits{
-			protoCeremony:  {MaxFrameBytes: 96 << 20, Timeout: 5 * time.Minute},
-			protoConsensus: {MaxFrameBytes: 96 << 20, Timeout: 2 * time.Minute},
-			protoSync:      {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute}, // uploads by hash
-			protoPieces:    {MaxFrameBytes: 1 << 20, Timeout: 10 * time.Second},      // a co-holder's pieces of one upload
-			protoTx:        {MaxFrameBytes: maxUpload + 1<<16, Timeout: time.Minute},
-		},
-	})
+	host, err := n.newHost(ctx, lc, ident, reg, append(boot, lc.Bootstrap...), lc.DHT, RoleValidator)
 	if err != nil {
 		return err
 	}
@@ -209,25 +184,11 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.host = host
 
 	// The API answers (not ready) while the ceremony runs.
-	srv := &http.Server{Handler: (&server{n: n, log: log, reg: reg}).routes(), ReadHeaderTimeout: 10 * time.Second}
-	u, err := url.Parse(lc.API)
+	stopAPI, err := n.serveAPI(lc.API, reg)
 	if err != nil {
-		return fmt.Errorf("api address %q: %w", lc.API, err)
+		return err
 	}
-	ln, err := net.Listen("tcp", u.Host)
-	if err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api server", "err", err)
-		}
-	}()
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(c)
-	}()
+	defer stopAPI()
 	log.Info("node starting", "index", self, "peer", host.ID().String(), "p2p", host.Addrs(), "api", lc.API)
 
 	if _, err := os.Stat(h.KeyShare()); errors.Is(err, os.ErrNotExist) {
@@ -264,15 +225,8 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.engines = make(chan *ledger.Engine, 2)
 	n.engines <- eng.Clone()
 	n.engines <- eng.Clone()
-	accts, err := gen.LedgerAccounts()
+	gbook, err := genesisBook(gen, eng)
 	if err != nil {
-		return err
-	}
-	gbook, err := ledger.NewBook(eng, gen.ChainID, accts)
-	if err != nil {
-		return err
-	}
-	if err := gbook.SetScoreParams(gen.ScoreParams()); err != nil {
 		return err
 	}
 
@@ -283,6 +237,10 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.net = actors.NewNet(n.sys, host, log)
 	shards := actors.NewShards(n.sys, eng, shardTimeout)
 
+	n.snapTuning = tuningFor(dir)
+	if _, err := n.restoreFromSnapshot(ctx); err != nil {
+		log.Error("no state snapshot restored: catching up block by block", "err", err)
+	}
 	rs, err := chain.Restore(db, p, eng, gen.ChainID, gbook)
 	if err != nil {
 		return fmt.Errorf("restoring from %s: %w", h.Data(), err)
@@ -291,12 +249,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("restoring the consensus WAL from %s: %w", h.Data(), err)
 	}
-	vals := make([]consensus.Validator, len(gen.Validators))
-	for i, v := range gen.Validators {
-		pub, _ := v.PublicKey()
-		vals[i] = consensus.Validator{PubKey: pub, Power: v.Power}
-	}
-	vset, err := consensus.NewValidatorSet(vals)
+	vset, err := genesisValidators(gen)
 	if err != nil {
 		return err
 	}
@@ -306,6 +259,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		PK: n.keys.PK, Opener: n.opener, Pieces: n.pieces,
 		N: com.N, T: com.T, Validators: vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
 		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook,
+		SnapshotEvery: n.snapTuning.every, UploadRetention: n.snapTuning.retention,
 		Timing: func(stage string, d time.Duration) { n.met.Stage.WithLabelValues(stage).Observe(d.Seconds()) }})
 	if err != nil {
 		return err
@@ -333,20 +287,17 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	// From Start on, the consensus actor owns app: take its view first.
 	v := app.View()
 	n.view.Store(v)
-	for _, hd := range []struct {
-		proto protocol.ID
-		fn    p2p.Handler
-	}{
-		{protoConsensus, n.handleConsensus},
-		{protoTx, n.handleTx},
-		{protoOpen, n.handleOpen},
-		{protoConsent, n.handleConsent},
-		{protoSync, n.handleSync},
-		{protoPieces, n.handlePieces},
-	} {
-		if err := host.SetHandler(hd.proto, hd.fn); err != nil {
-			return err
-		}
+	if err := setHandlers(host,
+		protoHandler{protoConsensus, n.handleConsensus},
+		protoHandler{protoTx, n.handleTx},
+		protoHandler{protoOpen, n.handleOpen},
+		protoHandler{protoConsent, n.handleConsent},
+		protoHandler{protoSync, n.handleSync},
+		protoHandler{protoPieces, n.handlePieces},
+		protoHandler{protoBlocks, n.handleBlocks},
+		protoHandler{protoSnapshot, n.handleSnapshot},
+	); err != nil {
+		return err
 	}
 	if err := n.followHeads(ctx); err != nil {
 		return fmt.Errorf("heads gossip: %w", err)
@@ -369,7 +320,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 }
 
-// The store's value-log file size and GC period (see Open above).
+// The store's value-log file size and GC period (see openStore).
 const (
 	storeValueLogFile = 64 << 20
 	storeGCEvery      = time.Minute
@@ -436,14 +387,190 @@ type publisher Node
 
 func (p *publisher) Finalized(v *chain.View) {
 	n := (*Node)(p)
-	n.view.Store(v)
-	n.tracker.Finalized(v)
+	n.publish(v)
 	if n.orphans.len() > 0 {
 		go n.readmitSettled(v)
 	}
+	n.noteFaulty(v)
+	n.announce(v)
+}
+
+// publish makes v the view API readers see, then tells the tracker (which
+// wakes waiters).
+func (n *Node) publish(v *chain.View) {
+	n.view.Store(v)
+	n.tracker.Finalized(v)
+}
+
+// noteFaulty logs and counts the validators a finalized view found faulty.
+func (n *Node) noteFaulty(v *chain.View) {
 	for _, f := range v.Faulty {
 		n.log.Warn("validator sent a wrong extension; outvoted and denied credit", "validator", f, "height", v.Decided)
 		n.met.ValidatorFaults.WithLabelValues(strconv.Itoa(f)).Inc()
 	}
-	n.announce(v)
+}
+
+// nodeLogger is the logger of the node called name. libp2p's own loggers
+// are process-wide: the first node's routes them through its logger, once
+// per process (tests run several nodes in one).
+func nodeLogger(logger *slog.Logger, name string) *slog.Logger {
+	log := logger.With("node", name)
+	routeLibp2pLogs.Do(func() { p2p.RouteLibp2pLogs(log.With("component", "libp2p").Handler(), slog.LevelWarn) })
+	return log
+}
+
+// chainParams returns the parameters, the committee and the piece sharing
+// gen describes.
+func chainParams(gen *genesis.Genesis) (*ledger.Params, *ledger.Committee, *ledger.Sharing, error) {
+	p, err := ledger.NewParams(mustSet(gen.ParamSet))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	com, err := ledger.NewCommittee(len(gen.Validators), gen.Threshold)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sh, err := ledger.NewSharing(com.N, com.F())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, com, sh, nil
+}
+
+// newNode returns a node (self -1 for a full node) with its limiters,
+// caches and metrics, and the registry the metrics are in; nothing is
+// opened or started yet.
+func newNode(ctx context.Context, name string, self int, h Home, gen *genesis.Genesis, p *ledger.Params, com *ledger.Committee, log *slog.Logger, peers []peer.ID, opener *chain.Opener) (*Node, *prometheus.Registry) {
+	n := &Node{name: name, self: self, home: h, gen: gen, p: p, com: com, log: log, peers: peers, started: time.Now(),
+		opensByIP: newLimiter(openRate, openBurst), opensByPeer: newLimiter(openRate, openBurst),
+		consentsByIP: newLimiter(openRate, openBurst), consentsByPeer: newLimiter(openRate, openBurst),
+		opener: opener, pieces: chain.NewPieceCache(), ctx: ctx,
+		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst),
+		blocks: newBlockServer()}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.met = newMetrics(reg)
+	n.tracker = newTracker(n.met)
+	n.orphans = newOrphans()
+	return n, reg
+}
+
+// openStore opens the node's store in h.Data(). 64 MiB value-log files
+// and a GC pass a minute (storeGCEvery): the value log holds shard states
+// (768 KiB each, kept 16 heights) and WAL records, nearly all garbage soon
+// after, and Badger maps its files, so what is not reclaimed stays in the
+// node's resident memory. (Piece ciphertexts, large blocks and certificates
+// are blob files: store.Blobs.)
+func openStore(h Home, log *slog.Logger) (*badgerstore.Store, error) {
+	return badgerstore.Open(h.Data(), badgerstore.Options{Logger: log, ValueLogFileSize: storeValueLogFile})
+}
+
+// newHost starts the node's libp2p host, announcing role; bootstrap are
+// the peers kept connected, dht whether to join the DHT.
+func (n *Node) newHost(ctx context.Context, lc *LocalConfig, ident crypto.PrivKey, reg prometheus.Registerer, bootstrap []string, dht bool, role string) (*p2p.Host, error) {
+	g := newGate(n.peers, n.log)
+	// The validators' genesis addresses get the resource manager's
+	// allowlisted scope: strangers filling the general limits (streams,
+	// memory) cannot starve the committee's own traffic.
+	var allow []string
+	for _, v := range n.gen.Validators {
+		for _, a := range v.P2PAddrs {
+			allow = append(allow, a+"/p2p/"+v.PeerID)
+		}
+	}
+	return p2p.New(ctx, p2p.Config{
+		ListenAddrs: lc.P2PAddrs, Identity: ident, ChainID: n.gen.ChainID, Bootstrap: bootstrap,
+		EnableMDNS: lc.MDNS, DHT: dht,
+		Logger: n.log.With("component", "p2p"), Registerer: reg,
+		MaxMessageBytes: 8 << 20,
+		// Who may use each protocol, its cap, timeout and rate: node/gating.go.
+		Protocols: protocolLimits(), Allow: g.allow, Trusted: g.isValidator, Allowlist: allow,
+		UserAgent: p2pAgent(role),
+	})
+}
+
+// serveAPI serves the client API (and the metrics in reg) at the URL addr
+// until the returned stop is called.
+func (n *Node) serveAPI(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	srv := &http.Server{Handler: (&server{n: n, log: n.log, reg: reg}).routes(), ReadHeaderTimeout: 10 * time.Second}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("api address %q: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server", "err", err)
+		}
+	}()
+	return func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(c)
+	}, nil
+}
+
+// genesisBook is the book at genesis: gen's accounts and score parameters.
+func genesisBook(gen *genesis.Genesis, eng *ledger.Engine) (*ledger.Book, error) {
+	accts, err := gen.LedgerAccounts()
+	if err != nil {
+		return nil, err
+	}
+	gbook, err := ledger.NewBook(eng, gen.ChainID, accts)
+	if err != nil {
+		return nil, err
+	}
+	if err := gbook.SetScoreParams(gen.ScoreParams()); err != nil {
+		return nil, err
+	}
+	return gbook, nil
+}
+
+// genesisValidators is the consensus validator set of gen.
+func genesisValidators(gen *genesis.Genesis) (*consensus.ValidatorSet, error) {
+	vals := make([]consensus.Validator, len(gen.Validators))
+	for i, v := range gen.Validators {
+		pub, _ := v.PublicKey()
+		vals[i] = consensus.Validator{PubKey: pub, Power: v.Power}
+	}
+	return consensus.NewValidatorSet(vals)
+}
+
+// protoHandler is a libp2p protocol and its handler.
+type protoHandler struct {
+	proto protocol.ID
+	fn    p2p.Handler
+}
+
+// setHandlers registers every handler on host.
+func setHandlers(host *p2p.Host, hs ...protoHandler) error {
+	for _, hd := range hs {
+		if err := host.SetHandler(hd.proto, hd.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notAValidatorsHome refuses to run a home as a full node when it is
+// evidently a validator's: it holds a key share, or its libp2p identity is
+// a genesis validator's.
+func notAValidatorsHome(h Home, gen *genesis.Genesis, ident crypto.PrivKey) error {
+	if _, err := os.Stat(h.KeyShare()); err == nil {
+		return fmt.Errorf("%s holds a key share, but its consensus key %s is no validator's in %s: a validator's home whose consensus key was lost or replaced; restore the key (refusing to run it as a full node)", h.Dir, h.ConsensusKey(), h.Genesis())
+	}
+	id, err := peer.IDFromPrivateKey(ident)
+	if err != nil {
+		return err
+	}
+	for _, v := range gen.Validators {
+		if v.PeerID == id.String() {
+			return fmt.Errorf("%s has validator %d's libp2p identity (%s) but not its consensus key %s: restore the key, or give a full node its own home (refusing to run it as a full node)", h.Dir, v.Index, v.PeerID, h.ConsensusKey())
+		}
+	}
+	return nil
 }

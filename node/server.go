@@ -20,6 +20,7 @@ import (
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/version"
 )
 
 // maxUpload bounds a POST /v1/transfers body (one sealed upload is a few KB).
@@ -42,11 +43,16 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathTransfers, s.submit)
 	mux.HandleFunc("GET "+api.PathTransfer+"{id}", s.transfer)
 	mux.HandleFunc("GET "+api.PathBlock+"{height}", s.block)
-	mux.HandleFunc("POST "+api.PathBalance, s.balance)
+	// A full node relays consents and refuses what needs a key share (fullnode.go).
+	consent, balance, score := s.consent, s.balance, s.score
+	if s.n.full != nil {
+		consent, balance, score = s.fullConsent, s.notAValidator, s.notAValidator
+	}
+	mux.HandleFunc("POST "+api.PathBalance, balance)
 	mux.HandleFunc("GET "+api.PathHistory+"{id}", s.history)
-	mux.HandleFunc("POST "+api.PathConsents, s.consent)
+	mux.HandleFunc("POST "+api.PathConsents, consent)
 	mux.HandleFunc("GET "+api.PathAccount+"{id}"+api.PathLending, s.lending)
-	mux.HandleFunc("POST "+api.PathScore, s.score)
+	mux.HandleFunc("POST "+api.PathScore, score)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderNodeName, s.n.name)
@@ -73,7 +79,19 @@ func (s *server) ready(w http.ResponseWriter) bool {
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.n.Status())
+	if s.n.full != nil {
+		writeJSON(w, http.StatusOK, withVersion(s.n.fullStatus()))
+		return
+	}
+	st := withVersion(s.n.Status())
+	st.Role, st.VerifiedHeight = RoleValidator, st.Height
+	writeJSON(w, http.StatusOK, st)
+}
+
+// withVersion fills the status' software version and protocol number.
+func withVersion(st api.Status) api.Status {
+	st.Version, st.Protocol = version.Version(), version.Protocol
+	return st
 }
 
 func (s *server) genesis(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +169,11 @@ func (s *server) open(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ch := s.n.tracker.waitOpen(id)
-	if err := s.n.addOpen(op, true); err != nil {
+	add := s.n.addOpen
+	if s.n.full != nil {
+		add = s.n.relayOpen // to the validators (fullnode.go)
+	}
+	if err := add(op, true); err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
@@ -173,7 +195,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestEntityTooLarge, "malformed", fmt.Sprintf("upload larger than %d bytes", maxUpload))
 		return
 	}
-	ids, err := s.n.admit(body, true)
+	admit := s.n.admit
+	if s.n.full != nil {
+		admit = s.n.relaySubmission // to the validators (fullnode.go)
+	}
+	ids, err := admit(body, true)
 	if errors.Is(err, errThrottled) {
 		w.Header().Set("Retry-After", "1")
 		writeErr(w, http.StatusTooManyRequests, "throttled", err.Error())
@@ -373,14 +399,9 @@ func (s *server) admitQuery(w http.ResponseWriter, view *chain.View, sq signedQu
 		writeErr(w, http.StatusBadRequest, "malformed", fmt.Sprintf("%s request expiry %d is more than %d heights ahead of %d", what, q.Expiry, ledger.BalanceQueryWindow, view.Height))
 		return nil, 0, false
 	}
-	if err := s.n.queries.use(sq.kind, sq.requester, q, view.Height); err != nil {
-		code, status := "replayed", http.StatusConflict
-		if errors.Is(err, errQueriesFull) {
-			code, status = "busy", http.StatusServiceUnavailable
-		}
-		writeErr(w, status, code, err.Error())
-		return nil, 0, false
-	}
+	// Every cheap refusal comes before the request is remembered: only a
+	// request this node may answer takes a slot (at most
+	// maxQueriesPerAccount per requester).
 	ownerPK, err := s.n.p.DecodeOwnerPK(sq.pkb)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
@@ -397,6 +418,14 @@ func (s *server) admitQuery(w http.ResponseWriter, view *chain.View, sq signedQu
 			return nil, 0, false
 		}
 		at = q.Height
+	}
+	if err := s.n.queries.use(sq.kind, sq.requester, q, view.Height); err != nil {
+		code, status := "replayed", http.StatusConflict
+		if errors.Is(err, errQueriesFull) {
+			code, status = "busy", http.StatusServiceUnavailable
+		}
+		writeErr(w, status, code, err.Error())
+		return nil, 0, false
 	}
 	return ownerPK, at, true
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -33,6 +34,11 @@ const (
 	// DefaultDiscoveryInterval is how often the DHT is asked for the chain's
 	// other nodes.
 	DefaultDiscoveryInterval = time.Minute
+	// DefaultAgentCooldown is how long a peer with a foreign or incompatible
+	// agent stays blocked: short, so two nodes reconnect soon after one of
+	// them is upgraded, long enough that a refused peer costs a handshake a
+	// minute, not a stream of them.
+	DefaultAgentCooldown = time.Minute
 )
 
 // MaxFrameCeiling is the largest read cap any protocol may have. Key-ceremony
@@ -101,6 +107,29 @@ type Config struct {
 	// DiscoveryInterval is the period of DHT lookups; default
 	// DefaultDiscoveryInterval.
 	DiscoveryInterval time.Duration
+	// UserAgent is announced in identify and must parse as an Agent
+	// ("zkbank/<version> (protocol <n>; <role>)"); default DefaultUserAgent.
+	// Its protocol number is the one this host requires of its peers.
+	UserAgent string
+	// AgentCooldown is how long a peer whose agent is refused stays blocked;
+	// default DefaultAgentCooldown.
+	AgentCooldown time.Duration
+	// Allow, if set, decides whether a peer may send a frame on a protocol:
+	// it is called when an inbound stream opens, before anything is read,
+	// and on a message stream again for each further message, after its
+	// 5-byte header and before its body. A non-nil error (a *Refusal to name
+	// the reason and possibly block the peer) resets the stream unread. It
+	// runs on the stream's goroutine and must not block.
+	Allow func(from peer.ID, proto protocol.ID) error
+	// Trusted, if set, names the peers that may open message streams
+	// (Send): a message stream lives as long as the connection, so any
+	// other peer's is refused at its first frame (they use requests).
+	Trusted func(peer.ID) bool
+	// Allowlist are multiaddrs (with /p2p/<id>) of peers whose connections
+	// and streams may use the resource manager's allowlisted scope once
+	// the general one is full (the validators): strangers exhausting the
+	// general limits cannot starve them. Loopback is always allowlisted.
+	Allowlist []string
 }
 
 // ProtocolLimits are the read cap and timeout of one protocol. They apply in
@@ -113,6 +142,12 @@ type ProtocolLimits struct {
 	// Timeout bounds a whole request/response exchange (open, write, handler,
 	// read), or writing one message, or reading the body of one message.
 	Timeout time.Duration
+	// MaxRequestBytes, if set, is the largest request or message this host
+	// reads as the server (MaxFrameBytes still bounds responses). A
+	// protocol whose requests are small (a height, a hash) must set it: a
+	// frame header's declared length is reserved before its body arrives,
+	// so a large cap lets a stranger reserve memory with 5 bytes.
+	MaxRequestBytes int
 }
 
 // ErrConfig reports an unusable Config.
@@ -183,6 +218,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DiscoveryInterval <= 0 {
 		c.DiscoveryInterval = DefaultDiscoveryInterval
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = DefaultUserAgent
+	}
+	if _, err := ParseAgent(c.UserAgent); err != nil {
+		return c, fmt.Errorf("%w: user agent: %w", ErrConfig, err)
+	}
+	if c.AgentCooldown == 0 {
+		c.AgentCooldown = DefaultAgentCooldown
+	}
+	if c.AgentCooldown < 0 {
+		return c, fmt.Errorf("%w: agent cooldown %s is negative", ErrConfig, c.AgentCooldown)
 	}
 	return c, nil
 }

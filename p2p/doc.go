@@ -21,6 +21,11 @@
 //     gossipsub drops messages when its per-peer queues are full, so nothing
 //     there may be the only copy of something a validator needs.
 //
+// It also decides who may talk (gate.go): a peer whose identify agent is not
+// a zkbank agent of this host's protocol number is refused and blocked for a
+// while, Config.Allow (the node's policy) is asked before any frame's payload
+// is read, and blocked peers are kept out by a libp2p ConnectionGater.
+//
 // Every Host has its own Prometheus registerer; nothing is ever registered on
 // the global default registry. See docs/P2P.md for protocols, caps and limits.
 package p2p

@@ -143,3 +143,29 @@ var (
 func bigLimits() map[protocol.ID]ProtocolLimits {
 	return map[protocol.ID]ProtocolLimits{protoBig: {MaxFrameBytes: 16 << 20, Timeout: 20 * time.Second}}
 }
+
+// gaugeWithLabels sums the samples of a metric whose labels include all of
+// want; absent means 0.
+func gaugeWithLabels(t testing.TB, reg prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				if !hasLabel(m, k, v) {
+					continue next
+				}
+			}
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

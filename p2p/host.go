@@ -43,6 +43,10 @@ type Host struct {
 	ps      *pubsub.PubSub
 	kad     *dht.IpfsDHT
 	mdns    interface{ Close() error }
+	gater   *gater
+	agent   Agent // parsed cfg.UserAgent
+	// agentsMu serializes recomputations of the peers-by-agent gauge.
+	agentsMu sync.Mutex
 
 	ctx    context.Context // done when Close is called or New's ctx ends
 	cancel context.CancelFunc
@@ -91,10 +95,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: metrics: %w", err)
 	}
-	rm, err := newResourceManager()
+	rm, err := newResourceManager(cfg.Allowlist)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
+	agent, _ := ParseAgent(cfg.UserAgent) // checked by withDefaults
+	g := newGater(func() { metrics.Refused.WithLabelValues(refusedConnect, reasonBlocked).Inc() })
 	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		rm.Close()
@@ -111,7 +117,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.PrometheusRegisterer(cfg.Registerer),
 		libp2p.DisableRelay(),
-		libp2p.UserAgent("zkbank"),
+		libp2p.UserAgent(cfg.UserAgent),
+		libp2p.ConnectionGater(g),
 	}
 	if cfg.EnableTLS {
 		opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
@@ -131,6 +138,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		log:      cfg.Logger,
 		host:     lh,
 		metrics:  metrics,
+		gater:    g,
+		agent:    agent,
 		found:    make(chan peer.AddrInfo, 64),
 		changed:  make(chan struct{}),
 		watchers: make(map[int]func(PeerEvent)),
@@ -145,7 +154,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Identity == nil {
 		h.log.Info("p2p host uses an ephemeral identity", "peer", lh.ID())
 	}
-	h.log.Info("p2p host listening", "peer", lh.ID(), "addrs", h.Addrs())
+	h.log.Info("p2p host listening", "peer", lh.ID(), "addrs", h.Addrs(), "agent", cfg.UserAgent)
 	return h, nil
 }
 
@@ -157,6 +166,12 @@ func (h *Host) start(bootstrap []peer.AddrInfo) error {
 	}
 	h.bg.Add(1)
 	go h.watchPeers(sub)
+	idSub, err := h.host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted), eventbus.BufSize(256))
+	if err != nil {
+		return fmt.Errorf("p2p: subscribe to identify events: %w", err)
+	}
+	h.bg.Add(1)
+	go h.watchIdentify(idSub)
 
 	h.ps, err = pubsub.NewGossipSub(h.ctx, h.host,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
@@ -268,6 +283,9 @@ func (h *Host) watchPeers(sub event.Subscription) {
 		}
 		connected := ev.Connectedness == network.Connected
 		h.metrics.Peers.Set(float64(len(h.host.Network().Peers())))
+		if !connected {
+			h.countAgents()
+		}
 
 		h.mu.Lock()
 		if !connected {
@@ -358,6 +376,7 @@ func (h *Host) Close() error {
 	h.inflight.Wait()
 	h.bg.Wait()
 	h.metrics.Peers.Set(0)
+	h.metrics.PeerAgents.Reset()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("p2p: close: %w", err)
 	}

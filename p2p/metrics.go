@@ -22,6 +22,14 @@ type Metrics struct {
 	StreamErrors *prometheus.CounterVec
 	// Peers is the number of peers with at least one open connection.
 	Peers prometheus.Gauge
+	// PeerAgents counts connected peers by the version, protocol number and
+	// role of their identify agent.
+	PeerAgents *prometheus.GaugeVec
+	// Refused counts what was refused, by protocol and reason: frames the
+	// Allow hook or a block refused (protocol = the protocol id), peers
+	// refused after identify (protocol "identify"), connections of blocked
+	// peers (protocol "connect").
+	Refused *prometheus.CounterVec
 }
 
 // gossipLabel is the protocol label of gossip bytes.
@@ -48,6 +56,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zkbank_p2p_peers",
 			Help: "Peers with at least one open connection.",
 		}),
+		PeerAgents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zkbank_p2p_peer_agents",
+			Help: "Connected peers by the version, protocol number and role of their identify agent.",
+		}, []string{"version", "protocol", "role"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zkbank_p2p_refused_total",
+			Help: "Refused frames (by protocol id), peers refused after identify (protocol=identify) and connections of blocked peers (protocol=connect), by reason.",
+		}, []string{"protocol", "reason"}),
 	}
 	var err error
 	if m.BytesSent, err = register(reg, m.BytesSent); err != nil {
@@ -60,6 +76,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.Peers, err = register(reg, m.Peers); err != nil {
+		return nil, err
+	}
+	if m.PeerAgents, err = register(reg, m.PeerAgents); err != nil {
+		return nil, err
+	}
+	if m.Refused, err = register(reg, m.Refused); err != nil {
 		return nil, err
 	}
 	return m, nil

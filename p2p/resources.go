@@ -98,11 +98,19 @@ func resourceLimits() rcmgr.ConcreteLimitConfig {
 }
 
 // newResourceManager builds the manager with the limits above, the per-IP
-// connection limits spelled out, and loopback allowlisted.
-func newResourceManager() (network.ResourceManager, error) {
+// connection limits spelled out, and loopback and allow (the validators)
+// allowlisted.
+func newResourceManager(allow []string) (network.ResourceManager, error) {
 	loopback := []ma.Multiaddr{
 		ma.StringCast("/ip4/127.0.0.0/ipcidr/8"),
 		ma.StringCast("/ip6/::1/ipcidr/128"),
+	}
+	for _, a := range allow {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: allowlisted address %q: %w", ErrConfig, a, err)
+		}
+		loopback = append(loopback, m)
 	}
 	return rcmgr.NewResourceManager(
 		rcmgr.NewFixedLimiter(resourceLimits()),

@@ -51,9 +51,17 @@ func (h *Host) serve(proto protocol.ID, handler Handler, s network.Stream) {
 	lim := h.cfg.limitsFor(proto)
 	from := s.Conn().RemotePeer()
 
+	if err := h.admit(from, proto); err != nil {
+		h.refuse(s, proto, from, err)
+		return
+	}
 	deadline := time.Now().Add(lim.Timeout)
 	s.SetDeadline(deadline)
-	kind, payload, release, err := h.readFrame(s, proto, lim)
+	reqLim := lim // what this side reads; lim still bounds the response
+	if lim.MaxRequestBytes > 0 {
+		reqLim.MaxFrameBytes = min(lim.MaxFrameBytes, lim.MaxRequestBytes)
+	}
+	kind, payload, release, err := h.readFrame(s, proto, reqLim)
 	if err == nil && kind != kindRequest && kind != kindMessage {
 		release()
 		err = fmt.Errorf("%w: kind 0x%02x opens no stream", ErrMalformedFrame, kind)
@@ -66,7 +74,14 @@ func (h *Host) serve(proto protocol.ID, handler Handler, s network.Stream) {
 		return
 	}
 	if kind == kindMessage {
-		h.serveMessages(proto, handler, s, lim, payload, release)
+		if h.cfg.Trusted != nil && !h.cfg.Trusted(from) {
+			// A message stream stays open between messages: only trusted
+			// peers (validators) may hold one.
+			release()
+			h.refuse(s, proto, from, &Refusal{Reason: ReasonMessageStream})
+			return
+		}
+		h.serveMessages(proto, handler, s, reqLim, payload, release)
 		return
 	}
 	ctx, cancel := context.WithDeadline(h.ctx, deadline)
@@ -93,6 +108,16 @@ func (h *Host) serve(proto protocol.ID, handler Handler, s network.Stream) {
 		h.log.Warn("handler response over the protocol's cap", "protocol", proto, "bytes", len(resp), "cap", lim.MaxFrameBytes)
 		respKind, resp = kindError, errorText(fmt.Errorf("response of %d bytes over the cap of %d", len(resp), lim.MaxFrameBytes))
 	}
+	// The answer is held until the requester has read it (up to the
+	// timeout): it counts against the stream's, peer's, protocol's and
+	// system's memory like an incoming frame, so strangers asking for big
+	// answers and never reading them cannot hold unbounded memory.
+	releaseResp, err := reserveFrame(s, len(resp))
+	if err != nil {
+		h.streamFailed(s, proto, from, "respond", err)
+		return
+	}
+	defer releaseResp()
 	if err := writeFrame(s, respKind, resp); err != nil {
 		h.streamFailed(s, proto, from, "respond", timeoutErr(err))
 		return
@@ -119,9 +144,13 @@ func (h *Host) serveMessages(proto protocol.ID, handler Handler, s network.Strea
 		s.SetReadDeadline(time.Time{})
 		var kind byte
 		var err error
-		kind, payload, release, err = h.readFrameBodyDeadline(s, proto, lim)
+		kind, payload, release, err = h.readFrameBodyDeadline(s, proto, lim, from)
 		if errors.Is(err, io.EOF) {
 			s.Close()
+			return
+		}
+		if errors.Is(err, ErrRefused) {
+			h.refuse(s, proto, from, err)
 			return
 		}
 		if err == nil && kind != kindMessage {
@@ -157,12 +186,16 @@ func (h *Host) readFrame(s network.Stream, proto protocol.ID, lim ProtocolLimits
 	return h.readBody(s, proto, lim, kind, n)
 }
 
-// readFrameBodyDeadline waits for a header without a deadline, then reads the
-// body within the protocol's timeout.
-func (h *Host) readFrameBodyDeadline(s network.Stream, proto protocol.ID, lim ProtocolLimits) (kind byte, payload []byte, release func(), err error) {
+// readFrameBodyDeadline waits for a header without a deadline, asks whether
+// from may send it (an error matching ErrRefused if not), then reads the body
+// within the protocol's timeout.
+func (h *Host) readFrameBodyDeadline(s network.Stream, proto protocol.ID, lim ProtocolLimits, from peer.ID) (kind byte, payload []byte, release func(), err error) {
 	kind, n, err := readHeader(s)
 	if err != nil {
 		return 0, nil, nil, timeoutErr(err)
+	}
+	if err := h.admit(from, proto); err != nil {
+		return 0, nil, nil, err
 	}
 	s.SetReadDeadline(time.Now().Add(lim.Timeout))
 	return h.readBody(s, proto, lim, kind, n)

@@ -345,3 +345,21 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 }
+
+// A protocol whose requests are small (a hash, a height) caps them apart
+// from its large answers: a frame declaring more than MaxRequestBytes is
+// refused before anything is reserved for it (a stranger cannot reserve
+// 96 MiB with a 5-byte header), while the large answer still flows.
+func TestAttack_HugeRequestHeaderOnASmallRequestProtocolIsRefused(t *testing.T) {
+	lim := map[protocol.ID]ProtocolLimits{protoEcho: {MaxFrameBytes: 16 << 20, Timeout: 10 * time.Second, MaxRequestBytes: 64}}
+	a, _ := newHost(t, Config{Protocols: lim})
+	b, _ := newHost(t, Config{Bootstrap: a.Addrs(), Protocols: lim})
+	a.SetHandler(protoEcho, func(context.Context, peer.ID, []byte) ([]byte, error) { return make([]byte, 8<<20), nil })
+	waitFor(t, 10*time.Second, func() bool { return connected(b, a.ID()) }, "b to reach a")
+	if resp, err := b.Request(context.Background(), a.ID(), protoEcho, make([]byte, 32)); err != nil || len(resp) != 8<<20 {
+		t.Fatalf("a small request and its large answer: %d bytes, %v", len(resp), err)
+	}
+	if _, err := b.Request(context.Background(), a.ID(), protoEcho, make([]byte, 65)); err == nil {
+		t.Fatal("a request over the protocol's request cap was served")
+	}
+}

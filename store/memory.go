@@ -269,3 +269,29 @@ func (m *Memory) DeleteBlob(h [32]byte) error {
 	delete(m.blobs, h)
 	return nil
 }
+
+// Install implements Installer.
+func (m *Memory) Install(in Install) error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if err := CheckInstall(m.applied, in); err != nil {
+		return fmt.Errorf("store: install height %d: %w", in.Height, err)
+	}
+	for _, b := range in.Blocks {
+		m.blocks[b.Height] = clone(b.Block)
+		m.certs[b.Height] = clone(b.Cert)
+	}
+	for _, st := range in.States {
+		m.states[shardAt{st.Height, st.Shard}] = clone(st.Data)
+	}
+	for _, r := range in.Meta {
+		m.meta[string(r.Key)] = clone(r.Value)
+	}
+	for _, k := range in.DeleteMeta {
+		delete(m.meta, string(k))
+	}
+	m.applied = in.Height
+	return nil
+}

@@ -126,11 +126,77 @@ type Backend interface {
 	Meta
 	Status
 	Committer
+	Installer
 	Blobs
 	// RunGC reclaims space freed by Prune and overwrites (Badger: value-log
 	// files); it returns how many files were rewritten.
 	RunGC(ctx context.Context) (int, error)
 	Close() error
+}
+
+// Installer jumps a store to a height it did not commit one by one: a
+// state snapshot fetched from peers (docs/STORAGE.md, "State snapshots").
+type Installer interface {
+	// Install writes every block, certificate, state and metadata record of
+	// in, deletes in.DeleteMeta, and sets the last-applied height to
+	// in.Height, all or nothing, and returns once that is durable.
+	// in.Height must be above LastApplied() (else ErrOutOfOrder), and no
+	// block or state of in may be above in.Height (ErrInvalid). What the
+	// store held before stays (older heights are not cleared).
+	Install(in Install) error
+}
+
+// Install is what Installer.Install writes. Nil slices are fine.
+type Install struct {
+	Height     uint64
+	Blocks     []HeightBlock
+	States     []HeightState
+	Meta       []Record
+	DeleteMeta [][]byte
+}
+
+// HeightBlock is a block (and its certificate, possibly empty) at a height.
+type HeightBlock struct {
+	Height uint64
+	Block  []byte
+	Cert   []byte
+}
+
+// HeightState is one shard's encrypted state at a height.
+type HeightState struct {
+	Height uint64
+	Shard  uint32
+	Data   []byte
+}
+
+// CheckInstall checks what every backend refuses in an Install: a height
+// not above applied, a block or state above the installed height, a bad
+// metadata key.
+func CheckInstall(applied uint64, in Install) error {
+	if in.Height <= applied {
+		return fmt.Errorf("%w: install of height %d at %d", ErrOutOfOrder, in.Height, applied)
+	}
+	for _, b := range in.Blocks {
+		if b.Height == 0 || b.Height > in.Height {
+			return fmt.Errorf("%w: block of height %d in an install of %d", ErrInvalid, b.Height, in.Height)
+		}
+	}
+	for _, st := range in.States {
+		if st.Height > in.Height {
+			return fmt.Errorf("%w: state of height %d in an install of %d", ErrInvalid, st.Height, in.Height)
+		}
+	}
+	for _, r := range in.Meta {
+		if err := CheckID(r.Key); err != nil {
+			return err
+		}
+	}
+	for _, k := range in.DeleteMeta {
+		if err := CheckID(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Batch is everything one height changes. Nil slices are fine.

@@ -95,14 +95,28 @@ func DemoName(i int) string {
 }
 
 // Ports are the base ports of a testnet: validator i listens on P2P+i and
-// serves its API on API+i, on 127.0.0.1.
-type Ports struct{ P2P, API int }
+// serves its API on API+i, on 127.0.0.1; or, with network namespaces
+// (netns.go), on P2P and API at its own address.
+type Ports struct {
+	P2P, API int
+	netns    *Network
+}
 
 // DefaultPorts are the brief's ports.
 var DefaultPorts = Ports{P2P: 27000, API: 27100}
 
-func (p Ports) p2pAddr(i int) string { return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p.P2P+i) }
-func (p Ports) apiURL(i int) string  { return fmt.Sprintf("http://127.0.0.1:%d", p.API+i) }
+func (p Ports) p2pAddr(i int) string {
+	if p.netns != nil {
+		return fmt.Sprintf("/ip4/%s/tcp/%d", p.netns.ValidatorAddr(i), p.P2P)
+	}
+	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p.P2P+i)
+}
+func (p Ports) apiURL(i int) string {
+	if p.netns != nil {
+		return fmt.Sprintf("http://%s:%d", p.netns.ValidatorAddr(i), p.API)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", p.API+i)
+}
 
 // BuildGenesis assembles a genesis from the validators' init output and the
 // prefunded accounts. Pure: the caller writes it.
@@ -375,7 +389,7 @@ func Reset(dir string) error {
 	}
 	known := map[string]bool{"genesis.json": true, "genesis.json.tmp": true, "wallets": true, "demo-wallets": true, "demo.log": true, "lending": true}
 	for _, e := range entries {
-		if !known[e.Name()] && !strings.HasPrefix(e.Name(), "node-") {
+		if !known[e.Name()] && !strings.HasPrefix(e.Name(), "node-") && !strings.HasPrefix(e.Name(), "full-") {
 			return fmt.Errorf("refusing to reset %s: %s is not part of a testnet", dir, e.Name())
 		}
 	}

@@ -55,12 +55,28 @@ type Cluster struct {
 	thread   *lockedThread // the thread that forks the validators, kept until Stop
 }
 
+// StartOptions change how Start runs the validators; the zero value runs
+// them on this host.
+type StartOptions struct {
+	// Command, if set, returns the command line that runs validator i's
+	// argv (the binary first), e.g. inside its network namespace
+	// (netns.go). The validators' addresses are then not this host's, and
+	// Start does not check them.
+	Command func(i int, argv []string) ([]string, error)
+}
+
 // Start launches `exe node --home DIR` for every validator of g, logging to
 // DIR/node.log (appended, so a resumed chain keeps its history). The
 // validators stop by themselves if this process dies without calling Stop.
-func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
-	if err := checkPorts(g); err != nil {
-		return nil, err
+func Start(exe string, l Layout, g *genesis.Genesis, opts ...StartOptions) (*Cluster, error) {
+	var o StartOptions
+	for _, x := range opts {
+		o = x
+	}
+	if o.Command == nil {
+		if err := checkPorts(g); err != nil {
+			return nil, err
+		}
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -76,7 +92,15 @@ func Start(exe string, l Layout, g *genesis.Genesis) (*Cluster, error) {
 			return nil, err
 		}
 		fmt.Fprintf(logf, "\n=== zkbank testnet: starting %s at %s ===\n", v.Name, time.Now().Format(time.RFC3339))
-		cmd := exec.Command(exe, "node", "--home", l.Home(i), "--"+ParentFDFlag, strconv.Itoa(lifelineFD))
+		argv := []string{exe, "node", "--home", l.Home(i), "--" + ParentFDFlag, strconv.Itoa(lifelineFD)}
+		if o.Command != nil {
+			if argv, err = o.Command(i, argv); err != nil {
+				logf.Close()
+				c.Stop(0)
+				return nil, fmt.Errorf("starting %s: %w", v.Name, err)
+			}
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = r, logf, logf
 		cmd.SysProcAttr = sysProcAttr()
 		err = c.thread.do(cmd.Start)

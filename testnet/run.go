@@ -33,6 +33,8 @@ type RunConfig struct {
 	ReadyTimeout time.Duration // default 5 min
 	StopGrace    time.Duration // SIGTERM to SIGKILL, default 10 s
 	StatusEvery  time.Duration // default 1 s
+	Netns        bool          // every node in its own network namespace (netns.go)
+	FullNodes    int           // full nodes following the chain (fullnodes.go)
 	Out          io.Writer     // summary
 	Err          io.Writer     // progress and the live status line
 	TTY          bool          // Err is a terminal: spinner and \r status line
@@ -101,8 +103,22 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
 	l := Layout{Dir: cfg.Dir}
+	if err := checkFullNodes(cfg); err != nil {
+		return err
+	}
+	nw, err := openNetns(&cfg)
+	if err != nil {
+		return err
+	}
+	defer nw.down(cfg.Err)
 	g, resumed, err := Prepare(ctx, cfg, func(s string) { fmt.Fprintln(cfg.Err, s) })
 	if err != nil {
+		return err
+	}
+	if err := checkNetnsMode(cfg.Dir, g, cfg.Netns); err != nil {
+		return err
+	}
+	if err := nw.up(len(g.Validators), cfg.FullNodes); err != nil {
 		return err
 	}
 	if resumed && cfg.Validators != 0 && cfg.Validators != len(g.Validators) {
@@ -114,7 +130,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	fmt.Fprintf(cfg.Err, "%s chain %s: %d validators, threshold %d, in %s\n", verb, g.ChainID, len(g.Validators), g.Threshold, cfg.Dir)
 
-	cl, err := Start(cfg.Exe, l, g)
+	cl, err := Start(cfg.Exe, l, g, nw.startOptions())
 	if err != nil {
 		return err
 	}
@@ -141,8 +157,13 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		stop()
 		return err
 	}
+	fulls, err := StartFullNodes(ctx, cfg, cl, g, nw)
+	if err != nil {
+		stop()
+		return err
+	}
 	lender := startLender(cfg, l, cl, cfg.Demo)
-	printSummary(ctx, cfg, l, g, m, resumed, lender)
+	printSummary(ctx, cfg, l, g, m, resumed, lender, fulls)
 
 	var demoWG sync.WaitGroup
 	demoCtx, demoStop := context.WithCancel(ctx)
@@ -164,7 +185,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	demoStop()
 	demoWG.Wait()
 	stop()
-	fmt.Fprintf(cfg.Err, "stopped. Run 'zkbank testnet --dir %s' to resume this chain.\n", cfg.Dir)
+	fmt.Fprintf(cfg.Err, "stopped. Run 'zkbank testnet --dir %s%s' to resume this chain.\n", cfg.Dir, resumeFlags(cfg))
 	return nil
 }
 
@@ -203,13 +224,14 @@ func waitReporter(w io.Writer, tty bool, what string) func([]NodeState) {
 	}
 }
 
-func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool, lender demoLender) {
+func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool, lender demoLender, fulls []*Proc) {
 	w := cfg.Out
 	fmt.Fprintf(w, "\nzkbank testnet %s is up: %d validators, %d-of-%d threshold key\n\n", g.ChainID, len(g.Validators), g.Threshold, len(g.Validators))
 	fmt.Fprintln(w, "validators")
 	for i, v := range g.Validators {
 		fmt.Fprintf(w, "  %-7s api %-24s p2p %-26s log %s\n", v.Name, v.API, strings.Join(v.P2PAddrs, ","), l.Log(i))
 	}
+	printFullNodes(w, l, cfg.Ports, fulls)
 	ws, err := LoadWallets(l.Wallets())
 	if err != nil {
 		fmt.Fprintf(w, "\nwallets: %v\n", err)
@@ -266,7 +288,7 @@ func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genes
 	if cfg.Demo {
 		demo = fmt.Sprintf(" A background load (~%g transfers/s among %s, errors in %s) keeps the chain busy; --demo=false turns it and the demo lender off.", cfg.DemoRate, l.DemoWallets(), l.DemoLog())
 	}
-	fmt.Fprintf(w, "\nCtrl-C stops the validators; 'zkbank testnet --dir %s' resumes this chain.%s\n\n", cfg.Dir, demo)
+	fmt.Fprintf(w, "\nCtrl-C stops the validators; 'zkbank testnet --dir %s%s' resumes this chain.%s\n\n", cfg.Dir, resumeFlags(cfg), demo)
 }
 
 func runDemo(ctx context.Context, cfg RunConfig, l Layout, m *client.Multi) {

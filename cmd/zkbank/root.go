@@ -56,7 +56,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd(), newBotCmd())
+	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd(), newBotCmd(), newVersionCmd())
 	wrapUsageErrors(root)
 	return root
 }

@@ -304,31 +304,20 @@ func (s *Store) keysBelow(prefix byte, h uint64) ([][]byte, error) {
 // Commit implements store.Committer in one Badger transaction; SyncWrites makes
 // it durable before it returns.
 func (s *Store) Commit(height uint64, b store.Batch) error {
-	if err := s.enter(); err != nil {
+	unlock, err := s.enterCommit()
+	if err != nil {
 		return err
 	}
-	defer s.leave()
-	s.writes.RLock()
-	defer s.writes.RUnlock()
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
+	defer unlock()
 
 	// Large blocks and certificates go to blob files first (blobs.go); the
 	// transaction files a reference to them.
-	big := map[[32]byte][]byte{}
-	envelope := func(key, v []byte) []byte {
-		if len(v) <= bigValue {
-			return seal(key, v)
-		}
-		h := sha256.Sum256(v)
-		big[h] = v
-		return sealBlob(key, h)
-	}
-	blockEnv, certEnv := envelope(blockKey(height), b.Block), envelope(certKey(height), b.Cert)
+	big := bigValues{}
+	blockEnv, certEnv := big.envelope(blockKey(height), b.Block), big.envelope(certKey(height), b.Cert)
 	if err := s.putBlobs(big, false); err != nil {
 		return fmt.Errorf("store: commit height %d: %w", height, err)
 	}
-	err := s.update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
 		last, err := lastApplied(txn)
 		if err != nil {
 			return err
@@ -347,28 +336,14 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 				return err
 			}
 		}
-		for _, group := range []struct {
-			ns   byte
-			recs []store.Record
-		}{{nsStatus, b.Statuses}, {nsMeta, b.Meta}} {
-			for _, r := range group.recs {
-				k, err := idKey(group.ns, r.Key)
-				if err != nil {
-					return err
-				}
-				if err := set(txn, k, r.Value); err != nil {
-					return err
-				}
-			}
+		if err := setRecords(txn, nsStatus, b.Statuses); err != nil {
+			return err
 		}
-		for _, dk := range b.DeleteMeta {
-			k, err := idKey(nsMeta, dk)
-			if err != nil {
-				return err
-			}
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
+		if err := setRecords(txn, nsMeta, b.Meta); err != nil {
+			return err
+		}
+		if err := deleteRecords(txn, nsMeta, b.DeleteMeta); err != nil {
+			return err
 		}
 		// Same transaction, so order does not matter for atomicity; written
 		// last anyway so the rule reads the same everywhere.
@@ -376,6 +351,63 @@ func (s *Store) Commit(height uint64, b store.Batch) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: commit height %d: %w", height, err)
+	}
+	return nil
+}
+
+// enterCommit enters the store for a write of applied state (Commit,
+// Install): no compaction's write lock held, one such write at a time.
+func (s *Store) enterCommit() (unlock func(), err error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	s.writes.RLock()
+	s.commitMu.Lock()
+	return func() {
+		s.commitMu.Unlock()
+		s.writes.RUnlock()
+		s.leave()
+	}, nil
+}
+
+// bigValues collects the values too large to file in a transaction: they
+// go to blob files (putBlobs) and the transaction files a reference.
+type bigValues map[[32]byte][]byte
+
+// envelope seals v under key, or a reference to it once v is collected.
+func (big bigValues) envelope(key, v []byte) []byte {
+	if len(v) <= bigValue {
+		return seal(key, v)
+	}
+	h := sha256.Sum256(v)
+	big[h] = v
+	return sealBlob(key, h)
+}
+
+// setRecords sets every record under namespace ns.
+func setRecords(txn *badger.Txn, ns byte, recs []store.Record) error {
+	for _, r := range recs {
+		k, err := idKey(ns, r.Key)
+		if err != nil {
+			return err
+		}
+		if err := set(txn, k, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteRecords deletes every key under namespace ns.
+func deleteRecords(txn *badger.Txn, ns byte, keys [][]byte) error {
+	for _, dk := range keys {
+		k, err := idKey(ns, dk)
+		if err != nil {
+			return err
+		}
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ var contract = []struct {
 	{"ClosedStoreReturnsErrClosed", testClosedStoreReturnsErrClosed},
 	{"CommitDeletesMetaInTheSameTransaction", testCommitDeletesMetaInTheSameTransaction},
 	{"BlobsAreContentAddressed", testBlobsAreContentAddressed},
+	{"InstallJumpsAheadAllOrNothing", testInstallJumpsAheadAllOrNothing},
 }
 
 // BatchFor returns the test batch of height h: a block, a certificate, two
