@@ -235,14 +235,18 @@ func noiseKey(ks *KeyShare) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// noise draws the smudging term for (purpose, k) from the member's key.
-func (v *ReshareVerifier) noise(key []byte, purpose string, k int) (ringqp.Poly, error) {
+// noise draws the smudging term for (purpose, k) from the member's key,
+// bound to the transcript and to what it smudges (bind: the hash of a deal,
+// so two different deals under one transcript never share noise that a
+// difference would cancel).
+func (v *ReshareVerifier) noise(key []byte, purpose string, k int, bind []byte) (ringqp.Poly, error) {
 	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("zkbank/reshare/noise/v1\x00"))
+	mac.Write([]byte("zkbank/reshare/noise/v2\x00"))
 	mac.Write([]byte(purpose))
 	mac.Write([]byte{0})
 	mac.Write(v.transcript[:])
 	mac.Write(binary.BigEndian.AppendUint32(nil, uint32(k)))
+	mac.Write(bind)
 	prng, err := sampling.NewKeyedPRNG(mac.Sum(nil))
 	if err != nil {
 		return ringqp.Poly{}, err
@@ -305,7 +309,16 @@ func (d *ReshareDealer) Commit(v *ReshareVerifier, sign DealSigner) (*ReshareCom
 	commit := func(x ringqp.Poly, purpose string, k int) (ringqp.Poly, error) {
 		out := rqp.NewPoly()
 		rqp.MulCoeffsMontgomery(x, v.u, out)
-		e, err := v.noise(key, purpose, k)
+		var bind []byte
+		if purpose == "deal" {
+			b, err := x.MarshalBinary()
+			if err != nil {
+				return out, err
+			}
+			h := sha256.Sum256(b)
+			bind = h[:]
+		}
+		e, err := v.noise(key, purpose, k, bind)
 		if err != nil {
 			return out, err
 		}

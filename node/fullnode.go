@@ -46,7 +46,8 @@ const (
 type fullNode struct {
 	app      *chain.App // owned by the sync goroutine
 	verified atomic.Uint64
-	best     atomic.Uint64 // the highest last height a validator answered
+	best     atomic.Uint64 // the (f+1)-th highest of the validators' last answered heights
+	lasts    []uint64      // each validator's highest answered height (under mu)
 	// unavailable is the last height whose uploads or pieces were missing.
 	unavailable atomic.Uint64
 	wake        chan struct{}
@@ -69,7 +70,7 @@ type fullMetrics struct {
 func newFullMetrics(reg prometheus.Registerer) *fullMetrics {
 	m := &fullMetrics{
 		verified: prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_full_verified_height", Help: "Last height this full node verified (certificate and re-evaluation) and applied."}),
-		best:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_full_validators_height", Help: "Highest last height a validator answered this full node."}),
+		best:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_full_validators_height", Help: "The validators' height as this full node learned it: the (f+1)-th highest of their answers."}),
 		refused:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_full_refused_total", Help: "Served decisions this full node refused, by reason (certificate, digest, block)."}, []string{"reason"}),
 		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "zkbank_full_sync_bytes_total", Help: "Bytes of decisions, uploads and piece ciphertexts fetched to sync."}),
 		heights:  prometheus.NewCounter(prometheus.CounterOpts{Name: "zkbank_full_synced_heights_total", Help: "Heights verified and applied from served decisions."}),
@@ -199,7 +200,10 @@ func runFull(ctx context.Context, h Home, gen *genesis.Genesis, lc *LocalConfig,
 		return fmt.Errorf("heads gossip: %w", err)
 	}
 	log.Info("full node ready", "height", v.Height, "applied", v.Book.Height())
-	n.follow(ctx)
+	if err := n.follow(ctx); err != nil {
+		log.Error("stopping to restore a state snapshot", "err", err)
+		return err
+	}
 	log.Info("full node stopping")
 	return nil
 }
@@ -364,21 +368,32 @@ func (n *Node) syncPeers() []peer.ID {
 // follow is the full node's sync loop: ask peers for the decisions after
 // its verified height, verify and apply them, until ctx ends. It owns the
 // chain application.
-func (n *Node) follow(ctx context.Context) {
+//
+// It returns errFellBehind when the validators are further ahead than they
+// keep what the missed blocks need and the node is not advancing (Run then
+// restarts it, restoring a snapshot).
+func (n *Node) follow(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	check := time.NewTicker(fellBehindEvery)
+	defer check.Stop()
+	var behind fellBehind
 	for {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if n.syncOnce(ctx) {
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		case <-n.full.wake:
+		case <-check.C:
+			if err := behind.check(n, n.full.app.Finalized()); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -421,9 +436,21 @@ func (n *Node) syncOnce(ctx context.Context) bool {
 			n.avoidPeer(id)
 			continue
 		}
-		if n.validatorIndex(id) >= 0 && last > f.best.Load() {
-			f.best.Store(last)
-			f.met.best.Set(float64(last))
+		if i := n.validatorIndex(id); i >= 0 {
+			// The validators' height is the (f+1)-th highest of their own
+			// latest answers: one byzantine validator cannot inflate it.
+			f.mu.Lock()
+			if f.lasts == nil {
+				f.lasts = make([]uint64, len(n.peers))
+			}
+			f.lasts[i] = max(f.lasts[i], last)
+			agreed := agreedHeight(f.lasts, (len(f.lasts)-1)/3)
+			f.mu.Unlock()
+			f.best.Store(agreed)
+			f.met.best.Set(float64(agreed))
+			if agreed > n.validatorsBest.Load() {
+				n.validatorsBest.Store(agreed)
+			}
 		}
 		advanced := false
 		for _, cm := range commits {
@@ -672,9 +699,12 @@ func (n *Node) relaySubmission(body []byte, _ bool) ([]string, error) {
 	default:
 		return nil, &ledger.RejectError{Reason: r}
 	}
+	// Validators do not relay an upload a peer relayed to them, and it is
+	// ordered only once N - f validators acknowledge it: fewer than that
+	// holding it is not a submission.
 	ok, err := n.relayAll(n.ctx, protoTx, body)
-	if ok == 0 {
-		return nil, fmt.Errorf("%w: %w", errNoValidator, err)
+	if need := len(n.peers) - (len(n.peers)-1)/3; ok < need {
+		return nil, fmt.Errorf("%w: %d of %d validators took it, it needs %d (last refusal: %w)", errNoValidator, ok, len(n.peers), need, err)
 	}
 	n.tracker.submittedNow(sub.Envelopes)
 	id := e.ID()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/zkbank/zkbank/chain"
@@ -51,10 +52,13 @@ func (n *Node) announce(v *chain.View) {
 	}()
 }
 
-// followHeads records the best height peers announce until ctx ends. On a
-// full node it also wakes the sync loop when a peer announces a height
-// above this node's. Announcements are not authenticated: they only make
-// the node ask.
+// followHeads records the height the validators announce until ctx ends:
+// only announcements a genesis validator published (gossip messages are
+// signed by their publisher) count, and the height exported is the
+// (f+1)-th highest of the validators' latest, so no f of them can inflate
+// it and strangers move nothing. On a full node it also wakes the sync
+// loop when that height is above this node's. Announcements only make the
+// node ask: whatever it then fetches is verified.
 func (n *Node) followHeads(ctx context.Context) error {
 	msgs, cancel, err := n.host.Subscribe(headsTopic)
 	if err != nil {
@@ -62,7 +66,7 @@ func (n *Node) followHeads(ctx context.Context) error {
 	}
 	go func() {
 		defer cancel()
-		var best uint64
+		latest := make([]uint64, len(n.gen.Validators))
 		for {
 			select {
 			case <-ctx.Done():
@@ -72,18 +76,30 @@ func (n *Node) followHeads(ctx context.Context) error {
 					return
 				}
 				h, ok := decodeHead(m.Data)
-				if !ok {
+				i := n.validatorIndex(m.From)
+				if !ok || i < 0 || h <= latest[i] {
 					continue
 				}
-				if h > best {
-					best = h
-					n.met.PeersBestHeight.Set(float64(h))
-				}
-				if n.full != nil && h > n.full.verified.Load() {
+				latest[i] = h
+				best := agreedHeight(latest, (len(latest)-1)/3)
+				n.validatorsBest.Store(best)
+				n.met.PeersBestHeight.Set(float64(best))
+				if n.full != nil && best > n.full.verified.Load() {
 					n.full.poke()
 				}
 			}
 		}
 	}()
 	return nil
+}
+
+// agreedHeight is the (f+1)-th highest of the validators' reported heights:
+// at least one honest validator has reached it.
+func agreedHeight(latest []uint64, f int) uint64 {
+	hs := slices.Clone(latest)
+	slices.Sort(hs)
+	if f >= len(hs) {
+		return 0
+	}
+	return hs[len(hs)-1-f]
 }

@@ -20,3 +20,24 @@ func TestHeadAnnouncementDecodesOnlyWhatWasEncoded(t *testing.T) {
 		}
 	}
 }
+
+// The validators' height a node exports (and a full node wakes on) is the
+// (f+1)-th highest of their latest reports: f byzantine validators
+// announcing a huge height move nothing, and it never exceeds what an
+// honest validator reached.
+func TestAttack_ByzantineValidatorsCannotInflateTheValidatorsHeight(t *testing.T) {
+	for _, c := range []struct {
+		latest []uint64
+		f      int
+		want   uint64
+	}{
+		{[]uint64{40, 41, 42, 1 << 62}, 1, 42},
+		{[]uint64{0, 0, 0, 1 << 62}, 1, 0},
+		{[]uint64{10, 11, 12, 13, 14, 1 << 62, 1 << 62}, 2, 14},
+		{nil, 0, 0},
+	} {
+		if got := agreedHeight(c.latest, c.f); got != c.want {
+			t.Fatalf("agreedHeight(%v, f=%d) = %d, want %d", c.latest, c.f, got, c.want)
+		}
+	}
+}

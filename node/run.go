@@ -101,10 +101,55 @@ type Node struct {
 	full   *fullNode    // set on a full node only (fullnode.go)
 
 	snapTuning *snapshotTuning // snapshot interval and upload retention (snapshot.go)
+
+	validatorsBest atomic.Uint64 // the validators' agreed height from heads (heads.go)
 }
 
-// Run starts the validator in home and blocks until ctx is cancelled.
+// Run starts the validator (or full node) in home and blocks until ctx is
+// cancelled. A node that falls further behind the validators than it can
+// catch up by re-evaluating blocks (errFellBehind) stops everything and
+// starts again, which restores the validators' newest state snapshot.
 func Run(ctx context.Context, dir string, logger *slog.Logger) error {
+	for {
+		err := run(ctx, dir, logger)
+		if !errors.Is(err, errFellBehind) || ctx.Err() != nil {
+			return err
+		}
+		logger.Warn("restarting to restore a state snapshot", "home", dir, "err", err)
+	}
+}
+
+// errFellBehind: the node is further behind the validators than they keep
+// what re-evaluating the missed blocks needs, and it is not advancing.
+var errFellBehind = errors.New("fell further behind the validators than they keep uploads and pieces for")
+
+// fellBehind is checked every few seconds: the validators' agreed height
+// (heads) is more than half the upload retention above this node's height,
+// and that height has not moved for fellBehindChecks checks in a row.
+type fellBehind struct {
+	last    uint64
+	stalled int
+}
+
+const fellBehindChecks = 3
+
+func (f *fellBehind) check(n *Node, height uint64) error {
+	retention := uint64(chain.UploadRetention)
+	if t := n.snapTuning; t != nil && t.retention > 0 {
+		retention = t.retention
+	}
+	best := n.validatorsBest.Load()
+	if height != f.last || best <= height+retention/2 {
+		f.last, f.stalled = height, 0
+		return nil
+	}
+	if f.stalled++; f.stalled < fellBehindChecks {
+		return nil
+	}
+	return fmt.Errorf("%w: at height %d, the validators at %d, no progress for %d checks", errFellBehind, height, best, fellBehindChecks)
+}
+
+func run(ctx context.Context, dir string, logger *slog.Logger) error {
 	h := Home{Dir: dir}
 	gen, err := genesis.Load(h.Genesis())
 	if err != nil {
@@ -305,8 +350,9 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	n.cons.Start(v.Height+1, rs.Last)
 	log.Info("node ready", "height", v.Height, "applied", v.Book.Height())
 
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(fellBehindEvery)
 	defer t.Stop()
+	var behind fellBehind
 	for {
 		select {
 		case <-ctx.Done():
@@ -316,9 +362,16 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			if size, err := n.mem.Size(); err == nil {
 				n.met.Mempool.Set(float64(size))
 			}
+			if err := behind.check(n, n.view.Load().Height); err != nil {
+				log.Error("stopping to restore a state snapshot", "err", err)
+				return err
+			}
 		}
 	}
 }
+
+// fellBehindEvery is how often the main loop looks at the node's progress.
+const fellBehindEvery = 5 * time.Second
 
 // The store's value-log file size and GC period (see openStore).
 const (

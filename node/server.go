@@ -205,6 +205,13 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusTooManyRequests, "throttled", err.Error())
 		return
 	}
+	if errors.Is(err, errNoValidator) {
+		// A full node could not hand it to enough validators (down, or
+		// throttling this relay): nothing wrong with the upload; retry.
+		w.Header().Set("Retry-After", "2")
+		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
 	if err != nil {
 		var re *ledger.RejectError
 		code, status := "malformed", http.StatusBadRequest

@@ -154,6 +154,48 @@ func TestSnapshot_ValidatorOfflineLongerThanTheRetainedWindowRejoins(t *testing.
 	}
 }
 
+// A validator cut off while running (no consensus message in or out) falls
+// further behind than the others keep what its missed blocks need; it
+// notices (the validators' heads are far ahead and it does not advance),
+// stops, and starts again, restoring their newest snapshot, without an
+// operator: once the partition heals it is back at the validators' height
+// and reads the same accounts.
+func TestSnapshot_ValidatorCutOffWhileRunningRestoresBySelf(t *testing.T) {
+	var cut *faults
+	c, b := snapshotCluster(t, func(i int) *faults {
+		if i == 3 {
+			cut = &faults{}
+			return cut
+		}
+		return nil
+	})
+	cut.partitioned.Store(true)
+	left := c.status(3).Height
+	alice, sent := uint64(10_000), uint64(0)
+	for c.status(0).Height < left+4*snapRetention {
+		st := c.send(b, "alice", "carol", 10, alice, c.status(int(sent%3)).AppliedHeight, nil, int(sent%3))
+		if st.Status != api.StatusCommitted {
+			t.Fatalf("transfer with validator 3 cut off: %+v", st)
+		}
+		alice -= 10
+		sent++
+	}
+	c.waitFor("validator 3 restores a snapshot by itself", 3*time.Minute, func() bool {
+		t3 := tuningOf(filepath.Join(c.dir, "v3"))
+		return t3 != nil && t3.restored.Load() > left
+	})
+	cut.partitioned.Store(false)
+	c.waitFor("validator 3 back at the validators' height", 3*time.Minute, func() bool {
+		st := c.status(3)
+		return st.Ready && st.Height >= c.status(0).Height
+	})
+	t.Logf("validator 3 cut off at %d restored the snapshot of %d; the others at %d after %d transfers",
+		left, tuningOf(filepath.Join(c.dir, "v3")).restored.Load(), c.status(0).Height, sent)
+	for _, name := range []string{"alice", "carol"} {
+		sameAccount(t, c, name, 0, 3)
+	}
+}
+
 // A full node joining a chain whose validators no longer keep the uploads
 // and pieces of its first blocks starts from their newest certified
 // snapshot, then verifies block by block from there, and reads the same
@@ -193,7 +235,7 @@ const snapEvery, snapRetention = 8, 16
 // snapEvery heights and keep uploads and pieces snapRetention heights (as
 // does every node started until the test ends), with alice, bob and carol
 // holding 10 000, 500 and 0, and waits until they are ready.
-func snapshotCluster(t *testing.T) (*cluster, *ledger.Dealer) {
+func snapshotCluster(t *testing.T, fault ...func(i int) *faults) (*cluster, *ledger.Dealer) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-validator cluster in -short mode")
@@ -206,7 +248,7 @@ func snapshotCluster(t *testing.T) (*cluster, *ledger.Dealer) {
 		tuningDefault = nil
 		tuningMu.Unlock()
 	})
-	c := newCluster(t, 4, map[string]uint64{"alice": 10_000, "bob": 500, "carol": 0})
+	c := newCluster(t, 4, map[string]uint64{"alice": 10_000, "bob": 500, "carol": 0}, fault...)
 	c.waitReady(0, 1, 2, 3)
 	return c, c.dealer()
 }
