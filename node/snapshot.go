@@ -259,11 +259,20 @@ func (f *snapshotFetch) list(ctx context.Context) ([]*offer, uint64) {
 		}()
 	}
 	wg.Wait()
-	var head uint64
+	// How far ahead the peers are: the (f+1)-th highest of their claims
+	// (unsigned), so no f liars make a node that is only slightly behind
+	// restore instead of catching up.
+	heads := make([]uint64, 0, len(answers)+1)
+	for _, a := range answers {
+		heads = append(heads, a.head)
+	}
+	if len(heads) < f.vals.Size() {
+		heads = append(heads, 0) // a validator does not ask itself
+	}
+	head := agreedHeight(heads, (len(heads)-1)/3)
 	by := map[[32]byte]*offer{}
 	var out []*offer
 	for _, a := range answers {
-		head = max(head, a.head)
 		for _, info := range a.infos {
 			o := by[info.Root]
 			if o == nil {
@@ -311,6 +320,15 @@ func (f *snapshotFetch) commit(ctx context.Context, h uint64, peers []peer.ID) (
 func (f *snapshotFetch) fetchAndInstall(ctx context.Context, o *offer) error {
 	h := o.info.Height
 	ask := append(append([]peer.ID(nil), o.peers...), f.peers...)
+	seen := map[peer.ID]bool{}
+	uniq := ask[:0]
+	for _, id := range ask {
+		if !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, id)
+		}
+	}
+	ask = uniq
 	// The block of h+1 carries the root: only a quorum's decision counts.
 	var certified bool
 	for _, id := range ask {
@@ -329,9 +347,20 @@ func (f *snapshotFetch) fetchAndInstall(ctx context.Context, o *offer) error {
 	if !certified {
 		return fmt.Errorf("no certified block commits the snapshot root %x of height %d", o.info.Root[:8], h)
 	}
-	last, _, err := f.commit(ctx, h, ask)
-	if err != nil {
-		return fmt.Errorf("decision of height %d: %w", h, err)
+	// The decision of h from the first peer whose answer is a decision a
+	// quorum certified: a peer sending anything else is skipped, rather
+	// than spoiling the whole offer after every chunk was fetched.
+	var last *consensus.Commit
+	for _, id := range ask {
+		cm, _, err := f.commit(ctx, h, []peer.ID{id})
+		if err == nil && consensus.HashValue(cm.Value) == cm.Cert.BlockID && consensus.VerifyCommit(f.chainID, f.vals, cm.Cert) == nil {
+			last = cm
+			break
+		}
+		f.log.Warn("a peer's decision of the snapshot's height does not verify; asking another", "peer", id.ShortString(), "height", h, "err", err)
+	}
+	if last == nil {
+		return fmt.Errorf("no peer served a certified decision of height %d", h)
 	}
 	chunks, err := f.chunks(ctx, o.info, o.peers)
 	if err != nil {
