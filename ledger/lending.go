@@ -503,6 +503,18 @@ func (b *Book) CheckConsent(c *Consent) error {
 	if c.Chain != b.chain || !ed25519.Verify(o.SignPub, c.SigningBytes(), c.Sig) {
 		return fmt.Errorf("%w: bad signature", ErrConsent)
 	}
+	return b.ConsentRecordable(c)
+}
+
+// ConsentRecordable is CheckConsent without the signature: whether a
+// consent whose signature was already verified (a pool admits nothing
+// else) can still be recorded on this book. The owner's key never changes,
+// so the signature needs no second look.
+func (b *Book) ConsentRecordable(c *Consent) error {
+	o, ok := b.byID[c.Owner]
+	if !ok || c.Chain != b.chain {
+		return fmt.Errorf("%w: unknown owner", ErrConsent)
+	}
 	if _, ok := b.byID[c.Lender]; !ok || c.Lender == c.Owner {
 		return fmt.Errorf("%w: unknown lender", ErrConsent)
 	}
