@@ -2,10 +2,12 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/zkbank/zkbank/store"
 )
 
 // Maintainable is the part of a store that background upkeep needs.
@@ -28,6 +30,8 @@ type storeActor struct {
 	window uint64 // WAL records this many heights behind the last finalized one are dropped
 	gcEach time.Duration
 	trunc  uint64 // highest truncation done
+	// stopped: the actor is stopping; a pending GC tick does nothing.
+	stopped bool
 }
 
 func (s *storeActor) Receive(ctx actor.Context) {
@@ -46,10 +50,18 @@ func (s *storeActor) Receive(ctx actor.Context) {
 			return
 		}
 		s.trunc = before
+	case *actor.Stopping:
+		s.stopped = true
 	case *gcTick:
+		if s.stopped {
+			return
+		}
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
 		n, err := s.db.RunGC(c)
 		cancel()
+		if errors.Is(err, store.ErrClosed) {
+			return // the node closed its store (a restart): no more passes
+		}
 		if err != nil {
 			s.log.Warn("value-log GC failed", "err", err)
 		} else if n > 0 {

@@ -4,6 +4,8 @@
 // JSON. The node implements it; package client consumes it. See docs/API.md.
 package api
 
+import "encoding/json"
+
 // Paths (relative to a node's API base URL).
 const (
 	PathStatus     = "/v1/status"
@@ -17,6 +19,7 @@ const (
 	PathBalance    = "/v1/balance"        // POST BalanceRequest -> binary BalanceShare
 	PathHistory    = "/v1/history/"       // GET /v1/history/{account} -> History
 	PathConsents   = "/v1/consents"       // POST ConsentRequest -> ConsentResponse
+	PathValidators = "/v1/validators"     // GET -> Validators; POST a signed genesis.Change -> ChangeResponse
 	PathLending    = "/lending"           // GET /v1/accounts/{id}/lending -> Lending (suffix of PathAccount+id)
 	PathScore      = "/v1/score"          // POST ScoreRequest -> binary BalanceShare of the score
 	PathMetrics    = "/metrics"           // Prometheus text format
@@ -57,6 +60,13 @@ type Status struct {
 	// number (`zkbank version`); nodes of different protocols refuse each
 	// other.
 	Version  string `json:"version"`
+	// Epoch is the committee's epoch (0: the genesis committee; each
+	// validator-set change starts the next); EpochStart its first height.
+	Epoch      uint64 `json:"epoch"`
+	EpochStart uint64 `json:"epoch_start"`
+	// SwitchHeight is the first height of the next committee when a
+	// committed validator-set change is pending (0: none).
+	SwitchHeight uint64 `json:"switch_height,omitempty"`
 	Protocol int    `json:"protocol"`
 }
 
@@ -288,4 +298,20 @@ type History struct {
 type Error struct {
 	Error string `json:"error"`
 	Code  string `json:"code,omitempty"`
+}
+
+// Validators is GET /v1/validators: the committed validator-set changes
+// since genesis, in order (each a genesis.Epoch: the signed change and its
+// first height). A client checks them from its genesis
+// (genesis.VerifyChain) and seals uploads to the last committee.
+type Validators struct {
+	Epoch  uint64            `json:"epoch"`
+	Epochs []json.RawMessage `json:"epochs"`
+}
+
+// ChangeResponse answers POST /v1/validators: the change verified against
+// the current committee and waits for this node's turn to propose it.
+type ChangeResponse struct {
+	Queued bool   `json:"queued"`
+	Epoch  uint64 `json:"epoch"`
 }

@@ -95,6 +95,13 @@ type App struct {
 
 	snapEvery, retention uint64
 	snap                 *SnapshotInfo // the snapshot of the finalized height, if it is a snapshot height
+
+	// Validator-set changes (epoch.go).
+	verifyChange  func([]byte) error
+	proposeChange func() []byte
+	epochStart    uint64
+	prevVals      *consensus.ValidatorSet
+	pending       *PendingChange // committed, not yet in force
 }
 
 // Faults injects byzantine behaviour into a validator, for tests of the
@@ -167,6 +174,20 @@ type Config struct {
 	// heights uploads and pieces are kept (0: UploadRetention). Tests set
 	// small ones.
 	SnapshotEvery, UploadRetention uint64
+
+	// VerifyChange checks a validator-set change a block carries (an
+	// encoded genesis.Change) against the current committee; nil makes
+	// every block carrying one invalid.
+	VerifyChange func(raw []byte) error
+	// ProposeChange returns a change waiting to be proposed (nil if none);
+	// the proposer includes it when no change is pending.
+	ProposeChange func() []byte
+	// EpochStart is the first height the committee of Validators decides
+	// (0 for the genesis committee); PrevValidators is the committee that
+	// decided height EpochStart-1, whose precommits block EpochStart
+	// carries.
+	EpochStart     uint64
+	PrevValidators *consensus.ValidatorSet
 }
 
 // Pipeline stages reported to Config.Timing.
@@ -190,7 +211,11 @@ func New(c Config) (*App, error) {
 	a := &App{p: c.Params, eng: c.Engine, dec: c.Decryptor, key: c.Key, pk: c.PK, open: c.Opener, pieces: c.Pieces, chain: c.Chain, n: c.N, t: c.T, log: c.Logger, vals: c.Validators,
 		mem: c.Mempool, evalr: c.Evaluator, st: c.Store, observer: c.Observer, now: c.Now, faults: c.Faults, timing: c.Timing, follow: c.Follow,
 		book: c.GenesisBook, spec: map[[32]byte]*blockEval{}, decided: map[[32]byte]*decided{},
-		snapEvery: c.SnapshotEvery, retention: c.UploadRetention}
+		snapEvery: c.SnapshotEvery, retention: c.UploadRetention,
+		verifyChange: c.VerifyChange, proposeChange: c.ProposeChange, epochStart: c.EpochStart, prevVals: c.PrevValidators}
+	if a.epochStart > 1 && a.prevVals == nil {
+		return nil, fmt.Errorf("chain: epoch starting at height %d without the committee before it", a.epochStart)
+	}
 	if a.snapEvery == 0 {
 		a.snapEvery = DefaultSnapshotEvery
 	}
@@ -234,6 +259,9 @@ func New(c Config) (*App, error) {
 			return nil, fmt.Errorf("chain: last block: %w", err)
 		}
 		a.book, a.finalized, a.credits = r.Book, r.Finalized, r.Credits
+		if r.Pending != nil && r.Pending.Start > a.epochStart {
+			a.pending = r.Pending // committed, not yet in force
+		}
 		ups, err := a.uploadsOf(b)
 		if err != nil {
 			return nil, err
@@ -281,7 +309,7 @@ func New(c Config) (*App, error) {
 // is finalized: the restored state). Call it before consensus starts; later,
 // readers get views from the Observer.
 func (a *App) View() *View {
-	v := &View{Height: a.finalized, Book: a.book, Credits: a.Credits()}
+	v := &View{Height: a.finalized, Book: a.book, Credits: a.Credits(), Pending: a.pending}
 	if a.last != nil {
 		v.Block, v.Hash = a.last.block, a.last.hash
 	}
@@ -585,20 +613,21 @@ func (a *App) verifyCarried(carried []Precommit) error {
 		}
 		return nil
 	}
+	vals := a.signersOf(a.last.height)
 	var power int64
 	prev := -1
 	for _, x := range carried {
-		if x.Validator <= prev || !a.vals.Has(x.Validator) {
+		if x.Validator <= prev || !vals.Has(x.Validator) {
 			return fmt.Errorf("%w: carried precommit of validator %d out of order or unknown", ErrBlock, x.Validator)
 		}
 		prev = x.Validator
-		if len(x.Ext) == 0 || !consensus.VerifyVote(a.chain, a.vals, x.Vote(a.last.height, consensus.BlockID(a.last.hash))) {
+		if len(x.Ext) == 0 || !consensus.VerifyVote(a.chain, vals, x.Vote(a.last.height, consensus.BlockID(a.last.hash))) {
 			return fmt.Errorf("%w: carried precommit of validator %d is not its signed precommit for height %d", ErrBlock, x.Validator, a.last.height)
 		}
-		power += a.vals.Power(x.Validator)
+		power += vals.Power(x.Validator)
 	}
-	if !a.vals.IsQuorum(power) {
-		return fmt.Errorf("%w: carried precommits hold %d of %d voting power", ErrBlock, power, a.vals.TotalPower())
+	if !vals.IsQuorum(power) {
+		return fmt.Errorf("%w: carried precommits hold %d of %d voting power", ErrBlock, power, vals.TotalPower())
 	}
 	return nil
 }
@@ -647,7 +676,9 @@ func (a *App) decideUncached(carried []Precommit) (*decided, error) {
 	// Credits once every batch and piece has named its faulty validators: a
 	// validator named anywhere earns nothing for the height.
 	for _, v := range d.faulty {
-		d.credits[v] = a.credits[v]
+		if v < len(d.credits) && v < len(a.credits) { // at an epoch's start, signers are the previous committee's
+			d.credits[v] = a.credits[v]
+		}
 	}
 	return d, nil
 }
@@ -984,6 +1015,9 @@ func (a *App) prepare(height uint64, value []byte) (*blockEval, error) {
 	if err := checkUnique(b); err != nil {
 		return nil, err
 	}
+	if err := a.checkEpochRules(b); err != nil {
+		return nil, err
+	}
 	if err := a.checkStateRoot(b); err != nil {
 		return nil, err
 	}
@@ -1145,6 +1179,9 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		return nil, errFollower
 	}
 	defer a.timed(StagePropose, time.Now())
+	if a.pending != nil && height >= a.pending.Start {
+		return nil, fmt.Errorf("%w: height %d belongs to the committee that takes over at height %d", ErrEpochEnded, height, a.pending.Start)
+	}
 	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli()), StateRoot: a.stateRoot()}
 	if last != nil {
 		// Every precommit of the certificate, late ones included: the more
@@ -1165,9 +1202,12 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	// Every waiting upload is considered, oldest first, and those not yet
 	// acked by N-f validators are skipped: uploads nobody can open never
 	// crowd out ordered ones.
-	cands, err := a.mem.Candidates(maxCandidates)
-	if err != nil {
-		return nil, fmt.Errorf("chain: mempool: %w", err)
+	quiet := a.pending != nil // the committee is changing: nothing may span the switch
+	var cands []*Upload
+	if !quiet && !a.atEpochStart(height) {
+		if cands, err = a.mem.Candidates(maxCandidates); err != nil {
+			return nil, fmt.Errorf("chain: mempool: %w", err)
+		}
 	}
 	// One operation per account and block: the one built on the account's
 	// operation in the last block, else on its last accepted one (prepare
@@ -1220,9 +1260,11 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		}
 		b.Subs = append(b.Subs, SubRef{CTHash: u.Hash, Envelopes: u.Envs})
 	}
-	opens, err := a.mem.Opens(MaxBlockOpens)
-	if err != nil {
-		return nil, fmt.Errorf("chain: mempool: %w", err)
+	var opens []Open
+	if !quiet {
+		if opens, err = a.mem.Opens(MaxBlockOpens); err != nil {
+			return nil, fmt.Errorf("chain: mempool: %w", err)
+		}
 	}
 	opening := map[ledger.AccountID]bool{}
 	for _, o := range opens {
@@ -1235,9 +1277,16 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 		opening[id] = true
 		b.Opens = append(b.Opens, o)
 	}
-	consents, err := a.mem.Consents(MaxBlockConsents)
-	if err != nil {
-		return nil, fmt.Errorf("chain: mempool: %w", err)
+	var consents []ledger.Consent
+	if !quiet {
+		if consents, err = a.mem.Consents(MaxBlockConsents); err != nil {
+			return nil, fmt.Errorf("chain: mempool: %w", err)
+		}
+	}
+	if !quiet && a.proposeChange != nil && a.verifyChange != nil {
+		if raw := a.proposeChange(); raw != nil && len(raw) <= MaxSetChangeBytes && a.verifyChange(raw) == nil {
+			b.SetChange = raw
+		}
 	}
 	if len(consents) > 0 {
 		// Recorded on a scratch copy with this block's openings, as prepare
@@ -1574,15 +1623,20 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	if _, err := a.myPieces(ev); err != nil {
 		return err
 	}
+	pending := a.pending
+	if ev.block.SetChange != nil {
+		pending = &PendingChange{Raw: ev.block.SetChange, Height: height, Start: height + SwitchDelay}
+		a.log.Info("validator-set change committed", "height", height, "switch_height", pending.Start)
+	}
 	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits,
-		pieces: a.piecesToPersist(ev), retention: a.retention}
+		pieces: a.piecesToPersist(ev), retention: a.retention, pending: pending}
 	rec.snapshot, rec.chunks = a.produceSnapshot(height, value, ev)
 	pstart := time.Now()
 	if err := persistHeight(a.st, rec); err != nil {
 		return fmt.Errorf("chain: persisting height %d: %w", height, err)
 	}
 	a.timed(StagePersist, pstart)
-	a.book, a.credits, a.finalized, a.last, a.snap = ev.book, ev.credits, height, ev, rec.snapshot
+	a.book, a.credits, a.finalized, a.last, a.snap, a.pending = ev.book, ev.credits, height, ev, rec.snapshot, pending
 	a.spec = map[[32]byte]*blockEval{}
 	a.decided = map[[32]byte]*decided{}
 	if height > 4 {
@@ -1590,7 +1644,7 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	}
 	a.mem.Committed(ev.block, ev.book)
 	if a.observer != nil {
-		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Hash: ev.hash, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty}
+		v := &View{Height: height, Book: ev.book, Credits: a.Credits(), Block: ev.block, Hash: ev.hash, Outcomes: ev.applied, Opened: ev.opened, Faulty: ev.faulty, Pending: pending}
 		if height > 2 {
 			v.Decided = height - 2
 		}

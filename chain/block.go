@@ -34,6 +34,10 @@ type Block struct {
 	// validator refuses a block whose root is not the one it computed, so
 	// a decided block certifies the snapshot.
 	StateRoot [32]byte
+	// SetChange is a validator-set change (an encoded genesis.Change, opaque
+	// to this package: Config.VerifyChange checks it), nil if none. The
+	// committee it names decides from SwitchDelay heights on.
+	SetChange []byte
 }
 
 // Precommit is a validator's signed precommit for the previous block: the
@@ -60,11 +64,11 @@ type SubRef struct {
 	Envelopes []ledger.Envelope
 }
 
-// blockVersion 5 carries a state root (Block.StateRoot); 4 carries score consents (and version-5 envelopes); version
+// blockVersion 6 carries a validator-set change (Block.SetChange); 5 carries a state root (Block.StateRoot); 4 carries score consents (and version-5 envelopes); version
 // 3 referenced sealed uploads and carried version-2 extensions (pieces and
 // acks); version 2 referenced client ciphertexts, version 1 carried bare
 // extensions a proposer could forge.
-const blockVersion = 5
+const blockVersion = 6
 
 // Limits on what one block may carry.
 const (
@@ -72,6 +76,8 @@ const (
 	MaxBlockTransfers = 1024
 	MaxBlockOpens     = 64
 	MaxBlockConsents  = 64
+	// MaxSetChangeBytes bounds a block's validator-set change.
+	MaxSetChangeBytes = 64 << 10
 )
 
 // Encode returns the canonical encoding.
@@ -108,6 +114,7 @@ func (b *Block) Encode() []byte {
 		e.Bytes(cb)
 	}
 	e.Fixed(b.StateRoot[:])
+	e.Bytes(b.SetChange)
 	return e.B
 }
 
@@ -162,6 +169,9 @@ func DecodeBlock(p []byte) (*Block, error) {
 		b.Consents = append(b.Consents, c)
 	}
 	copy(b.StateRoot[:], d.Fixed(32))
+	if sc := d.Bytes(MaxSetChangeBytes); len(sc) > 0 {
+		b.SetChange = append([]byte(nil), sc...)
+	}
 	if err := d.Done(); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ import (
 const (
 	metaAccounts = "accounts"
 	metaCredits  = "credits"
+	metaPending  = "setchange" // the pending validator-set change (JSON), empty if none
 	metaApplied  = "applied"
 	metaShards   = "shards"
 	pruneEvery   = 16
@@ -144,6 +145,7 @@ type heightRecord struct {
 	uploads  []*Upload
 	credits  []int64
 	pieces   map[[32]byte][]byte // piece ciphertexts to keep (own, and decided ones used)
+	pending  *PendingChange      // the committed change not yet in force, if any
 
 	retention uint64              // UploadRetention, or the configured one
 	snapshot  *SnapshotInfo       // the snapshot of this height, if one was produced
@@ -194,6 +196,7 @@ func (r *heightRecord) batch() (store.Batch, error) {
 	batch.Meta = append(batch.Meta,
 		store.Record{Key: []byte(metaAccounts), Value: ab},
 		store.Record{Key: []byte(metaCredits), Value: cb},
+		store.Record{Key: []byte(metaPending), Value: encodePending(r.pending)},
 		store.Record{Key: []byte(metaApplied), Value: ap[:]},
 		store.Record{Key: []byte(metaShards), Value: shards})
 	for _, u := range r.uploads {
@@ -307,6 +310,7 @@ type Restored struct {
 	PrevBlock []byte            // block Finalized-1 (nil if Finalized is 1)
 	Last      *consensus.Commit // decision of Finalized (nil at genesis)
 	Credits   []int64
+	Pending   *PendingChange // a committed validator-set change, possibly in force by now
 }
 
 // Restore reads the last finalized height's state from st. An empty store
@@ -332,6 +336,14 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 			return nil, fmt.Errorf("%w: credits: %w", store.ErrCorrupt, err)
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if b, err := st.GetMeta(metaPending); err == nil && len(b) > 0 {
+		r.Pending = new(PendingChange)
+		if err := json.Unmarshal(b, r.Pending); err != nil {
+			return nil, fmt.Errorf("%w: pending validator-set change: %w", store.ErrCorrupt, err)
+		}
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	ab, err := st.GetMeta(metaAccounts)
@@ -404,4 +416,13 @@ func Restore(st Store, p *ledger.Params, eng *ledger.Engine, chainID string, gen
 	}
 	r.Book = book
 	return r, nil
+}
+
+// encodePending is the stored form of a pending change (empty for none).
+func encodePending(p *PendingChange) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	b, _ := json.Marshal(p)
+	return b
 }

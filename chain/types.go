@@ -167,6 +167,9 @@ type View struct {
 	// digest, a piece ciphertext its other holders did not compute):
 	// identified, outvoted, and without credit.
 	Faulty []int
+	// Pending is a committed validator-set change not yet in force (nil if
+	// none): at Pending.Start-1 the node hands over to the new committee.
+	Pending *PendingChange
 }
 
 // Observer is told of every finalized height, once, after it is durable.

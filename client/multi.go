@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -68,6 +70,8 @@ type Multi struct {
 	dealer *ledger.Dealer
 
 	poll time.Duration // WaitTransfer's first polling interval
+
+	epochs []genesis.Epoch // the validator-set changes g reflects (Current)
 }
 
 // NewMulti returns a client of every validator of g.
@@ -100,14 +104,14 @@ func NewMulti(g *genesis.Genesis, opts ...Option) (*Multi, error) {
 	return m, nil
 }
 
-// Dial fetches the genesis from one node and returns a client of the whole
-// committee it names.
+// Dial fetches the genesis from one node and returns a client of the
+// chain's current committee (Current).
 func Dial(ctx context.Context, nodeURL string, opts ...Option) (*Multi, error) {
 	g, err := New(nodeURL, opts...).Genesis(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return NewMulti(g, opts...)
+	return Current(ctx, g, opts...)
 }
 
 // Genesis is the chain's genesis.
@@ -608,4 +612,101 @@ func (m *Multi) WaitTransfer(ctx context.Context, id string) (*api.TransferStatu
 		}
 		delay = min(delay*5/4, time.Second)
 	}
+}
+
+// Epochs returns the committed validator-set changes node serves
+// (GET /v1/validators), unverified.
+func (c *Client) Epochs(ctx context.Context) ([]genesis.Epoch, error) {
+	var v api.Validators
+	if err := c.getJSON(ctx, api.PathValidators, &v); err != nil {
+		return nil, err
+	}
+	out := make([]genesis.Epoch, 0, len(v.Epochs))
+	for _, raw := range v.Epochs {
+		var e genesis.Epoch
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, fmt.Errorf("node %s served a malformed validator-set change: %w", hostOf(c.base), err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// SubmitChange hands a signed validator-set change to one validator, which
+// proposes it when its turn comes.
+func (c *Client) SubmitChange(ctx context.Context, ch *genesis.Change) (*api.ChangeResponse, error) {
+	var r api.ChangeResponse
+	b, err := c.do(ctx, http.MethodPost, api.PathValidators, api.ContentJSON, ch.Encode(), api.ContentJSON)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("node %s: %w", hostOf(c.base), err)
+	}
+	return &r, nil
+}
+
+// Current returns a client of the chain's current committee: the genesis
+// committee changed by the longest run of committed validator-set changes
+// any reachable validator serves that verifies from g (each change signed
+// by a quorum of the committee before it). A node can withhold changes,
+// not forge one; the committees the changes name are asked too, so one
+// honest current validator is enough.
+func Current(ctx context.Context, g *genesis.Genesis, opts ...Option) (*Multi, error) {
+	var best []genesis.Epoch
+	asked := map[string]bool{}
+	for round := 0; round < 8; round++ {
+		var apis []string
+		for _, v := range g.At(best).Validators {
+			if !asked[v.API] {
+				apis = append(apis, v.API)
+			}
+		}
+		if round == 0 {
+			for _, v := range g.Validators {
+				if !asked[v.API] && !slices.Contains(apis, v.API) {
+					apis = append(apis, v.API)
+				}
+			}
+		}
+		if len(apis) == 0 {
+			break
+		}
+		answers := make([][]genesis.Epoch, len(apis))
+		var wg sync.WaitGroup
+		for i, a := range apis {
+			asked[a] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if es, err := New(a, opts...).Epochs(ctx); err == nil && g.VerifyChain(es) == nil {
+					answers[i] = es
+				}
+			}()
+		}
+		wg.Wait()
+		found := false
+		for _, es := range answers {
+			if len(es) > len(best) {
+				best, found = es, true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	m, err := NewMulti(g.At(best), opts...)
+	if err != nil {
+		return nil, err
+	}
+	m.epochs = best
+	return m, nil
+}
+
+// Epoch is the committee's epoch this client seals to (0: genesis).
+func (m *Multi) Epoch() uint64 {
+	if len(m.epochs) == 0 {
+		return 0
+	}
+	return m.epochs[len(m.epochs)-1].Change.Epoch
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,7 +22,6 @@ import (
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/consensus"
-	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -88,7 +88,8 @@ const strangerBlocksTimeout = 15 * time.Second
 const fullAvoid = time.Minute
 
 // runFull runs the node in home as a full node until ctx is cancelled.
-func runFull(ctx context.Context, h Home, gen *genesis.Genesis, lc *LocalConfig, ident crypto.PrivKey, peers []peer.ID, logger *slog.Logger) error {
+func runFull(ctx context.Context, h Home, es *epochState, lc *LocalConfig, ident crypto.PrivKey, ck ed25519.PrivateKey, peers []peer.ID, logger *slog.Logger) error {
+	gen := es.current()
 	pid, err := peer.IDFromPrivateKey(ident)
 	if err != nil {
 		return err
@@ -102,6 +103,7 @@ func runFull(ctx context.Context, h Home, gen *genesis.Genesis, lc *LocalConfig,
 	}
 	n, reg := newNode(ctx, name, -1, h, gen, p, com, log, peers, &chain.Opener{Params: p, Sharing: sh, Self: -1})
 	n.full = &fullNode{wake: make(chan struct{}, 1), avoid: map[peer.ID]time.Time{}, met: newFullMetrics(reg)}
+	n.epochs, n.ck = es, ck
 
 	db, err := openStore(h, log)
 	if err != nil {
@@ -183,7 +185,12 @@ func runFull(ctx context.Context, h Home, gen *genesis.Genesis, lc *LocalConfig,
 		return err
 	}
 	n.faults = &faults{}
-	app, err := chain.New(chain.Config{SnapshotEvery: n.snapTuning.every, UploadRetention: n.snapTuning.retention, Params: p, Engine: eng.Clone(), Decryptor: n.dec, Chain: gen.ChainID,
+	prevVals, err := es.previous()
+	if err != nil {
+		return err
+	}
+	es.carryCredits(rs)
+	app, err := chain.New(chain.Config{VerifyChange: es.verifyChange, EpochStart: es.start(), PrevValidators: prevVals, SnapshotEvery: n.snapTuning.every, UploadRetention: n.snapTuning.retention, Params: p, Engine: eng.Clone(), Decryptor: n.dec, Chain: gen.ChainID,
 		PK: n.keys.PK, Opener: n.opener, Pieces: n.pieces, Follow: true,
 		N: com.N, T: com.T, Validators: n.vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
 		Store: db, Observer: (*fullPublisher)(n), Restored: rs, GenesisBook: gbook,
@@ -201,7 +208,9 @@ func runFull(ctx context.Context, h Home, gen *genesis.Genesis, lc *LocalConfig,
 	}
 	log.Info("full node ready", "height", v.Height, "applied", v.Book.Height())
 	if err := n.follow(ctx); err != nil {
-		log.Error("stopping to restore a state snapshot", "err", err)
+		if !errors.Is(err, errEpochSwitch) {
+			log.Error("stopping to restore a state snapshot", "err", err)
+		}
 		return err
 	}
 	log.Info("full node stopping")
@@ -381,6 +390,9 @@ func (n *Node) follow(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if p := n.full.app.Pending(); p != nil && n.full.app.Finalized()+1 >= p.Start {
+			return n.switchEpoch(ctx, p, n.ck, nil)
 		}
 		if n.syncOnce(ctx) {
 			continue
@@ -621,6 +633,7 @@ func (n *Node) fullStatus() api.Status {
 	st := api.Status{Chain: n.gen.ChainID, Node: n.name, Role: RoleFull, ValidatorIndex: -1, Validators: n.com.N, Threshold: n.com.T}
 	st.Peers = len(n.host.Peers())
 	st.ValidatorsHeight = n.full.best.Load()
+	n.epochStatus(&st, n.view.Load())
 	n.full.mu.Lock()
 	st.RefusedHeight = n.full.refused
 	n.full.mu.Unlock()

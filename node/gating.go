@@ -3,6 +3,7 @@ package node
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,6 +29,10 @@ const (
 	validatorsOnly who = iota
 	// public: anyone, each peer within its own token bucket per protocol.
 	public
+	// changing: the validators and, while a validator-set change is being
+	// made, the other participants of its resharing (gate.expect);
+	// refused like validatorsOnly to anyone else.
+	changing
 )
 
 // access is one protocol's line in gating.
@@ -56,6 +61,9 @@ var gating = map[protocol.ID]access{
 	protoConsensus: {who: validatorsOnly, limits: p2p.ProtocolLimits{MaxFrameBytes: 96 << 20, Timeout: 2 * time.Minute}},
 	// A co-holder's pieces of one upload (node/recover.go).
 	protoPieces: {who: validatorsOnly, limits: p2p.ProtocolLimits{MaxFrameBytes: 1 << 20, Timeout: 10 * time.Second}},
+	// Resharing messages of a validator-set change (reshare.go): a
+	// dealer's commitments are (1 + N') QP polynomials.
+	protoReshare: {who: changing, limits: reshareLimits},
 	// Key-ceremony shares, ~64 MiB frames.
 	protoCeremony: {who: validatorsOnly, limits: p2p.ProtocolLimits{MaxFrameBytes: 96 << 20, Timeout: 5 * time.Minute}},
 	// One signed envelope and its sealed upload.
@@ -130,6 +138,22 @@ type gate struct {
 	// notValidatorStrikes; an empty bucket blocks the peer.
 	strikes  *limiter
 	unlisted sync.Map // protocol.ID -> struct{}: logged once
+	// resharing are the participants of a resharing under way (expect).
+	resharing atomic.Pointer[map[peer.ID]bool]
+}
+
+// expect lets peers use the changing protocols (nil: nobody beyond the
+// validators) for the length of a resharing.
+func (g *gate) expect(peers []peer.ID) {
+	if len(peers) == 0 {
+		g.resharing.Store(nil)
+		return
+	}
+	m := make(map[peer.ID]bool, len(peers))
+	for _, p := range peers {
+		m[p] = true
+	}
+	g.resharing.Store(&m)
 }
 
 func newGate(validators []peer.ID, log *slog.Logger) *gate {
@@ -163,6 +187,12 @@ func (g *gate) allow(from peer.ID, proto protocol.ID) error {
 		return &p2p.Refusal{Reason: refusedUnlisted}
 	}
 	isValidator := g.validators[from]
+	if a.who == changing {
+		if m := g.resharing.Load(); m != nil && (*m)[from] {
+			return nil
+		}
+		a.who = validatorsOnly
+	}
 	switch {
 	case a.who == validatorsOnly && isValidator:
 		return nil

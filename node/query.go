@@ -24,6 +24,7 @@ func (n *Node) Status() api.Status {
 	}
 	st.Ready = true
 	st.Height = v.Height
+	n.epochStatus(&st, v)
 	st.AppliedHeight = v.Book.Height()
 	st.WorkCredits = append([]int64(nil), v.Credits...)
 	if r, err := n.cons.Round(); err == nil {

@@ -103,6 +103,13 @@ type Node struct {
 	snapTuning *snapshotTuning // snapshot interval and upload retention (snapshot.go)
 
 	validatorsBest atomic.Uint64 // the validators' agreed height from heads (heads.go)
+
+	// Validator-set changes (epoch.go).
+	epochs   *epochState
+	gate     *gate
+	ck       ed25519.PrivateKey // consensus key
+	changes  changeSlot         // a submitted change waiting to be proposed
+	switchCh chan *chain.PendingChange
 }
 
 // Run starts the validator (or full node) in home and blocks until ctx is
@@ -112,10 +119,16 @@ type Node struct {
 func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	for {
 		err := run(ctx, dir, logger)
-		if !errors.Is(err, errFellBehind) || ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
+			return err
+		case errors.Is(err, errEpochSwitch):
+			logger.Info("restarting with the new validator set", "home", dir, "err", err)
+		case errors.Is(err, errFellBehind):
+			logger.Warn("restarting to restore a state snapshot", "home", dir, "err", err)
+		default:
 			return err
 		}
-		logger.Warn("restarting to restore a state snapshot", "home", dir, "err", err)
 	}
 }
 
@@ -151,10 +164,11 @@ func (f *fellBehind) check(n *Node, height uint64) error {
 
 func run(ctx context.Context, dir string, logger *slog.Logger) error {
 	h := Home{Dir: dir}
-	gen, err := genesis.Load(h.Genesis())
+	es, err := loadEpochs(h)
 	if err != nil {
 		return err
 	}
+	gen := es.current()
 	lc, err := loadLocalConfig(h)
 	if err != nil {
 		return err
@@ -188,7 +202,21 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 			return err
 		}
 		// Not a validator: follow the chain as a full node (fullnode.go).
-		return runFull(ctx, h, gen, lc, ident, peers, logger)
+		return runFull(ctx, h, es, lc, ident, ck, peers, logger)
+	}
+	if len(es.epochs) > 0 {
+		p, com, _, err := chainParams(gen)
+		if err != nil {
+			return err
+		}
+		if !keyShareFits(p, h, self, com) {
+			// A member of this committee that missed the resharing to it
+			// holds no share of it: it follows the chain until a later
+			// change re-deals to it.
+			logger.Error("this validator holds no key share of the current committee (it missed the resharing of epoch "+strconv.FormatUint(es.number(), 10)+"): following the chain as a full node",
+				"home", dir, "index", self)
+			return runFull(ctx, h, es, lc, ident, ck, peers, logger)
+		}
 	}
 	name := gen.Validators[self].Name
 	if name == "" {
@@ -204,6 +232,7 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 		return err
 	}
 	n, reg := newNode(ctx, name, self, h, gen, p, com, log, peers, &chain.Opener{Params: p, Sharing: sh, Self: self, Key: sealKey})
+	n.epochs, n.ck = es, ck
 
 	db, err := openStore(h, log)
 	if err != nil {
@@ -236,7 +265,7 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 	defer stopAPI()
 	log.Info("node starting", "index", self, "peer", host.ID().String(), "p2p", host.Addrs(), "api", lc.API)
 
-	if _, err := os.Stat(h.KeyShare()); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(h.KeyShare()); errors.Is(err, os.ErrNotExist) && len(es.epochs) == 0 {
 		log.Info("no key share yet: running the genesis key ceremony", "validators", com.N, "threshold", com.T)
 		// Deals are signed with the consensus key, so a bad deal is evidence
 		// against its dealer that anyone holding the genesis can check.
@@ -300,11 +329,17 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	n.vset = vset
 	n.faults = faultsFor(dir)
+	prevVals, err := es.previous()
+	if err != nil {
+		return err
+	}
+	es.carryCredits(rs)
 	app, err := chain.New(chain.Config{Params: p, Engine: eng.Clone(), Decryptor: n.dec, Key: n.key, Chain: gen.ChainID,
 		PK: n.keys.PK, Opener: n.opener, Pieces: n.pieces,
 		N: com.N, T: com.T, Validators: vset, Logger: log, Mempool: n.mem, Evaluator: timedEvaluator{shards, n.met},
 		Store: db, Observer: (*publisher)(n), Faults: n.faults.chain(), Restored: rs, GenesisBook: gbook,
 		SnapshotEvery: n.snapTuning.every, UploadRetention: n.snapTuning.retention,
+		VerifyChange: es.verifyChange, ProposeChange: n.changes.get, EpochStart: es.start(), PrevValidators: prevVals,
 		Timing: func(stage string, d time.Duration) { n.met.Stage.WithLabelValues(stage).Observe(d.Seconds()) }})
 	if err != nil {
 		return err
@@ -348,7 +383,10 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 		return fmt.Errorf("heads gossip: %w", err)
 	}
 	n.cons.Start(v.Height+1, rs.Last)
-	log.Info("node ready", "height", v.Height, "applied", v.Book.Height())
+	log.Info("node ready", "height", v.Height, "applied", v.Book.Height(), "epoch", es.number())
+	if switchDue(v) {
+		n.switchCh <- v.Pending // stopped at the end of its epoch: hand over now
+	}
 
 	t := time.NewTicker(fellBehindEvery)
 	defer t.Stop()
@@ -358,6 +396,9 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 		case <-ctx.Done():
 			log.Info("node stopping")
 			return nil
+		case p := <-n.switchCh:
+			n.cons.Stop()
+			return n.switchEpoch(ctx, p, ck, n.key)
 		case <-t.C:
 			if size, err := n.mem.Size(); err == nil {
 				n.met.Mempool.Set(float64(size))
@@ -446,6 +487,12 @@ func (p *publisher) Finalized(v *chain.View) {
 	}
 	n.noteFaulty(v)
 	n.announce(v)
+	if switchDue(v) {
+		select {
+		case n.switchCh <- v.Pending:
+		default:
+		}
+	}
 }
 
 // publish makes v the view API readers see, then tells the tracker (which
@@ -499,7 +546,7 @@ func newNode(ctx context.Context, name string, self int, h Home, gen *genesis.Ge
 		consentsByIP: newLimiter(openRate, openBurst), consentsByPeer: newLimiter(openRate, openBurst),
 		opener: opener, pieces: chain.NewPieceCache(), ctx: ctx,
 		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst),
-		blocks: newBlockServer()}
+		blocks: newBlockServer(), switchCh: make(chan *chain.PendingChange, 1)}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -523,6 +570,7 @@ func openStore(h Home, log *slog.Logger) (*badgerstore.Store, error) {
 // the peers kept connected, dht whether to join the DHT.
 func (n *Node) newHost(ctx context.Context, lc *LocalConfig, ident crypto.PrivKey, reg prometheus.Registerer, bootstrap []string, dht bool, role string) (*p2p.Host, error) {
 	g := newGate(n.peers, n.log)
+	n.gate = g
 	// The validators' genesis addresses get the resource manager's
 	// allowlisted scope: strangers filling the general limits (streams,
 	// memory) cannot starve the committee's own traffic.

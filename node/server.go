@@ -19,6 +19,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/chain"
+	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
 	"github.com/zkbank/zkbank/version"
 )
@@ -53,6 +54,8 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathConsents, consent)
 	mux.HandleFunc("GET "+api.PathAccount+"{id}"+api.PathLending, s.lending)
 	mux.HandleFunc("POST "+api.PathScore, score)
+	mux.HandleFunc("GET "+api.PathValidators, s.validators)
+	mux.HandleFunc("POST "+api.PathValidators, s.submitChange)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderNodeName, s.n.name)
@@ -94,8 +97,62 @@ func withVersion(st api.Status) api.Status {
 	return st
 }
 
+// genesis serves the genesis file as it is (the committees after it are
+// GET /v1/validators).
 func (s *server) genesis(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.n.gen)
+	g := s.n.gen
+	if s.n.epochs != nil {
+		g = s.n.epochs.gen0
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+// validators serves the committed validator-set changes (api.Validators).
+func (s *server) validators(w http.ResponseWriter, r *http.Request) {
+	out := api.Validators{Epochs: []json.RawMessage{}}
+	if es := s.n.epochs; es != nil {
+		out.Epoch = es.number()
+		for _, e := range es.epochs {
+			b, _ := json.Marshal(e)
+			out.Epochs = append(out.Epochs, b)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// submitChange takes a signed validator-set change (genesis.Change) for
+// this node to propose when its turn comes: it must verify against the
+// current committee (a quorum of its signatures, the next epoch).
+func (s *server) submitChange(w http.ResponseWriter, r *http.Request) {
+	if !s.ready(w) {
+		return
+	}
+	if s.n.full != nil {
+		s.notAValidator(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, genesis.MaxChangeBytes+1))
+	if err != nil || len(body) > genesis.MaxChangeBytes {
+		writeErr(w, http.StatusRequestEntityTooLarge, "malformed", fmt.Sprintf("change larger than %d bytes", genesis.MaxChangeBytes))
+		return
+	}
+	c, err := genesis.DecodeChange(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	raw := c.Encode()
+	if v := s.n.view.Load(); v != nil && v.Pending != nil {
+		writeErr(w, http.StatusConflict, "change_pending", fmt.Sprintf("a validator-set change is already committed; the next committee takes over at height %d", v.Pending.Start))
+		return
+	}
+	if err := s.n.epochs.verifyChange(raw); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_change", err.Error())
+		return
+	}
+	s.n.changes.set(raw)
+	s.log.Info("validator-set change queued for proposal", "epoch", c.Epoch, "validators", len(c.Validators), "reason", c.Reason)
+	writeJSON(w, http.StatusAccepted, api.ChangeResponse{Queued: true, Epoch: c.Epoch})
 }
 
 func (s *server) collectiveKey(w http.ResponseWriter, r *http.Request) {
@@ -193,6 +250,13 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxUpload+1))
 	if err != nil || len(body) > maxUpload {
 		writeErr(w, http.StatusRequestEntityTooLarge, "malformed", fmt.Sprintf("upload larger than %d bytes", maxUpload))
+		return
+	}
+	if v := s.n.view.Load(); v != nil && v.Pending != nil {
+		// Uploads are sealed to a committee: one sealed to this one cannot
+		// be ordered after the switch. Retry with the next committee.
+		w.Header().Set("Retry-After", "5")
+		writeErr(w, http.StatusServiceUnavailable, "set_changing", fmt.Sprintf("the validator set changes at height %d: submit again to the new committee after it", v.Pending.Start))
 		return
 	}
 	admit := s.n.admit

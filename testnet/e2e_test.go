@@ -305,7 +305,8 @@ func TestE2E_TestnetSendOverdraftRestart(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("killed validator did not catch up: %d vs %d", h3, h0)
+			logb, _ := os.ReadFile(l.Log(3))
+			t.Fatalf("killed validator did not catch up: %d vs %d\nnode-3 log tail:\n%s", h3, h0, tail(string(logb), 60))
 		}
 		time.Sleep(time.Second)
 	}

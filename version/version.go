@@ -23,7 +23,9 @@ import (
 // number would still read correctly does not bump it; a new protocol id (a
 // new /zkbank/<name>/<n>) does not either, since old nodes just do not serve
 // it.
-const Protocol = 1
+//
+// 2: blocks carry validator-set changes (block version 6).
+const Protocol = 2
 
 // version is set at link time to override the module version:
 //

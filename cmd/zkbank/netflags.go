@@ -79,7 +79,7 @@ func (f *chainFlags) multi(ctx context.Context, w *wallet.Wallet) (*client.Multi
 		if err != nil {
 			return nil, err
 		}
-		if m, err = client.NewMulti(g, opts...); err != nil {
+		if m, err = client.Current(ctx, g, opts...); err != nil {
 			return nil, err
 		}
 	}

@@ -56,7 +56,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd(), newBotCmd(), newVersionCmd())
+	root.AddCommand(newWalletCmd(), newLoadCmd(), newTestnetCmd(), newNodeCmd(), newBotCmd(), newValidatorsCmd(), newVersionCmd())
 	wrapUsageErrors(root)
 	return root
 }
