@@ -59,7 +59,7 @@ type Status struct {
 	// Version is the node's software version and Protocol its wire-protocol
 	// number (`zkbank version`); nodes of different protocols refuse each
 	// other.
-	Version  string `json:"version"`
+	Version string `json:"version"`
 	// Epoch is the committee's epoch (0: the genesis committee; each
 	// validator-set change starts the next); EpochStart its first height.
 	Epoch      uint64 `json:"epoch"`
@@ -67,7 +67,7 @@ type Status struct {
 	// SwitchHeight is the first height of the next committee when a
 	// committed validator-set change is pending (0: none).
 	SwitchHeight uint64 `json:"switch_height,omitempty"`
-	Protocol int    `json:"protocol"`
+	Protocol     int    `json:"protocol"`
 }
 
 // Account is the plaintext registry entry of an account.

@@ -203,8 +203,8 @@ the next committee.`,
 func newValidatorsSubmitCmd() *cobra.Command {
 	var f chainFlags
 	c := &cobra.Command{
-		Use:   "submit FILE",
-		Short: "Hand a signed validator-set change to every current validator (the next proposer includes it)",
+		Use:     "submit FILE",
+		Short:   "Hand a signed validator-set change to every current validator (the next proposer includes it)",
 		Example: `  zkbank validators submit change.json --genesis ./.testnet/genesis.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
