@@ -171,6 +171,7 @@ func TestEpoch_AddAFifthValidatorThenRemoveOne(t *testing.T) {
 	}
 
 	// Epoch 1: add v4, signed by v0, v1, v2.
+	credits0 := c.status(1).WorkCredits
 	ch1 := c.proposeChange(1, gen0.Validators, e1, []string{home("v0"), home("v1"), home("v2")})
 	start := time.Now()
 	c.waitEpoch(1, ch1.Validators)
@@ -178,6 +179,17 @@ func TestEpoch_AddAFifthValidatorThenRemoveOne(t *testing.T) {
 	g1 := gen0
 	g1.Validators, g1.Threshold = ch1.Validators, ch1.Threshold
 	c.gen = &g1
+	// Work credits follow the new committee: one per member, the staying
+	// members' carried over (they only grow), the newcomer's from zero.
+	credits1 := c.status(1).WorkCredits
+	if len(credits1) != 5 || len(credits0) != 4 {
+		t.Fatalf("credits %v before, %v after adding a validator", credits0, credits1)
+	}
+	for i := range credits0 {
+		if credits1[i] < credits0[i] {
+			t.Fatalf("validator %d's credits fell from %d to %d across the change", i, credits0[i], credits1[i])
+		}
+	}
 
 	// Clients see the new committee from the genesis alone.
 	m, err := client.Current(context.Background(), &gen0, client.WithParams(c.p))
@@ -225,10 +237,13 @@ func TestEpoch_AddAFifthValidatorThenRemoveOne(t *testing.T) {
 	if _, err := os.Stat(Home{Dir: home("v0")}.KeyShare()); !os.IsNotExist(err) {
 		t.Fatalf("the removed validator kept its key share: %v", err)
 	}
-	c.waitFor("the removed validator to follow as a full node", time.Minute, func() bool {
+	c.waitFor("the removed validator to follow the new committee as a full node", time.Minute, func() bool {
 		st := c.status(0)
-		return st.Role == RoleFull && st.Epoch == 2
+		return st.Role == RoleFull && st.Epoch == 2 && st.VerifiedHeight > st.EpochStart+2
 	})
+	if cr := c.status(1).WorkCredits; len(cr) != 4 {
+		t.Fatalf("credits %v in epoch 2", cr)
+	}
 
 	if a, _ := c.balance("alice", 1, 3, 4); a != aliceBefore {
 		t.Fatalf("alice after removing a validator: %d, want %d", a, aliceBefore)

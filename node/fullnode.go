@@ -115,7 +115,17 @@ func runFull(ctx context.Context, h Home, es *epochState, lc *LocalConfig, ident
 	// Only the configured bootstrap peers are kept connected; the DHT finds
 	// the swarm's other nodes, and the genesis' published validator
 	// addresses are dialed once in a while (dialValidators).
-	host, err := n.newHost(ctx, lc, ident, reg, lc.Bootstrap, true, RoleFull)
+	boot := lc.Bootstrap
+	if len(boot) == 0 {
+		// A validator that left the committee has no bootstrap of its own:
+		// the committee's published addresses are its way in.
+		for _, v := range gen.Validators {
+			for _, a := range v.P2PAddrs {
+				boot = append(boot, a+"/p2p/"+v.PeerID)
+			}
+		}
+	}
+	host, err := n.newHost(ctx, lc, ident, reg, boot, true, RoleFull)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkbank/zkbank/genesis"
+	"github.com/zkbank/zkbank/ledger"
+	"github.com/zkbank/zkbank/node"
+)
+
+// The operator's path of a validator-set change, offline: write the change
+// from the genesis committee, sign it in three validators' homes (a
+// non-member cannot), and a submission with every validator down fails in
+// one line. The signed file verifies against the genesis committee.
+func TestValidatorsChangeSignSubmit(t *testing.T) {
+	dir := t.TempDir()
+	g := &genesis.Genesis{ChainID: "cli-change", ParamSet: ledger.ZKB128.Name, Threshold: 2, Created: time.Now().UTC()}
+	for i := 0; i < 5; i++ {
+		home := filepath.Join(dir, fmt.Sprintf("v%d", i))
+		info, err := node.Init(home, []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 27600+i)}, deadURL(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 4 {
+			g.Validators = append(g.Validators, genesis.Validator{Index: i, Name: fmt.Sprintf("node-%d", i), PeerID: info.PeerID, P2PAddrs: info.P2PAddrs, ConsensusPub: info.ConsensusPub, API: info.API, Power: 1})
+		}
+	}
+	gpath := filepath.Join(dir, "genesis.json")
+	if err := g.Save(gpath); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := g.Save(filepath.Join(dir, fmt.Sprintf("v%d", i), "genesis.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	change := filepath.Join(dir, "change.json")
+
+	code, _, stderr := zk(t, "validators", "change", "--genesis", gpath, "--remove", "node-9", "--out", change, "--timeout", "5s")
+	oneErrorLine(t, code, stderr, 1, "--remove node-9", "no validator of that name")
+	code, _, stderr = zk(t, "validators", "change", "--genesis", gpath, "--out", change)
+	oneErrorLine(t, code, stderr, 1, "nothing to change")
+
+	code, stdout, stderr := zk(t, "validators", "change", "--genesis", gpath, "--add", "bank-5="+filepath.Join(dir, "v4"), "--remove", "node-0", "--reason", "rotate", "--out", change, "--timeout", "5s")
+	if code != 0 {
+		t.Fatalf("change: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "epoch 1, 4 -> 4 validators (2-of-4 key)") {
+		t.Fatalf("change said %q", stdout)
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		code, stdout, stderr = zk(t, "validators", "sign", "--home", filepath.Join(dir, v), change)
+		if code != 0 {
+			t.Fatalf("sign in %s: exit %d: %s", v, code, stderr)
+		}
+	}
+	if !strings.Contains(stdout, "(3 signatures)") {
+		t.Fatalf("sign said %q", stdout)
+	}
+	code, _, stderr = zk(t, "validators", "sign", "--home", filepath.Join(dir, "v4"), change)
+	oneErrorLine(t, code, stderr, 1, "no validator's of the current committee")
+
+	b, err := os.ReadFile(change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := genesis.DecodeChange(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Verify(g, g.Validators, 0); err != nil {
+		t.Fatalf("the signed change does not verify: %v", err)
+	}
+	if ch.Validators[3].Name != "bank-5" || ch.Validators[0].Name != "node-1" || ch.Reason != "rotate" {
+		t.Fatalf("committee %+v", ch.Validators)
+	}
+
+	code, _, stderr = zk(t, "validators", "submit", change, "--genesis", gpath, "--timeout", "5s")
+	oneErrorLine(t, code, stderr, 1, "no validator took the change")
+
+	code, stdout, _ = zk(t, "validators", "list", "--genesis", gpath, "--timeout", "5s")
+	if code != 0 || !strings.Contains(stdout, "epoch 0: 4 validators, 2-of-4 key") || !strings.Contains(stdout, "node-3") {
+		t.Fatalf("list: exit %d: %q", code, stdout)
+	}
+}
