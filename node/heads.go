@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/zkbank/zkbank/chain"
 )
 
@@ -75,22 +76,29 @@ func (n *Node) followHeads(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				h, ok := decodeHead(m.Data)
-				i := n.validatorIndex(m.From)
-				if !ok || i < 0 || h <= latest[i] {
-					continue
-				}
-				latest[i] = h
-				best := agreedHeight(latest, (len(latest)-1)/3)
-				n.validatorsBest.Store(best)
-				n.met.PeersBestHeight.Set(float64(best))
-				if n.full != nil && best > n.full.verified.Load() {
-					n.full.poke()
-				}
+				n.noteHead(latest, m.From, m.Data)
 			}
 		}
 	}()
 	return nil
+}
+
+// noteHead takes one announcement from a gossip publisher into latest (the
+// validators' latest heights, by index): anything but a validator's
+// well-formed, newer announcement is ignored.
+func (n *Node) noteHead(latest []uint64, from peer.ID, data []byte) {
+	h, ok := decodeHead(data)
+	i := n.validatorIndex(from)
+	if !ok || i < 0 || i >= len(latest) || h <= latest[i] {
+		return
+	}
+	latest[i] = h
+	best := agreedHeight(latest, (len(latest)-1)/3)
+	n.validatorsBest.Store(best)
+	n.met.PeersBestHeight.Set(float64(best))
+	if n.full != nil && best > n.full.verified.Load() {
+		n.full.poke()
+	}
 }
 
 // agreedHeight is the (f+1)-th highest of the validators' reported heights:
