@@ -471,4 +471,28 @@ func TestFullNode_JoinsFromOneBootstrapAndTracksTheValidators(t *testing.T) {
 	if st := c.status(g); st.RefusedHeight != 0 || st.ValidatorsHeight != 0 {
 		t.Fatalf("full node behind a full node: %+v", st)
 	}
+
+	// With only 2 of the 4 validators up, fewer than N - f can take an
+	// upload: the full node answers 503 unavailable (retry), it does not
+	// claim a submission the validators cannot order.
+	bal, h = c.balance("alice", 0, 1, 2, 3)
+	c.stop(2)
+	c.stop(3)
+	u, a := c.users["alice"], c.account("alice")
+	sub, err := b.Build(ledger.TransferSpec{From: u.id, Lane: a.Lane, Key: u.key, To: c.users["bob"].id, Amount: 1, Balance: bal, Height: h, Nonce: a.Nonce + 1, Prev: c.lastOp(a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := sub.MarshalBinary()
+	resp, err = http.Post(c.apis[f]+api.PathTransfers, api.ContentBinary, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e api.Error
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || e.Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("relay with 2 of 4 validators up: %d %+v", resp.StatusCode, e)
+	}
+	t.Logf("relay with 2 of 4 validators up: %d %s", resp.StatusCode, e.Error)
 }
