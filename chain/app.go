@@ -1630,7 +1630,7 @@ func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertif
 	}
 	rec := &heightRecord{height: height, value: value, cert: cert, book: ev.book, outcomes: ev.applied, uploads: ev.uploads, credits: ev.credits,
 		pieces: a.piecesToPersist(ev), retention: a.retention, pending: pending}
-	rec.snapshot, rec.chunks = a.produceSnapshot(height, value, ev)
+	rec.snapshot, rec.chunks = a.produceSnapshot(height, value, ev, pending)
 	pstart := time.Now()
 	if err := persistHeight(a.st, rec); err != nil {
 		return fmt.Errorf("chain: persisting height %d: %w", height, err)

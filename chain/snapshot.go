@@ -22,7 +22,8 @@ import (
 // After finalizing a snapshot height h (a multiple of the snapshot
 // interval), every validator serializes what it needs to resume at h: the
 // book (accounts with their lending records, the shard states of the
-// retained window, its applied height), the work credits, blocks h and h-1,
+// retained window, its applied height), the work credits, the pending
+// validator-set change (if any), blocks h and h-1,
 // the sealed uploads both blocks reference and the piece ciphertexts of
 // block h-1 that block h decided (a restart re-evaluates block h-1 from
 // them). The bytes are canonical, so every validator produces the same
@@ -168,6 +169,7 @@ type snapSource struct {
 	height  uint64
 	book    *ledger.Book
 	credits []int64
+	pending []byte // the pending validator-set change as persisted (encodePending), empty if none
 	block   []byte // block height
 	prev    []byte // block height-1 (nil at height 1)
 	uploads map[[32]byte][]byte
@@ -218,7 +220,7 @@ func sortedKeys[V any](m map[[32]byte]V) [][32]byte {
 // encode writes the canonical snapshot bytes into c.
 func (s *snapSource) encode(c *chunker) {
 	w := &c.w
-	w.Fixed([]byte("zkbank/snapshot/v1\x00"))
+	w.Fixed([]byte("zkbank/snapshot/v2\x00"))
 	w.Bytes([]byte(s.chain))
 	w.U64(s.height)
 	w.U64(s.book.Height())
@@ -226,6 +228,7 @@ func (s *snapSource) encode(c *chunker) {
 	for _, x := range s.credits {
 		w.U64(uint64(x))
 	}
+	w.Bytes(s.pending)
 	w.Bytes(s.block)
 	w.Bytes(s.prev)
 	c.flush(false)
@@ -288,8 +291,8 @@ func SnapshotHeight(h, every uint64) bool { return every > 0 && h >= 2 && h%ever
 
 // snapshotSource collects the state after finalizing ev (at height h) from
 // memory and the store.
-func (a *App) snapshotSource(height uint64, value []byte, book *ledger.Book, credits []int64, uploads []*Upload, prevPieces [][32]byte) (*snapSource, error) {
-	s := &snapSource{chain: a.chain, height: height, book: book, credits: credits, block: value,
+func (a *App) snapshotSource(height uint64, value []byte, book *ledger.Book, credits []int64, pending *PendingChange, uploads []*Upload, prevPieces [][32]byte) (*snapSource, error) {
+	s := &snapSource{chain: a.chain, height: height, book: book, credits: credits, pending: encodePending(pending), block: value,
 		uploads: map[[32]byte][]byte{}, pieces: map[[32]byte][]byte{}}
 	b, err := DecodeBlock(value)
 	if err != nil {
@@ -465,6 +468,7 @@ type SnapshotStore interface {
 type decoded struct {
 	height, applied uint64
 	credits         []int64
+	pending         []byte
 	block, prev     []byte
 	accounts        [][]byte
 	states          []store.HeightState // at book height + lag
@@ -474,8 +478,8 @@ type decoded struct {
 
 func decodeSnapshot(chainID string, data []byte, p *ledger.Params) (*decoded, error) {
 	r := wire.NewReader(data, ErrSnapshot)
-	if tag := r.Fixed(len("zkbank/snapshot/v1\x00")); r.Err == nil && string(tag) != "zkbank/snapshot/v1\x00" {
-		return nil, fmt.Errorf("%w: not a version-1 snapshot", ErrSnapshot)
+	if tag := r.Fixed(len("zkbank/snapshot/v2\x00")); r.Err == nil && string(tag) != "zkbank/snapshot/v2\x00" {
+		return nil, fmt.Errorf("%w: not a version-2 snapshot", ErrSnapshot)
 	}
 	if c := r.Bytes(256); r.Err == nil && string(c) != chainID {
 		return nil, fmt.Errorf("%w: snapshot of chain %q", ErrSnapshot, c)
@@ -485,6 +489,7 @@ func decodeSnapshot(chainID string, data []byte, p *ledger.Params) (*decoded, er
 	for i := 0; i < n && r.Err == nil; i++ {
 		d.credits = append(d.credits, int64(r.U64()))
 	}
+	d.pending = append([]byte{}, r.Bytes(MaxSetChangeBytes+1024)...)
 	d.block, d.prev = r.Bytes(96<<20), r.Bytes(96<<20)
 	n = r.Count(1 << 30)
 	for i := 0; i < n && r.Err == nil; i++ {
@@ -607,6 +612,7 @@ func installSnapshot(st SnapshotStore, info *SnapshotInfo, blobs map[[32]byte][]
 		return err
 	}
 	in.Meta = append(in.Meta,
+		store.Record{Key: []byte(metaPending), Value: d.pending},
 		store.Record{Key: []byte(metaAccounts), Value: ab},
 		store.Record{Key: []byte(metaCredits), Value: cb},
 		store.Record{Key: []byte(metaApplied), Value: binary.BigEndian.AppendUint64(nil, d.applied)},
@@ -703,7 +709,7 @@ func (a *App) checkStateRoot(b *Block) error {
 // if it is a snapshot height. A failure is logged: this validator then
 // refuses the next block (it cannot check its root), and the others decide
 // it.
-func (a *App) produceSnapshot(height uint64, value []byte, ev *blockEval) (*SnapshotInfo, map[[32]byte][]byte) {
+func (a *App) produceSnapshot(height uint64, value []byte, ev *blockEval, pending *PendingChange) (*SnapshotInfo, map[[32]byte][]byte) {
 	if !SnapshotHeight(height, a.snapEvery) {
 		return nil, nil
 	}
@@ -712,7 +718,7 @@ func (a *App) produceSnapshot(height uint64, value []byte, ev *blockEval) (*Snap
 	if ev.prev != nil {
 		pieces = ev.prev.pieces
 	}
-	src, err := a.snapshotSource(height, value, ev.book, ev.credits, ev.uploads, pieces)
+	src, err := a.snapshotSource(height, value, ev.book, ev.credits, pending, ev.uploads, pieces)
 	if err != nil {
 		a.log.Error("cannot produce the state snapshot: the next block's state root cannot be checked", "height", height, "err", err)
 		return nil, nil
@@ -749,7 +755,7 @@ func (a *App) loadSnapshot(r *Restored) error {
 	if a.last.prev != nil {
 		pieces = a.last.prev.pieces
 	}
-	src, err := a.snapshotSource(r.Finalized, r.LastBlock, a.book, r.Credits, a.last.uploads, pieces)
+	src, err := a.snapshotSource(r.Finalized, r.LastBlock, a.book, r.Credits, r.Pending, a.last.uploads, pieces)
 	if err != nil {
 		a.log.Error("cannot recompute the state snapshot: the next block's state root cannot be checked", "height", r.Finalized, "err", err)
 		return nil

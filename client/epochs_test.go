@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -84,5 +85,50 @@ func TestAttack_ClientTakesTheLongestVerifiedCommitteeHistory(t *testing.T) {
 	withheld = honest2
 	if m, err = Current(context.Background(), g); err != nil || m.Epoch() != 1 {
 		t.Fatalf("one validator serving the history: epoch %d, %v", m.Epoch(), err)
+	}
+}
+
+// Departed validators forking the history: one node serves a longer run
+// that verifies on its own but departs from the committed one at epoch 1.
+// The client refuses to choose instead of adopting the longer run.
+func TestAttack_ClientRefusesConflictingCommitteeHistories(t *testing.T) {
+	var committed, forged []genesis.Epoch
+	servers := []*httptest.Server{epochServer(t, &committed), epochServer(t, &forged), epochServer(t, &committed), epochServer(t, &committed)}
+	g := &genesis.Genesis{ChainID: "client-fork", ParamSet: ledger.ZKB128.Name, Threshold: 2, Created: time.Unix(0, 0).UTC()}
+	var keys []ed25519.PrivateKey
+	entry := func(i int, url string) (genesis.Validator, ed25519.PrivateKey) {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		return genesis.Validator{Index: i, Name: fmt.Sprintf("v%d", i), PeerID: fmt.Sprintf("peer-%s-%d", url, i), ConsensusPub: hex.EncodeToString(pub), API: url, Power: 1}, priv
+	}
+	for i, s := range servers {
+		v, k := entry(i, s.URL)
+		g.Validators, keys = append(g.Validators, v), append(keys, k)
+	}
+	committee := func(tag string) ([]genesis.Validator, []ed25519.PrivateKey) {
+		var vs []genesis.Validator
+		var ks []ed25519.PrivateKey
+		for i := 0; i < 4; i++ {
+			v, k := entry(i, "http://127.0.0.1:1/"+tag)
+			vs, ks = append(vs, v), append(ks, k)
+		}
+		return vs, ks
+	}
+	b, _ := committee("b")
+	real := &genesis.Change{ChainID: g.ChainID, Epoch: 1, Validators: b, Threshold: 2}
+	c, ck := committee("c")
+	fork := &genesis.Change{ChainID: g.ChainID, Epoch: 1, Validators: c, Threshold: 2}
+	for i := 0; i < 3; i++ {
+		real.Sign(i, keys[i])
+		fork.Sign(i, keys[i])
+	}
+	d, _ := committee("d")
+	fork2 := &genesis.Change{ChainID: g.ChainID, Epoch: 2, Validators: d, Threshold: 2}
+	for i := 0; i < 3; i++ {
+		fork2.Sign(i, ck[i])
+	}
+	committed = []genesis.Epoch{{Change: real, Start: 20}}
+	forged = []genesis.Epoch{{Change: fork, Start: 20}, {Change: fork2, Start: 30}}
+	if _, err := Current(context.Background(), g); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Current with a forked history served = %v, want ErrConflict", err)
 	}
 }

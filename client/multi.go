@@ -646,12 +646,18 @@ func (c *Client) SubmitChange(ctx context.Context, ch *genesis.Change) (*api.Cha
 	return &r, nil
 }
 
+// ErrConflict: the validators serve committee histories that contradict
+// each other (client.Current).
+var ErrConflict = errors.New("client: conflicting committee histories")
+
 // Current returns a client of the chain's current committee: the genesis
 // committee changed by the longest run of committed validator-set changes
 // any reachable validator serves that verifies from g (each change signed
 // by a quorum of the committee before it). A node can withhold changes,
 // not forge one; the committees the changes name are asked too, so one
-// honest current validator is enough.
+// honest current validator is enough. Two verified histories that differ
+// at some epoch (departed validators forking the history) are an error
+// (ErrConflict), never a choice.
 func Current(ctx context.Context, g *genesis.Genesis, opts ...Option) (*Multi, error) {
 	var best []genesis.Epoch
 	asked := map[string]bool{}
@@ -686,7 +692,13 @@ func Current(ctx context.Context, g *genesis.Genesis, opts ...Option) (*Multi, e
 		}
 		wg.Wait()
 		found := false
-		for _, es := range answers {
+		for i, es := range answers {
+			if es == nil {
+				continue
+			}
+			if e, bad := genesis.Conflict(best, es); bad {
+				return nil, fmt.Errorf("%w: validators serve conflicting committee histories from epoch %d (%s among them): a past committee signed two changes; refusing to choose", ErrConflict, e, hostOf(apis[i]))
+			}
 			if len(es) > len(best) {
 				best, found = es, true
 			}

@@ -241,3 +241,17 @@ func SaveEpochs(path string, epochs []Epoch) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// Conflict reports the first epoch at which two committee histories name
+// different changes (false if one is a prefix of the other). Two verified
+// histories that conflict mean a past committee signed twice: a quorum of
+// departed validators forking the history (a long-range attack); a client
+// that sees both must not choose.
+func Conflict(a, b []Epoch) (uint64, bool) {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if string(a[i].Change.Encode()) != string(b[i].Change.Encode()) {
+			return uint64(i + 1), true
+		}
+	}
+	return 0, false
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -89,6 +90,10 @@ func (e *epochState) verifyChange(raw []byte) error {
 	c, err := genesis.DecodeChange(raw)
 	if err != nil {
 		return err
+	}
+	if !bytes.Equal(raw, c.Encode()) {
+		// One form per change: every node stores and serves the same bytes.
+		return fmt.Errorf("%w: the validator-set change is not in its canonical encoding", genesis.ErrInvalid)
 	}
 	cur := e.current()
 	return c.Verify(e.gen0, cur.Validators, e.number())

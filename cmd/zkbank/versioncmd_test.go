@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
 	in := version.Get()
-	for _, want := range []string{"version   " + in.Version + "\n", "protocol  1\n", "go        " + runtime.Version() + "\n", "commit    " + in.Commit + "\n"} {
+	for _, want := range []string{"version   " + in.Version + "\n", "protocol  " + strconv.Itoa(version.Protocol) + "\n", "go        " + runtime.Version() + "\n", "commit    " + in.Commit + "\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
