@@ -315,3 +315,59 @@ type ChangeResponse struct {
 	Queued bool   `json:"queued"`
 	Epoch  uint64 `json:"epoch"`
 }
+
+// Dashboard events: GET /v1/events is a text/event-stream (docs/API.md,
+// "Dashboard and events") with a "height" event per finalized height
+// (HeightEvent) and a "status" event (Status) every few seconds.
+const PathEvents = "/v1/events"
+
+// HeightEvent is the "height" event: what a finalized height changed.
+type HeightEvent struct {
+	Height        uint64  `json:"height"`
+	Round         uint32  `json:"round"` // decided round of Height-1 (its commit certificate is in block Height)
+	Epoch         uint64  `json:"epoch"`
+	AppliedHeight uint64  `json:"applied_height"`
+	Committed     uint64  `json:"committed"` // transfers committed since the node started
+	Rejected      uint64  `json:"rejected"`
+	TPS           float64 `json:"tps"` // committed per second over the last 10 s
+	FinalityMs    float64 `json:"finality_ms"`
+	Mempool       int     `json:"mempool"`
+	Credits       []int64 `json:"credits"` // work credits per validator index as of Height
+	// Proposer is the validator index that proposed height ProposerHeight
+	// (Height-1) in round Round, -1 when unknown.
+	Proposer       int            `json:"proposer"`
+	ProposerHeight uint64         `json:"proposer_height"`
+	Block          EventBlock     `json:"block"`
+	Outcomes       []EventOutcome `json:"outcomes"` // the judgements decided at this height (of block Height-2)
+	// OutcomesOmitted counts outcomes left out of a large height's event.
+	OutcomesOmitted int `json:"outcomes_omitted,omitempty"`
+}
+
+// EventBlock is a finalized block's public envelopes: who paid whom, of
+// which kind; there are no amounts to show.
+type EventBlock struct {
+	Height    uint64          `json:"height"`
+	Transfers []EventEnvelope `json:"transfers"`
+	// TransfersOmitted counts envelopes left out of a large block's event.
+	TransfersOmitted int `json:"transfers_omitted,omitempty"`
+	Opens            int `json:"opens"`
+	Consents         int `json:"consents"`
+}
+
+// EventEnvelope is one envelope of a block: its id, sender, first payee,
+// payee count and kind ("pay", "apply", "check", "fund" or "repay").
+type EventEnvelope struct {
+	ID     string `json:"id"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Payees int    `json:"payees"`
+	Kind   string `json:"kind"`
+}
+
+// EventOutcome is a judged operation: "committed" or "rejected" with its
+// reason code.
+type EventOutcome struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Code   string `json:"code"`
+}

@@ -23,10 +23,23 @@ func (a *App) Selector() CreditSelector {
 
 // Proposer implements consensus.ProposerSelector.
 func (s CreditSelector) Proposer(h uint64, r consensus.Round) int {
-	cr := s.credits()
+	if p := ProposerByCredits(s.credits(), h, r); p >= 0 {
+		return p
+	}
+	return 0
+}
+
+// ProposerByCredits is the proposer of (h, r) given the credits as of the
+// last finalized height (-1 if there are no validators): what
+// CreditSelector picks, for anyone holding a finalized height's credits
+// (the dashboard shows who proposed).
+func ProposerByCredits(cr []int64, h uint64, r consensus.Round) int {
 	var total uint64
 	for _, c := range cr {
 		total += uint64(1 + c)
+	}
+	if total == 0 {
+		return -1
 	}
 	var buf [12]byte
 	binary.BigEndian.PutUint64(buf[:8], h)

@@ -235,6 +235,7 @@ type fullPublisher Node
 func (p *fullPublisher) Finalized(v *chain.View) {
 	n := (*Node)(p)
 	n.publish(v)
+	n.publishEvent(v)
 	n.full.verified.Store(v.Height)
 	n.full.met.verified.Set(float64(v.Height))
 	n.full.met.heights.Inc()

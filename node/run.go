@@ -110,6 +110,9 @@ type Node struct {
 	ck       ed25519.PrivateKey // consensus key
 	changes  changeSlot         // a submitted change waiting to be proposed
 	switchCh chan *chain.PendingChange
+
+	events       eventHub  // the dashboard's event stream (events.go)
+	eventsWorker sync.Once // starts its worker
 }
 
 // Run starts the validator (or full node) in home and blocks until ctx is
@@ -482,6 +485,7 @@ type publisher Node
 func (p *publisher) Finalized(v *chain.View) {
 	n := (*Node)(p)
 	n.publish(v)
+	n.publishEvent(v)
 	if n.orphans.len() > 0 {
 		go n.readmitSettled(v)
 	}
@@ -595,6 +599,7 @@ func (n *Node) newHost(ctx context.Context, lc *LocalConfig, ident crypto.PrivKe
 // until the returned stop is called.
 func (n *Node) serveAPI(addr string, reg *prometheus.Registry) (stop func(), err error) {
 	srv := &http.Server{Handler: (&server{n: n, log: n.log, reg: reg}).routes(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(n.events.close)
 	u, err := url.Parse(addr)
 	if err != nil {
 		return nil, fmt.Errorf("api address %q: %w", addr, err)

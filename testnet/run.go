@@ -227,6 +227,9 @@ func waitReporter(w io.Writer, tty bool, what string) func([]NodeState) {
 func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool, lender demoLender, fulls []*Proc) {
 	w := cfg.Out
 	fmt.Fprintf(w, "\nzkbank testnet %s is up: %d validators, %d-of-%d threshold key\n\n", g.ChainID, len(g.Validators), g.Threshold, len(g.Validators))
+	if len(g.Validators) > 0 {
+		fmt.Fprintf(w, "dashboard  %s/\n\n", strings.TrimSuffix(g.Validators[0].API, "/"))
+	}
 	fmt.Fprintln(w, "validators")
 	for i, v := range g.Validators {
 		fmt.Fprintf(w, "  %-7s api %-24s p2p %-26s log %s\n", v.Name, v.API, strings.Join(v.P2PAddrs, ","), l.Log(i))
