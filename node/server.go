@@ -56,11 +56,16 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathScore, score)
 	mux.HandleFunc("GET "+api.PathValidators, s.validators)
 	mux.HandleFunc("POST "+api.PathValidators, s.submitChange)
+	mux.HandleFunc("GET "+api.PathEvents, s.events)
+	mux.Handle("GET /{$}", dashboardHandler())
+	mux.Handle("GET /dashboard", dashboardHandler())
+	mux.Handle("GET /{file}", webAssets())
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	walletRoutes(mux) // the browser wallet (webwallet.go)
+	return cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderNodeName, s.n.name)
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -353,3 +353,11 @@ func (w *Wallet) displayPath() string {
 	}
 	return w.Name
 }
+
+// Decode parses and validates a wallet from its JSON encoding (the file
+// format), as Load does for a file: for wallets kept outside a file system
+// (a browser's storage).
+func Decode(b []byte) (*Wallet, error) { return decode(b) }
+
+// Marshal is the wallet's JSON encoding, byte for byte what Save writes.
+func (w *Wallet) Marshal() ([]byte, error) { return w.encode() }

@@ -365,13 +365,6 @@ func newWalletTransferCmd(card bool) *cobra.Command {
 	return c
 }
 
-// retryable rejections: nothing moved, and an operation rebuilt from a fresh
-// balance read can succeed (another operation of the account, from another
-// process, changed the balance it was built on or took this block's slot).
-var retryable = map[string]bool{"stale_height": true, "lane_busy": true, "future_height": true, "predecessor": true}
-
-const maxAttempts = 3
-
 // transfer is the whole honest-wallet path: read, check, build, submit, wait;
 // rebuilt from a fresh balance when the validators found it stale.
 func transfer(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, to ledger.AccountID, toName string, cents uint64) error {
@@ -388,159 +381,94 @@ type payee struct {
 	cents uint64
 }
 
-// totalOf is what a payment to pays debits.
-func totalOf(pays []payee) uint64 {
-	var t uint64
-	for _, p := range pays {
-		t += p.cents
-	}
-	return t
-}
-
 // operate sends one operation (a payment, or with apply the account's pending
-// funds into its available balance) and waits for its verdict.
+// funds into its available balance) with client.Multi.Pay or ApplyPending
+// (read, check, build, submit, wait; rebuilt from a fresh balance when the
+// validators found it stale), printing its progress and verdict.
 func operate(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, pays []payee, apply bool) error {
-	if !apply {
-		for _, p := range pays {
-			if err := waitRecipient(ctx, m, p.id); err != nil {
-				return err
+	var read client.Balance
+	var start time.Time
+	built, submitted := false, false
+	hooks := &client.PayHooks{
+		Read: func(b client.Balance) { read = b },
+		Built: func(cents uint64, bal client.Balance, sealed int) {
+			built, submitted = true, false
+			if apply {
+				fmt.Fprintf(o, "applying %s pending (read at height %d, sealed upload %d bytes)\n", wallet.FormatAmount(cents), bal.Height, sealed)
+				return
 			}
-		}
-	}
-	var lastNonce uint64
-	for attempt := 1; ; attempt++ {
-		st, nonce, err := transferOnce(ctx, o, m, w, pays, lastNonce, apply)
-		if err != nil {
-			return err
-		}
-		lastNonce = nonce
-		if st.Status == api.StatusRejected && retryable[st.Code] && attempt < maxAttempts {
-			fmt.Fprintf(o, "rejected as %s (nothing moved); rebuilding from a fresh balance (attempt %d of %d)\n", st.Code, attempt+1, maxAttempts)
-			continue
-		}
-		if st.Status == api.StatusRejected {
-			reason := st.Reason
-			if reason == "" {
-				reason = st.Code
+			verb, toName := "sending", pays[0].name
+			if w.IsCard() {
+				verb = "charging"
 			}
-			return fmt.Errorf("%s: %s (%s); transfer id %s", refusedWord(w, st.Code), reason, st.Code, st.ID)
-		}
-		// The debit lands in the state of the block that decided it; show it.
-		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if nb, err := m.BalanceAt(nctx, w, st.Height); err == nil {
-			printBalance(o, w, nb)
-		}
-		return nil
+			if len(pays) > 1 {
+				toName = fmt.Sprintf("%d payees in one transfer", len(pays))
+			}
+			fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, sealed)
+		},
+		Submitted: func(id string, cents uint64) {
+			submitted, start = true, time.Now()
+			if err := w.Record(wallet.Entry{ID: id, To: pays[0].id.String(), Amount: cents, Time: time.Now().UTC()}); err != nil {
+				fmt.Fprintf(o, "warning: %v\n", err)
+			}
+		},
+		Retry: func(code string, attempt, max int) {
+			fmt.Fprintf(o, "rejected as %s (nothing moved); rebuilding from a fresh balance (attempt %d of %d)\n", code, attempt, max)
+		},
 	}
-}
-
-// waitRecipient waits briefly for a recipient opened a moment ago, which may
-// not be visible at every node yet.
-func waitRecipient(ctx context.Context, m *client.Multi, to ledger.AccountID) error {
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err := m.WaitAccount(wctx, to.String(), 1)
-	cancel()
-	if err == nil || ctx.Err() != nil {
-		return ctx.Err()
-	}
-	_, err = m.Account(ctx, to.String())
-	if errors.Is(err, client.ErrUnknownAccount) {
-		return fmt.Errorf("unknown recipient account %s on chain %s; nothing was sent", to.String(), m.Chain())
-	}
-	return err
-}
-
-// transferOnce makes one attempt and returns the verdict and the nonce used.
-// The nonce is above both the account's last consumed one and lastNonce (a
-// node that has not applied the previous verdict yet may report an older one).
-func transferOnce(ctx context.Context, o io.Writer, m *client.Multi, w *wallet.Wallet, pays []payee, lastNonce uint64, apply bool) (*api.TransferStatus, uint64, error) {
-	cents := totalOf(pays)
-	a, err := m.Account(ctx, w.Account)
-	if err != nil {
-		return nil, 0, err
-	}
-	// Read at or after the height the account's last consumed nonce was
-	// applied at, so every earlier operation of it is in the balance.
-	bal, err := m.BalanceAt(ctx, w, a.Height)
-	if err != nil {
-		return nil, 0, err
-	}
+	var res *client.PayResult
+	var err error
 	if apply {
-		if bal.Pending == 0 {
-			printBalance(o, w, bal)
-			return nil, 0, errors.New("nothing pending to apply; nothing was sent")
+		res, err = m.ApplyPending(ctx, w, hooks)
+	} else {
+		ps := make([]client.Payee, len(pays))
+		for i, p := range pays {
+			ps[i] = client.Payee{To: p.id, Amount: p.cents}
 		}
-		cents = bal.Pending
-	} else if cents > bal.Amount {
-		if w.IsCard() {
-			return nil, 0, fmt.Errorf("declined: insufficient credit (available %s, charge %s); nothing was sent", wallet.FormatAmount(bal.Amount), wallet.FormatAmount(cents))
-		}
+		res, err = m.Pay(ctx, w, w.IsCard(), ps, hooks)
+	}
+	var ie *client.InsufficientError
+	var ae *client.APIError
+	switch {
+	case err == nil:
+	case errors.Is(err, client.ErrNothingPending):
+		printBalance(o, w, read)
+		return err
+	case errors.As(err, &ie) && !ie.Card:
 		hint := ""
-		if bal.Pending > 0 {
-			hint = fmt.Sprintf(" (%s received is pending: 'zkbank wallet apply' makes it spendable)", wallet.FormatAmount(bal.Pending))
+		if ie.Pending > 0 {
+			hint = fmt.Sprintf(" (%s received is pending: 'zkbank wallet apply' makes it spendable)", wallet.FormatAmount(ie.Pending))
 		}
 		what := "amount"
-		if len(pays) > 1 {
+		if ie.Payees > 1 {
 			what = "total"
 		}
-		return nil, 0, fmt.Errorf("insufficient funds: available %s, %s %s%s; nothing was sent", wallet.FormatAmount(bal.Amount), what, wallet.FormatAmount(cents), hint)
+		return fmt.Errorf("insufficient funds: available %s, %s %s%s; nothing was sent", wallet.FormatAmount(ie.Available), what, wallet.FormatAmount(ie.Amount), hint)
+	case built && !submitted && errors.As(err, &ae) && ae.Status/100 == 4:
+		return fmt.Errorf("%s at admission: %s", refusedWord(w, ae.Code), ae.Message)
+	case submitted:
+		return fmt.Errorf("%w; check later with 'zkbank wallet history'", err)
+	default:
+		return err
 	}
-	b, err := m.Dealer()
-	if err != nil {
-		return nil, 0, err
-	}
-	prev, err := client.ParseOpID(a.LastOp)
-	if err != nil {
-		return nil, 0, err
-	}
-	spec := ledger.TransferSpec{From: w.ID(), Lane: a.Lane, Key: w.SignKey(), To: pays[0].id, Amount: cents, Balance: bal.Amount,
-		Height: bal.Height, Prev: prev, Nonce: max(a.Nonce, lastNonce) + 1}
-	if apply {
-		spec.Balance = bal.Pending
-	}
-	if len(pays) > 1 {
-		for _, p := range pays {
-			spec.Payees = append(spec.Payees, ledger.Payee{To: p.id, Amount: p.cents})
+	st := res.Status
+	if st.Status == api.StatusRejected {
+		reason := st.Reason
+		if reason == "" {
+			reason = st.Code
 		}
-	}
-	sub, err := b.Build(spec)
-	if err != nil {
-		return nil, 0, err
-	}
-	verb := "sending"
-	if w.IsCard() {
-		verb = "charging"
-	}
-	if apply {
-		fmt.Fprintf(o, "applying %s pending (read at height %d, sealed upload %d bytes)\n", wallet.FormatAmount(cents), bal.Height, len(sub.Sealed))
-	} else {
-		toName := pays[0].name
-		if len(pays) > 1 {
-			toName = fmt.Sprintf("%d payees in one transfer", len(pays))
-		}
-		fmt.Fprintf(o, "%s %s to %s (balance read at height %d, sealed upload %d bytes)\n", verb, wallet.FormatAmount(cents), toName, bal.Height, len(sub.Sealed))
-	}
-	start := time.Now()
-	ids, err := m.Submit(ctx, sub)
-	if err != nil {
-		var ae *client.APIError
-		if errors.As(err, &ae) && ae.Status/100 == 4 {
-			return nil, 0, fmt.Errorf("%s at admission: %s", refusedWord(w, ae.Code), ae.Message)
-		}
-		return nil, 0, err
-	}
-	if err := w.Record(wallet.Entry{ID: ids[0], To: pays[0].id.String(), Amount: cents, Time: time.Now().UTC()}); err != nil {
-		fmt.Fprintf(o, "warning: %v\n", err)
-	}
-	st, err := m.WaitTransfer(ctx, ids[0])
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w (transfer id %s; check later with 'zkbank wallet history')", err, ids[0])
+		return fmt.Errorf("%s: %s (%s); transfer id %s", refusedWord(w, st.Code), reason, st.Code, st.ID)
 	}
 	if st.Status == api.StatusCommitted {
 		fmt.Fprintf(o, "committed in block %d after %s; transfer id %s\n", st.Height, time.Since(start).Round(10*time.Millisecond), st.ID)
 	}
-	return st, spec.Nonce, nil
+	// The debit lands in the state of the block that decided it; show it.
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if nb, err := m.BalanceAt(nctx, w, st.Height); err == nil {
+		printBalance(o, w, nb)
+	}
+	return nil
 }
 
 // refusedWord is "rejected", or for a card over its limit, "declined:
