@@ -390,11 +390,23 @@ func (c *cluster) post(sub *ledger.Submission, nodes ...int) api.TransferStatus 
 	}
 	node := nodes[0]
 	var st api.TransferStatus
-	c.waitFor("transfer decided", 2*time.Minute, func() bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		_ = c.getJSON(node, api.PathTransfer+sr.IDs[0], &st)
-		return st.Status == api.StatusCommitted || st.Status == api.StatusRejected
-	})
-	return st
+		if st.Status == api.StatusCommitted || st.Status == api.StatusRejected {
+			return st
+		}
+		if time.Now().After(deadline) {
+			// What each node saw, for whoever reads a failure.
+			for i := range c.apis {
+				s := c.status(i)
+				c.t.Logf("node %d: height %d applied %d round %d peers %d mempool %d ready %v; p2p refusals %v",
+					i, s.Height, s.AppliedHeight, s.Round, s.Peers, s.Mempool, s.Ready, c.metric(i, "zkbank_p2p_refused_total"))
+			}
+			c.t.Fatalf("transfer %s not decided in 2 min (status %+v)", sr.IDs[0], st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func TestCluster_FourValidatorsCommitRejectAndRestart(t *testing.T) {
