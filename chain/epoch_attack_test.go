@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/zkbank/zkbank/store"
@@ -16,16 +15,7 @@ import (
 // records it.
 func TestAttack_SnapshotRestoreDuringPendingChangeKeepsTheChange(t *testing.T) {
 	n := snapshotNet(t, 4)
-	good := []byte(`{"epoch":1,"signed":"by a quorum"}`)
-	verify := func(raw []byte) error {
-		if !bytes.Equal(raw, good) {
-			return errors.New("not signed by a quorum of the committee")
-		}
-		return nil
-	}
-	for _, v := range n.vals {
-		v.app.verifyChange, v.cfg.VerifyChange = verify, verify
-	}
+	good := takeChanges(n)
 	n.stepUntil(7)
 	p := int(n.height+1) % len(n.vals)
 	n.vals[p].app.proposeChange = func() []byte { return good }

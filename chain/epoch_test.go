@@ -13,6 +13,11 @@ import (
 // in package genesis).
 func epochNet(t *testing.T) (*chainNet, []byte) {
 	n := newChainNet(t)
+	return n, takeChanges(n)
+}
+
+// takeChanges makes n's validators take one change and returns its bytes.
+func takeChanges(n *chainNet) []byte {
 	good := []byte(`{"epoch":1,"signed":"by a quorum"}`)
 	verify := func(raw []byte) error {
 		if !bytes.Equal(raw, good) {
@@ -23,7 +28,7 @@ func epochNet(t *testing.T) (*chainNet, []byte) {
 	for _, v := range n.vals {
 		v.app.verifyChange, v.cfg.VerifyChange = verify, verify
 	}
-	return n, good
+	return good
 }
 
 // A committed change makes the next two heights quiet and ends the

@@ -188,14 +188,7 @@ func (n *Node) switchEpoch(ctx context.Context, p *chain.PendingChange, ck ed255
 	n.gate.expect(peers)
 	defer n.gate.expect(nil)
 	for _, v := range c.Validators {
-		for _, a := range v.P2PAddrs {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := n.host.Connect(cctx, a+"/p2p/"+v.PeerID)
-			cancel()
-			if err == nil {
-				break
-			}
-		}
+		n.dialValidator(ctx, v)
 	}
 	log.Info("validator-set change: resharing the key to the new committee", "old", fmt.Sprintf("%d-of-%d", spec.Old.T, spec.Old.N),
 		"new", fmt.Sprintf("%d-of-%d", spec.New.T, spec.New.N), "old_index", me.Old, "new_index", me.New)
@@ -330,10 +323,12 @@ func (n *Node) reshareSpecFor(c *genesis.Change, p *chain.PendingChange, myPub s
 // of com (a validator that missed a resharing holds one of an earlier
 // committee).
 func keyShareFits(p *ledger.Params, h Home, self int, com *ledger.Committee) bool {
-	if _, err := os.Stat(h.KeyShare()); err != nil {
+	sb, err := os.ReadFile(h.KeyShare())
+	if err != nil {
 		return false
 	}
-	_, ks, err := loadKeys(p, h)
+	// Only the share: the public keys (tens of MB) are loaded once, later.
+	ks, err := p.DecodeKeyShare(sb)
 	return err == nil && ks.Index == self && ks.N == com.N && ks.T == com.T
 }
 

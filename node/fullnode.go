@@ -22,6 +22,7 @@ import (
 	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/chain"
 	"github.com/zkbank/zkbank/consensus"
+	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -119,11 +120,7 @@ func runFull(ctx context.Context, h Home, es *epochState, lc *LocalConfig, ident
 	if len(boot) == 0 {
 		// A validator that left the committee has no bootstrap of its own:
 		// the committee's published addresses are its way in.
-		for _, v := range gen.Validators {
-			for _, a := range v.P2PAddrs {
-				boot = append(boot, a+"/p2p/"+v.PeerID)
-			}
-		}
+		boot = dialAddrs(gen.Validators)
 	}
 	host, err := n.newHost(ctx, lc, ident, reg, boot, true, RoleFull)
 	if err != nil {
@@ -259,21 +256,27 @@ func (n *Node) dialValidators(ctx context.Context) {
 			if i >= len(n.peers) || n.host.ID() == n.peers[i] || n.connected(n.peers[i]) {
 				continue
 			}
-			for _, a := range v.P2PAddrs {
-				c, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := n.host.Connect(c, a+"/p2p/"+v.PeerID)
-				cancel()
-				if err == nil {
-					break
-				}
-				n.log.Debug("validator not reachable at its genesis address", "validator", i, "addr", a, "err", err)
-			}
+			n.dialValidator(ctx, v)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(30 * time.Second):
 		}
+	}
+}
+
+// dialValidator connects to committee member v at the first of its
+// published addresses that answers (best effort).
+func (n *Node) dialValidator(ctx context.Context, v genesis.Validator) {
+	for _, a := range v.P2PAddrs {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.host.Connect(c, a+"/p2p/"+v.PeerID)
+		cancel()
+		if err == nil {
+			return
+		}
+		n.log.Debug("validator not reachable at its published address", "validator", v.Index, "addr", a, "err", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -244,16 +245,8 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 	defer db.Close()
 	n.db = db
 
-	var boot []string
-	for i, v := range gen.Validators {
-		if i == self {
-			continue
-		}
-		for _, a := range v.P2PAddrs {
-			boot = append(boot, a+"/p2p/"+v.PeerID)
-		}
-	}
-	host, err := n.newHost(ctx, lc, ident, reg, append(boot, lc.Bootstrap...), lc.DHT, RoleValidator)
+	others := slices.Delete(slices.Clone(gen.Validators), self, self+1)
+	host, err := n.newHost(ctx, lc, ident, reg, append(dialAddrs(others), lc.Bootstrap...), lc.DHT, RoleValidator)
 	if err != nil {
 		return err
 	}
@@ -578,12 +571,7 @@ func (n *Node) newHost(ctx context.Context, lc *LocalConfig, ident crypto.PrivKe
 	// The validators' genesis addresses get the resource manager's
 	// allowlisted scope: strangers filling the general limits (streams,
 	// memory) cannot starve the committee's own traffic.
-	var allow []string
-	for _, v := range n.gen.Validators {
-		for _, a := range v.P2PAddrs {
-			allow = append(allow, a+"/p2p/"+v.PeerID)
-		}
-	}
+	allow := dialAddrs(n.gen.Validators)
 	return p2p.New(ctx, p2p.Config{
 		ListenAddrs: lc.P2PAddrs, Identity: ident, ChainID: n.gen.ChainID, Bootstrap: bootstrap,
 		EnableMDNS: lc.MDNS, DHT: dht,
@@ -634,6 +622,18 @@ func genesisBook(gen *genesis.Genesis, eng *ledger.Engine) (*ledger.Book, error)
 		return nil, err
 	}
 	return gbook, nil
+}
+
+// dialAddrs are the committee members' published addresses, each with its
+// peer id (/.../p2p/<id>), as libp2p dials them.
+func dialAddrs(vals []genesis.Validator) []string {
+	var out []string
+	for _, v := range vals {
+		for _, a := range v.P2PAddrs {
+			out = append(out, a+"/p2p/"+v.PeerID)
+		}
+	}
+	return out
 }
 
 // genesisValidators is the consensus validator set of gen.
