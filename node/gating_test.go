@@ -92,6 +92,35 @@ func TestGate_StrangerOnValidatorsOnlyIsRefusedThenBlocked(t *testing.T) {
 	}
 }
 
+// The resharing protocol of a validator-set change: validators always, the
+// participants of a resharing under way (newcomers included) only while it
+// runs, a stranger never (refused as on validators-only protocols); and
+// being a participant opens no other validators-only protocol.
+func TestAttack_StrangerOnTheResharingProtocolIsRefused(t *testing.T) {
+	val, newcomer, stranger := peer.ID("validator"), peer.ID("newcomer"), peer.ID("stranger")
+	g := newGate([]peer.ID{val}, slog.New(slog.DiscardHandler))
+	if err := g.allow(val, protoReshare); err != nil {
+		t.Fatalf("validator on reshare: %v", err)
+	}
+	if r := refusal(t, g.allow(newcomer, protoReshare)); r.Reason != refusedNotValidator {
+		t.Fatalf("newcomer before any change: reason %q", r.Reason)
+	}
+	g.expect([]peer.ID{val, newcomer})
+	if err := g.allow(newcomer, protoReshare); err != nil {
+		t.Fatalf("participant during the resharing: %v", err)
+	}
+	if r := refusal(t, g.allow(newcomer, protoConsensus)); r.Reason != refusedNotValidator {
+		t.Fatalf("participant on consensus: reason %q", r.Reason)
+	}
+	if r := refusal(t, g.allow(stranger, protoReshare)); r.Reason != refusedNotValidator {
+		t.Fatalf("stranger during the resharing: reason %q", r.Reason)
+	}
+	g.expect(nil)
+	if r := refusal(t, g.allow(newcomer, protoReshare)); r.Reason != refusedNotValidator {
+		t.Fatalf("newcomer after the resharing: reason %q", r.Reason)
+	}
+}
+
 // gateHost starts a host that serves proto through gate g, counting the
 // requests its handler sees per peer.
 func gateHost(t *testing.T, g *gate, proto protocol.ID) (*p2p.Host, *prometheus.Registry, func(peer.ID) int64) {
