@@ -601,11 +601,42 @@ func (a *App) decide(carried []Precommit) (*decided, error) {
 	return d, nil
 }
 
+// carry is what a block carries of the last certificate: every precommit,
+// late ones included, and every attestation of a validator whose precommit
+// the certificate lacks, in validator order. The more extensions, the more
+// validators can disagree without stalling a decision (robust.go); the
+// attestations are what let an honest validator left out of the
+// certificate outvote a wrong share (decideVerdicts, decidePieces).
+//
+// At an epoch's start (attested false) only the precommits are carried: the
+// previous committee's last heights are quiet, so there is nothing to
+// outvote, and this committee's attestations would not be the previous
+// one's.
+func carry(last *consensus.CommitCertificate, attested bool) []Precommit {
+	out := make([]Precommit, 0, len(last.Sigs)+len(last.Attested))
+	in := map[int]bool{}
+	for _, s := range last.Sigs {
+		if len(s.Extension) > 0 {
+			out = append(out, Precommit{Validator: s.Validator, Round: last.Round, Ext: s.Extension, Signature: s.Signature})
+			in[s.Validator] = true
+		}
+	}
+	for _, s := range last.Attested {
+		if attested && len(s.Extension) > 0 && !in[s.Validator] {
+			out = append(out, Precommit{Validator: s.Validator, Round: last.Round, Ext: s.Extension, Signature: s.Signature, Attested: true})
+			in[s.Validator] = true
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Validator < out[j].Validator })
+	return out
+}
+
 // verifyCarried checks the precommits a block carries for the last block:
-// strictly increasing validators, each a precommit for exactly that block
-// and height signed by its validator over exactly this extension, and
-// together a quorum of voting power (so the proposer cannot pick a handful of
-// precommits to its liking). Any failure makes the block invalid.
+// strictly increasing validators, each a precommit (or an attestation) for
+// exactly that block and height signed by its validator over exactly this
+// extension, all of one round, and the precommits alone a quorum of voting
+// power (so the proposer cannot pick a handful of extensions to its liking).
+// Any failure makes the block invalid.
 func (a *App) verifyCarried(carried []Precommit) error {
 	if a.last == nil {
 		if len(carried) != 0 {
@@ -621,10 +652,15 @@ func (a *App) verifyCarried(carried []Precommit) error {
 			return fmt.Errorf("%w: carried precommit of validator %d out of order or unknown", ErrBlock, x.Validator)
 		}
 		prev = x.Validator
-		if len(x.Ext) == 0 || !consensus.VerifyVote(a.chain, vals, x.Vote(a.last.height, consensus.BlockID(a.last.hash))) {
-			return fmt.Errorf("%w: carried precommit of validator %d is not its signed precommit for height %d", ErrBlock, x.Validator, a.last.height)
+		if x.Round != carried[0].Round {
+			return fmt.Errorf("%w: carried precommits of rounds %d and %d", ErrBlock, carried[0].Round, x.Round)
 		}
-		power += vals.Power(x.Validator)
+		if len(x.Ext) == 0 || !consensus.VerifyVote(a.chain, vals, x.Vote(a.last.height, consensus.BlockID(a.last.hash))) {
+			return fmt.Errorf("%w: carried precommit of validator %d (attested %v) is not its signed vote for height %d", ErrBlock, x.Validator, x.Attested, a.last.height)
+		}
+		if !x.Attested {
+			power += vals.Power(x.Validator)
+		}
 	}
 	if !vals.IsQuorum(power) {
 		return fmt.Errorf("%w: carried precommits hold %d of %d voting power", ErrBlock, power, vals.TotalPower())
@@ -1184,14 +1220,7 @@ func (a *App) BuildProposal(height uint64, last *consensus.CommitCertificate) ([
 	}
 	b := &Block{Height: height, TimeMs: uint64(a.now().UnixMilli()), StateRoot: a.stateRoot()}
 	if last != nil {
-		// Every precommit of the certificate, late ones included: the more
-		// shares and attestations, the more validators can disagree without
-		// stalling a decision (robust.go).
-		for _, s := range last.Sigs {
-			if len(s.Extension) > 0 {
-				b.LastCommit = append(b.LastCommit, Precommit{Validator: s.Validator, Round: last.Round, Ext: s.Extension, Signature: s.Signature})
-			}
-		}
+		b.LastCommit = carry(last, !a.atEpochStart(height))
 	}
 	d, err := a.decide(b.LastCommit)
 	if err != nil {
@@ -1520,9 +1549,20 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 	if a.follow {
 		return nil, errFollower
 	}
-	ev, err := a.prepare(height, value)
-	if err != nil {
-		return nil, err
+	var ev *blockEval
+	if a.last != nil && height == a.finalized && Hash(value) == a.last.hash {
+		// An attestation for the block just finalized (consensus.Attestation),
+		// never across an epoch switch: that block was the previous
+		// committee's, whose indexes and keys are not ours.
+		if a.atEpochStart(height + 1) {
+			return nil, fmt.Errorf("%w: no attestation for the previous committee's last block", ErrEpochEnded)
+		}
+		ev = a.last
+	} else {
+		var err error
+		if ev, err = a.prepare(height, value); err != nil {
+			return nil, err
+		}
 	}
 	start := a.now()
 	mine, err := a.myPieces(ev)

@@ -49,11 +49,20 @@ type Precommit struct {
 	Round     consensus.Round
 	Ext       []byte
 	Signature []byte
+	// Attested: signed as a consensus.Attestation (an extension for the
+	// decided block from a validator whose precommit the certificate
+	// lacks), not as a precommit. It counts toward no quorum.
+	Attested bool
 }
 
-// Vote is the precommit as consensus signed it, for block id at height.
+// Vote is the precommit (or attestation) as consensus signed it, for block
+// id at height.
 func (p Precommit) Vote(height uint64, id consensus.BlockID) *consensus.Vote {
-	return &consensus.Vote{Type: consensus.Precommit, Height: height, Round: p.Round, BlockID: id,
+	t := consensus.Precommit
+	if p.Attested {
+		t = consensus.Attestation
+	}
+	return &consensus.Vote{Type: t, Height: height, Round: p.Round, BlockID: id,
 		Validator: p.Validator, Extension: p.Ext, Signature: p.Signature}
 }
 
@@ -64,11 +73,11 @@ type SubRef struct {
 	Envelopes []ledger.Envelope
 }
 
-// blockVersion 6 carries a validator-set change (Block.SetChange); 5 carries a state root (Block.StateRoot); 4 carries score consents (and version-5 envelopes); version
+// blockVersion 7 carries attestations among the precommits (Precommit.Attested); 6 carries a validator-set change (Block.SetChange); 5 carries a state root (Block.StateRoot); 4 carries score consents (and version-5 envelopes); version
 // 3 referenced sealed uploads and carried version-2 extensions (pieces and
 // acks); version 2 referenced client ciphertexts, version 1 carried bare
 // extensions a proposer could forge.
-const blockVersion = 6
+const blockVersion = 7
 
 // Limits on what one block may carry.
 const (
@@ -92,6 +101,7 @@ func (b *Block) Encode() []byte {
 		e.U32(uint32(x.Round))
 		e.Bytes(x.Ext)
 		e.Bytes(x.Signature)
+		e.Bool(x.Attested)
 	}
 	e.U32(uint32(len(b.Subs)))
 	for _, s := range b.Subs {
@@ -127,7 +137,7 @@ func DecodeBlock(p []byte) (*Block, error) {
 	b := &Block{Height: d.U64(), TimeMs: d.U64()}
 	n := d.Count(64)
 	for i := 0; i < n && d.Err == nil; i++ {
-		b.LastCommit = append(b.LastCommit, Precommit{Validator: int(d.U32()), Round: consensus.Round(int32(d.U32())), Ext: d.Bytes(64 << 20), Signature: d.Bytes(128)})
+		b.LastCommit = append(b.LastCommit, Precommit{Validator: int(d.U32()), Round: consensus.Round(int32(d.U32())), Ext: d.Bytes(64 << 20), Signature: d.Bytes(128), Attested: d.Bool()})
 	}
 	n = d.Count(MaxBlockSubs)
 	total := 0

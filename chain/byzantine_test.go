@@ -3,10 +3,12 @@ package chain
 import (
 	"errors"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/zkbank/zkbank/consensus"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -243,6 +245,91 @@ func TestThresholdOtherThanFPlusOneIsRefusedAtStart(t *testing.T) {
 		cfg.T = th
 		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "threshold") {
 			t.Fatalf("a %d-of-4 committee: %v, want a refusal naming the threshold", th, err)
+		}
+	}
+}
+
+// attestation is validator i's signed attestation (consensus.Attestation)
+// of the last finalized block: its extension for that block, extended after
+// the block was finalized, as a validator left out of the certificate makes
+// it.
+func (n *chainNet) attestation(i int, value []byte) consensus.CommitSig {
+	n.t.Helper()
+	ext, err := n.vals[i].app.ExtendVote(n.height, n.last.Round, value)
+	if err != nil {
+		n.t.Fatalf("validator %d attests height %d: %v", i, n.height, err)
+	}
+	v := &consensus.Vote{Type: consensus.Attestation, Height: n.height, Round: n.last.Round, BlockID: consensus.HashValue(value), Validator: i, Extension: ext}
+	consensus.SignVote(testChain, n.c.signers[i], v)
+	return consensus.CommitSig{Validator: i, Extension: ext, Signature: v.Signature}
+}
+
+// A byzantine validator (3, wrong shares) whose precommit is in the
+// certificate while an honest one's (0) is not: a byzantine proposer that
+// withheld its proposal from validator 0 makes exactly this happen, since 0
+// then precommits nil. The certificate's three extensions hold only two
+// agreeing shares, fewer than t+f, and no further precommit can ever
+// exist, so before attestations every proposal of the next height was
+// refused and the chain halted. Validator 0's attestation (its extension for
+// the finalized block, signed after the decision) is carried, the three
+// honest validators agree, the verdicts are right and validator 3 is named.
+// An attestation is not a precommit: it does not make a quorum, and it
+// cannot be passed off as one (or a precommit as an attestation).
+func TestAttack_HonestValidatorLeftOutOfTheCertificateOutvotesAWrongShare(t *testing.T) {
+	t.Parallel()
+	n := newChainNet(t, Faults{}, Faults{}, Faults{}, Faults{CorruptShares: true})
+	n.step(0)
+	pay := n.transfer("alice", "bob", 20, 100)
+	over := n.transfer("carol", "bob", 80, 100) // carol has 50
+	n.submit(pay)
+	n.submit(over)
+	n.step(1)
+	n.step(2) // orders both
+	value := n.propose(3)
+	exts := n.precommit(value, 0)
+	n.finalize(value, n.certify(value, 0, exts, 1, 2, 3)) // validator 0 precommitted nil
+	for i, v := range n.vals {
+		if _, err := v.app.BuildProposal(n.height+1, n.last); !errors.Is(err, ledger.ErrNoAgreement) {
+			t.Fatalf("validator %d builds from the certificate alone: %v (the halt attestations fix)", i, err)
+		}
+	}
+	att := n.attestation(0, value)
+	withAtt := *n.last
+	withAtt.Attested = []consensus.CommitSig{att}
+	if err := consensus.VerifyCommit(testChain, n.c.vals, &withAtt); err != nil {
+		t.Fatalf("the certificate with an attestation: %v", err)
+	}
+
+	// Forgeries: the attestation passed off as a precommit, a precommit
+	// passed off as an attestation, attestations alone as a quorum.
+	carried := carry(&withAtt, true)
+	if len(carried) != 4 || !carried[0].Attested || carried[1].Attested {
+		t.Fatalf("carried %+v", carried)
+	}
+	asPrecommit := slices.Clone(carried)
+	asPrecommit[0].Attested = false
+	asAttestation := slices.Clone(carried)
+	asAttestation[1].Attested = true
+	for name, lc := range map[string][]Precommit{"attestation as a precommit": asPrecommit, "precommit as an attestation": asAttestation} {
+		b := &Block{Height: n.height + 1, LastCommit: lc}
+		for i, v := range n.vals {
+			if err := v.app.ValidateProposal(n.height+1, b.Encode()); !errors.Is(err, ErrBlock) {
+				t.Fatalf("validator %d: %s: %v", i, name, err)
+			}
+		}
+	}
+	short := carry(&consensus.CommitCertificate{Height: n.height, Round: 0, BlockID: n.last.BlockID, Sigs: n.last.Sigs[:1], Attested: []consensus.CommitSig{att}}, true)
+	b := &Block{Height: n.height + 1, LastCommit: short}
+	if err := n.vals[1].app.ValidateProposal(n.height+1, b.Encode()); err == nil || !strings.Contains(err.Error(), "voting power") {
+		t.Fatalf("one precommit and an attestation passed for a quorum: %v", err)
+	}
+
+	n.last = &withAtt
+	n.step(1)
+	for i := range n.vals {
+		assertDecidedRight(t, n, i, pay, over)
+		if v := lastView(n, i); len(v.Faulty) != 1 || v.Faulty[0] != 3 {
+			t.Fatalf("validator %d identified %v, want [3]", i, v.Faulty)
 		}
 	}
 }

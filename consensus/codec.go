@@ -242,7 +242,7 @@ func (d *decoder) validator() int {
 func (d *decoder) vote() *Vote {
 	v := &Vote{}
 	v.Type = VoteType(d.u8())
-	if v.Type != Prevote && v.Type != Precommit && d.err == nil {
+	if v.Type != Prevote && v.Type != Precommit && v.Type != Attestation && d.err == nil {
 		d.fail("vote type %d", v.Type)
 	}
 	v.Height = d.height()
@@ -250,8 +250,11 @@ func (d *decoder) vote() *Vote {
 	v.BlockID = d.blockID()
 	v.Validator = d.validator()
 	v.Extension = d.bytes(MaxExtensionSize)
-	if v.Extension != nil && (v.Type != Precommit || v.BlockID.IsNil()) && d.err == nil {
+	if v.Extension != nil && (v.Type == Prevote || v.BlockID.IsNil()) && d.err == nil {
 		d.fail("extension on a %s for %s", v.Type, v.BlockID)
+	}
+	if v.Type == Attestation && (v.Extension == nil || v.BlockID.IsNil()) && d.err == nil {
+		d.fail("attestation without an extension or for nil")
 	}
 	v.Signature = d.take(SignatureSize)
 	if d.err != nil {

@@ -22,7 +22,9 @@ func sampleMessages(t testing.TB) []Message {
 		Sigs: []CommitSig{{Validator: 0, Signature: pc.Signature}, {Validator: 1, Extension: pc.Extension, Signature: pc.Signature}}}}
 	empty := NewProposal(1, 0, NoRound, 0, nil)
 	SignProposal(testChain, s, empty)
-	return []Message{p, pv, nilv, pc, c, empty}
+	att := &Vote{Type: Attestation, Height: 7, Round: 3, BlockID: p.BlockID(), Validator: 2, Extension: []byte("late shares")}
+	SignVote(testChain, s, att)
+	return []Message{p, pv, nilv, pc, c, empty, att}
 }
 
 func TestCodec_RoundTripIsCanonical(t *testing.T) {
@@ -56,6 +58,8 @@ func TestCodec_RejectsGarbage(t *testing.T) {
 	p := EncodeMessage(msgs[0])
 	pc := EncodeMessage(msgs[3])
 	c := EncodeMessage(msgs[4])
+	pv := EncodeMessage(msgs[1])
+	att := EncodeMessage(msgs[6])
 	mut := func(b []byte, f func([]byte) []byte) []byte { return f(append([]byte(nil), b...)) }
 	cases := map[string][]byte{
 		"empty":          nil,
@@ -72,12 +76,15 @@ func TestCodec_RejectsGarbage(t *testing.T) {
 			binary.BigEndian.PutUint32(b[22:], MaxValueSize+1)
 			return b
 		}),
-		"vote type":       mut(pc, func(b []byte) []byte { b[2] = 3; return b }),
-		"validator cap":   mut(pc, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+1+8+4+32:], MaxValidators); return b }),
-		"ext on nil":      mut(pc, func(b []byte) []byte { clear(b[2+1+8+4 : 2+1+8+4+32]); return b }),
-		"cert order":      mut(c, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+8+4+32+4:], 1); return b }),
-		"cert count lies": mut(c, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+8+4+32:], 1000); return b }),
-		"cert for nil":    mut(c, func(b []byte) []byte { clear(b[2+8+4 : 2+8+4+32]); return b }),
+		"vote type":           mut(pc, func(b []byte) []byte { b[2] = 4; return b }),
+		"bare attestation":    mut(pv, func(b []byte) []byte { b[2] = byte(Attestation); return b }),
+		"attestation for nil": mut(att, func(b []byte) []byte { clear(b[2+1+8+4 : 2+1+8+4+32]); return b }),
+		"ext on prevote":      mut(att, func(b []byte) []byte { b[2] = byte(Prevote); return b }),
+		"validator cap":       mut(pc, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+1+8+4+32:], MaxValidators); return b }),
+		"ext on nil":          mut(pc, func(b []byte) []byte { clear(b[2+1+8+4 : 2+1+8+4+32]); return b }),
+		"cert order":          mut(c, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+8+4+32+4:], 1); return b }),
+		"cert count lies":     mut(c, func(b []byte) []byte { binary.BigEndian.PutUint32(b[2+8+4+32:], 1000); return b }),
+		"cert for nil":        mut(c, func(b []byte) []byte { clear(b[2+8+4 : 2+8+4+32]); return b }),
 	}
 	for name, b := range cases {
 		if _, err := DecodeMessage(b); !errors.Is(err, ErrMalformed) {

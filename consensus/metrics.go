@@ -22,7 +22,7 @@ type Metrics interface {
 	// LateVote: a validly signed vote of validator arrived after the machine
 	// had moved past its round: a new vote for an earlier round of the
 	// current height, or a precommit for the last decided block that joined
-	// the last commit certificate (addLatePrecommit).
+	// the last commit certificate, or an attestation that does (addLate).
 	LateVote(validator int, kind VoteType)
 	// ExtensionRejected: Application.VerifyExtension failed for a precommit
 	// of validator at height (err is the application's error). Reported per

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Machine is one validator's Tendermint state machine (Algorithm 1). It is
@@ -38,6 +39,12 @@ type Machine struct {
 	restored map[uint64][]WALRecord
 	served   map[int]bool // lagging validators answered since the last rebroadcast
 	helped   map[int]bool // validators in an earlier round answered since the last rebroadcast
+	// ownLate is this validator's attestation (or late precommit) for the
+	// last decision, when its precommit is not in the certificate: re-sent
+	// by rebroadcast while the next height is late. attestDue asks
+	// rebroadcast to attest (after a catch-up decision or a restart).
+	ownLate   *Vote
+	attestDue bool
 
 	evidence []Evidence
 	out      Ready
@@ -110,6 +117,9 @@ func (m *Machine) Start(height uint64, last *Commit) error {
 		return fmt.Errorf("%w: start height %d with last commit %v", ErrConfig, height, last != nil)
 	}
 	m.started, m.last = true, last
+	// Our extension for the last decision, if the certificate lacks it, at
+	// the first rebroadcast: Start must not fail on the application.
+	m.attestDue = m.self >= 0 && last != nil && !last.Cert.has(m.self)
 	for h := range m.restored {
 		if h < height {
 			delete(m.restored, h)
@@ -343,7 +353,7 @@ func (m *Machine) tryDecide(touched []Round) bool {
 		for _, p := range rs.proposals {
 			id := p.BlockID()
 			if m.vals.IsQuorum(rs.precommits.power[id]) && m.valid(id) {
-				m.decide(r, p.Value, m.certificate(r, id))
+				m.decide(r, p.Value, m.certificate(r, id), true)
 				return true
 			}
 		}
@@ -452,8 +462,9 @@ func (m *Machine) valid(id BlockID) bool {
 	return e.validity > 0
 }
 
-// decide is lines 51-54 (and the catch-up path).
-func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate) {
+// decide is lines 51-54 (and the catch-up path: tallied is false for a
+// decision learnt from a Commit).
+func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate, tallied bool) {
 	if err := m.app.Finalize(m.height, value, cert); err != nil {
 		m.halted = fmt.Errorf("%w: Finalize at height %d: %w", ErrHalted, m.height, err)
 		return
@@ -461,8 +472,72 @@ func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate) {
 	m.cfg.Metrics.HeightCommitted(m.height, r, m.cfg.Proposer.Proposer(m.height, r))
 	c := &Commit{Cert: cert, Value: value}
 	m.out.Committed = append(m.out.Committed, c)
-	m.last = c
+	m.last, m.ownLate, m.attestDue = c, nil, false
+	if m.self >= 0 && !cert.has(m.self) {
+		switch own := m.hs.ownVotes[voteKey{r, Precommit}]; {
+		case own != nil && own.BlockID == cert.BlockID:
+			// We precommitted the block in the deciding round, but the
+			// decision did not count it: it joins as a late precommit.
+			m.last, m.ownLate = withLate(m.last, own), own
+			m.send(Broadcast, own)
+		case tallied:
+			m.attest()
+		default:
+			// Learnt from a Commit while catching up: attest only if we
+			// are still at the next height at the next rebroadcast, so a
+			// catch-up of many heights does not extend every one of them.
+			m.attestDue = true
+		}
+	}
 	m.enterHeight(m.height + 1)
+}
+
+// attest signs and broadcasts this validator's extension for the last
+// decision, whose certificate lacks our precommit (we precommitted nil, or
+// not in time). The application decides the previous height from the
+// extensions the next block carries; without this, a certificate holding a
+// quorum that includes a validator with wrong shares and leaves out an
+// honest one could never be outvoted, and every later proposal would be
+// refused. Before enterHeight, so that our own next proposal carries it.
+func (m *Machine) attest() {
+	c := m.last
+	ext, err := m.app.ExtendVote(c.Cert.Height, c.Cert.Round, c.Value)
+	if err == nil && (len(ext) == 0 || len(ext) > MaxExtensionSize) {
+		err = fmt.Errorf("extension of %d bytes (1 to MaxExtensionSize)", len(ext))
+	}
+	if err != nil {
+		m.appErr("ExtendVote (attestation)", err)
+		return
+	}
+	v := &Vote{Type: Attestation, Height: c.Cert.Height, Round: c.Cert.Round, BlockID: c.Cert.BlockID, Validator: m.self, Extension: ext}
+	SignVote(m.cfg.ChainID, m.signer, v)
+	m.last, m.ownLate = withLate(c, v), v
+	m.send(Broadcast, v)
+}
+
+// withLate returns c with v (a precommit or an attestation for c's block
+// and round, checked) added to its certificate; a late precommit replaces
+// the same validator's attestation.
+func withLate(c *Commit, v *Vote) *Commit {
+	cert := *c.Cert
+	s := CommitSig{Validator: v.Validator, Extension: v.Extension, Signature: v.Signature}
+	if v.Type == Precommit {
+		cert.Sigs = insertSig(cert.Sigs, s)
+		cert.Attested = slices.DeleteFunc(slices.Clone(cert.Attested), func(a CommitSig) bool { return a.Validator == v.Validator })
+	} else {
+		cert.Attested = insertSig(cert.Attested, s)
+	}
+	return &Commit{Cert: &cert, Value: c.Value}
+}
+
+// insertSig returns a copy of sigs (strictly increasing validators, not
+// holding s's) with s in its place.
+func insertSig(sigs []CommitSig, s CommitSig) []CommitSig {
+	at, _ := slices.BinarySearchFunc(sigs, s.Validator, func(x CommitSig, v int) int { return x.Validator - v })
+	out := make([]CommitSig, 0, len(sigs)+1)
+	out = append(out, sigs[:at]...)
+	out = append(out, s)
+	return append(out, sigs[at:]...)
 }
 
 // certificate collects the counted precommits for id in round r.
@@ -565,10 +640,16 @@ func (m *Machine) onVote(v *Vote) error {
 	}
 	if v.Height != m.height {
 		if v.Height < m.height {
-			m.addLatePrecommit(v)
+			m.addLate(v)
+			if v.Type == Attestation {
+				return nil // its sender decided that height: it is not behind
+			}
 			return m.onLagging(v.Validator, v.Height, func() bool { return verifyVote(m.cfg.Verifier, m.cfg.ChainID, m.vals, v) })
 		}
 		return nil
+	}
+	if v.Type == Attestation {
+		return nil // for a height we have not decided yet; its sender re-sends it while that matters
 	}
 	if !m.vals.Has(v.Validator) {
 		return fmt.Errorf("%w: voter %d", ErrUnknownValidator, v.Validator)
@@ -660,31 +741,25 @@ func (m *Machine) onCommit(c *Commit) error {
 	if !m.vals.IsQuorum(power) {
 		return fmt.Errorf("%w: extensions of only %d voting power verify", ErrInvalidCommit, power)
 	}
-	m.decide(cert.Round, c.Value, cert)
+	m.decide(cert.Round, c.Value, cert, false)
 	return nil
 }
 
-// addLatePrecommit adds a precommit for the last decided block that arrived
-// after the decision to the last commit certificate, so the next proposal
-// carries its extension too (the ledger decides the previous height from the
-// extensions the next block carries, and more of them let it cross-check
-// decryption shares). The vote must be for the decided block and round,
-// validly signed, and its extension must verify.
-func (m *Machine) addLatePrecommit(v *Vote) {
-	if m.last == nil || v.Type != Precommit || v.Height != m.last.Cert.Height || v.Round != m.last.Cert.Round ||
-		v.BlockID != m.last.Cert.BlockID || !m.vals.Has(v.Validator) {
+// addLate adds to the last commit certificate a precommit for the last
+// decided block that arrived after the decision, or an attestation (see
+// Attestation) of a validator whose precommit the certificate lacks, so the
+// next proposal carries its extension too: the ledger decides the previous
+// height from the extensions the next block carries, and more of them let it
+// cross-check decryption shares. The vote must be for the decided block and
+// round, validly signed, and its extension must verify.
+func (m *Machine) addLate(v *Vote) {
+	if m.last == nil || (v.Type != Precommit && v.Type != Attestation) || v.Height != m.last.Cert.Height || v.Round != m.last.Cert.Round ||
+		v.BlockID != m.last.Cert.BlockID || !m.vals.Has(v.Validator) || v.Validator == m.self {
 		return
 	}
-	sigs := m.last.Cert.Sigs
-	at := len(sigs)
-	for i, s := range sigs {
-		if s.Validator == v.Validator {
-			return
-		}
-		if s.Validator > v.Validator {
-			at = i
-			break
-		}
+	cert := m.last.Cert
+	if cert.has(v.Validator) || (v.Type == Attestation && cert.attested(v.Validator)) {
+		return
 	}
 	if !verifyVote(m.cfg.Verifier, m.cfg.ChainID, m.vals, v) {
 		return
@@ -692,13 +767,8 @@ func (m *Machine) addLatePrecommit(v *Vote) {
 	if !m.verifyExtension(v.Height, v.Validator, m.last.Value, v.Extension) {
 		return
 	}
-	cert := *m.last.Cert
-	cert.Sigs = make([]CommitSig, 0, len(sigs)+1)
-	cert.Sigs = append(cert.Sigs, sigs[:at]...)
-	cert.Sigs = append(cert.Sigs, CommitSig{Validator: v.Validator, Extension: v.Extension, Signature: v.Signature})
-	cert.Sigs = append(cert.Sigs, sigs[at:]...)
-	m.last = &Commit{Cert: &cert, Value: m.last.Value}
-	m.cfg.Metrics.LateVote(v.Validator, Precommit)
+	m.last = withLate(m.last, v)
+	m.cfg.Metrics.LateVote(v.Validator, v.Type)
 }
 
 // onLagging answers a validator still working on an earlier height: the
@@ -754,6 +824,15 @@ func (m *Machine) rebroadcast() {
 	clear(m.helped)
 	if m.self < 0 {
 		return
+	}
+	if m.attestDue && m.last != nil && !m.last.Cert.has(m.self) {
+		m.attest()
+	}
+	m.attestDue = false
+	// Our extension for the last decision, when the certificate lacked it:
+	// once the next height is late, a validator may have missed it.
+	if m.ownLate != nil && m.round > 0 {
+		m.send(Broadcast, m.ownLate)
 	}
 	if p := m.hs.ownProposal[m.round]; p != nil {
 		m.send(Broadcast, p)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -36,13 +37,22 @@ func (s Step) String() string {
 	return fmt.Sprintf("step(%d)", uint8(s))
 }
 
-// VoteType distinguishes prevotes from precommits.
+// VoteType distinguishes prevotes from precommits, and both from
+// attestations.
 type VoteType uint8
 
 // Vote types; the values are part of the wire format.
 const (
 	Prevote   VoteType = 1
 	Precommit VoteType = 2
+	// Attestation is not a vote: it is an extension for an already decided
+	// block, signed after the decision by a validator whose precommit is not
+	// in the certificate (it precommitted nil, or its precommit for the
+	// block was never counted). It counts toward no quorum and proves
+	// nothing about the decision; it lets the next proposer carry every
+	// correct validator's extension, so that an application deciding from
+	// extensions never waits for a precommit that cannot exist.
+	Attestation VoteType = 3
 )
 
 func (t VoteType) String() string {
@@ -51,6 +61,8 @@ func (t VoteType) String() string {
 		return "prevote"
 	case Precommit:
 		return "precommit"
+	case Attestation:
+		return "attestation"
 	}
 	return fmt.Sprintf("votetype(%d)", uint8(t))
 }
@@ -132,6 +144,29 @@ type CommitCertificate struct {
 	Round   Round
 	BlockID BlockID
 	Sigs    []CommitSig // strictly increasing Validator
+	// Attested are the attestations (extensions signed after the decision,
+	// VoteType Attestation) of validators not in Sigs, strictly increasing.
+	// They are in memory only: never encoded, persisted or counted by
+	// VerifyCommit, and a certificate is valid without them.
+	Attested []CommitSig
+}
+
+// Attestation reconstructs the i-th attestation of the certificate.
+func (c *CommitCertificate) Attestation(i int) *Vote {
+	s := c.Attested[i]
+	return &Vote{Type: Attestation, Height: c.Height, Round: c.Round, BlockID: c.BlockID, Validator: s.Validator, Extension: s.Extension, Signature: s.Signature}
+}
+
+// has reports whether validator i's precommit is in the certificate.
+func (c *CommitCertificate) has(i int) bool {
+	_, ok := slices.BinarySearchFunc(c.Sigs, i, func(x CommitSig, v int) int { return x.Validator - v })
+	return ok
+}
+
+// attested reports whether validator i's attestation is in the certificate.
+func (c *CommitCertificate) attested(i int) bool {
+	_, ok := slices.BinarySearchFunc(c.Attested, i, func(x CommitSig, v int) int { return x.Validator - v })
+	return ok
 }
 
 // Vote reconstructs the i-th precommit of the certificate.

@@ -39,7 +39,7 @@ func newConsensusMetrics(reg prometheus.Registerer) *consensusMetrics {
 			Help: "Rounds a height needed before it was decided.", Buckets: []float64{1, 2, 3, 5, 8}}),
 		height:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "zkbank_consensus_height", Help: "Last height consensus decided."}),
 		proposed:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_proposed_blocks_total", Help: "Decided blocks, by the validator that proposed them."}, []string{"validator"}),
-		late:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_late_votes_total", Help: "Validly signed votes that arrived after their round, by type."}, []string{"type"}),
+		late:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_late_votes_total", Help: "Validly signed votes that arrived after their round, and attestations of a decided block, by type."}, []string{"type"}),
 		rejectedExt: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_rejected_extensions_total", Help: "Precommit extensions the application refused, by validator."}, []string{"validator"}),
 		equivocate:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_equivocations_total", Help: "Equivocation evidence, by validator."}, []string{"validator"}),
 		rejectedMsg: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkbank_consensus_rejected_messages_total", Help: "Consensus messages dropped, by reason."}, []string{"reason"}),

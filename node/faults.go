@@ -17,6 +17,10 @@ type faults struct {
 	noRelay       atomic.Bool // keep client uploads to itself (peers must fetch them)
 	forgeCarried  bool        // as proposer, alter one carried extension (a forged verdict)
 	holdRelays    atomic.Bool // queue relays of client uploads until releaseReversed
+	// delayProposals holds every proposal received for this long before
+	// the machine sees it: a validator on a slow link, which precommits nil
+	// while the others decide without it.
+	delayProposals time.Duration
 
 	heldMu sync.Mutex
 	held   []func()

@@ -39,6 +39,10 @@ func (n *Node) handleConsensus(ctx context.Context, from peer.ID, b []byte) ([]b
 		return nil, nil
 	}
 	n.prefetch(ctx, from, msg)
+	if _, ok := msg.(*consensus.Proposal); ok && n.faults != nil && n.faults.delayProposals > 0 {
+		time.AfterFunc(n.faults.delayProposals, func() { n.cons.DeliverMessage(msg) })
+		return nil, nil
+	}
 	n.cons.DeliverMessage(msg)
 	return nil, nil
 }
@@ -196,12 +200,12 @@ func (n *Node) prefetch(ctx context.Context, from peer.ID, msg consensus.Message
 // and its exact ciphertext shape before it is kept: a stranger cannot make it
 // download anything, and a validator only a bounded amount per vote.
 func (n *Node) prefetchAttested(ctx context.Context, v *consensus.Vote) {
-	if v.Type != consensus.Precommit || len(v.Extension) == 0 || v.Validator < 0 || v.Validator >= len(n.peers) {
+	if (v.Type != consensus.Precommit && v.Type != consensus.Attestation) || len(v.Extension) == 0 || v.Validator < 0 || v.Validator >= len(n.peers) {
 		return
 	}
 	view := n.view.Load()
 	// The next height, or the one after while this node finalizes; or a
-	// late precommit for the last one.
+	// late precommit or an attestation for the last one.
 	if view == nil || v.Height < view.Height || v.Height > view.Height+2 {
 		return
 	}

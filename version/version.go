@@ -24,8 +24,10 @@ import (
 // new /zkbank/<name>/<n>) does not either, since old nodes just do not serve
 // it.
 //
+// 3: attestations (consensus vote type 3) and blocks that carry them (block
+// version 7).
 // 2: blocks carry validator-set changes (block version 6).
-const Protocol = 2
+const Protocol = 3
 
 // version is set at link time to override the module version:
 //

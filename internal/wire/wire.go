@@ -17,6 +17,15 @@ func (w *Writer) U64(v uint64)   { w.B = binary.BigEndian.AppendUint64(w.B, v) }
 func (w *Writer) Fixed(p []byte) { w.B = append(w.B, p...) }
 func (w *Writer) Bytes(p []byte) { w.U32(uint32(len(p))); w.B = append(w.B, p...) }
 
+// Bool writes one byte, 1 for true and 0 for false.
+func (w *Writer) Bool(v bool) {
+	if v {
+		w.U8(1)
+	} else {
+		w.U8(0)
+	}
+}
+
 // Reader decodes what Writer wrote. The first error sticks and every later
 // read returns a zero value, so decoders check Err (or Done) once at the end.
 // Errors wrap the sentinel given to NewReader.
@@ -52,6 +61,20 @@ func (r *Reader) U8() uint8 {
 		return p[0]
 	}
 	return 0
+}
+
+// Bool reads a byte that must be 0 or 1: any other value fails, so that
+// one value has one encoding.
+func (r *Reader) Bool() bool {
+	switch v := r.U8(); {
+	case r.Err != nil:
+		return false
+	case v > 1:
+		r.Fail("boolean byte %d", v)
+		return false
+	default:
+		return v == 1
+	}
 }
 
 func (r *Reader) U32() uint32 {

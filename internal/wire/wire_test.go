@@ -34,3 +34,15 @@ func TestRoundTripAndErrors(t *testing.T) {
 		t.Fatal("count over max not reported")
 	}
 }
+
+func TestBoolHasOneEncoding(t *testing.T) {
+	var w Writer
+	w.Bool(true)
+	w.Bool(false)
+	if r := NewReader(w.B, errBad); !r.Bool() || r.Bool() || r.Done() != nil {
+		t.Fatalf("round trip: %v", r.Err)
+	}
+	if r := NewReader([]byte{2}, errBad); r.Bool() || !errors.Is(r.Err, errBad) {
+		t.Fatal("a boolean byte of 2 was accepted")
+	}
+}
