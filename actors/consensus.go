@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -18,6 +19,11 @@ type ConsensusHooks struct {
 	Committed func(c *consensus.Commit)
 	// Serve answers a lagging validator with a stored decision.
 	Serve func(req consensus.CommitRequest)
+	// Halted is told, once, that the actor stopped for good: Start failed,
+	// a WAL write failed, or Application.Finalize failed (consensus
+	// ErrHalted). The actor ignores every later input; the node restarts
+	// from its durable state.
+	Halted func(err error)
 	// Evidence records equivocation.
 	Evidence func(e consensus.Evidence)
 }
@@ -57,8 +63,7 @@ func (c *consensusActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *startConsensus:
 		if err := c.m.Start(msg.Height, msg.Last); err != nil {
-			c.log.Error("consensus start failed", "err", err)
-			c.halted = err
+			c.halt("consensus start failed", err)
 		}
 	case *inbound:
 		if c.halted != nil {
@@ -70,23 +75,17 @@ func (c *consensusActor) Receive(ctx actor.Context) {
 		} else {
 			err = c.m.StepBytes(msg.Bytes)
 		}
-		if err != nil {
-			c.log.Debug("consensus input rejected", "err", err)
-		}
+		c.stepped(err, "consensus input rejected")
 	case *fired:
 		if c.halted != nil {
 			return
 		}
-		if err := c.m.Step(msg.Ev); err != nil {
-			c.log.Debug("timeout step", "err", err)
-		}
+		c.stepped(c.m.Step(msg.Ev), "timeout step")
 	case *workAvailable:
 		if c.halted != nil {
 			return
 		}
-		if err := c.m.Step(consensus.WorkAvailable{}); err != nil {
-			c.log.Debug("work-available step", "err", err)
-		}
+		c.stepped(c.m.Step(consensus.WorkAvailable{}), "work-available step")
 	case *roundQuery:
 		st := c.m.State()
 		ctx.Respond(RoundInfo{Height: st.Height, Round: st.Round, Halted: c.halted != nil})
@@ -97,6 +96,31 @@ func (c *consensusActor) Receive(ctx actor.Context) {
 	c.drain(ctx)
 }
 
+// stepped logs what a Step returned: a rejected input or an application
+// error at debug level (peers send plenty of stale or duplicate messages),
+// a halted machine as the end of this actor.
+func (c *consensusActor) stepped(err error, what string) {
+	switch {
+	case err == nil:
+	case errors.Is(err, consensus.ErrHalted):
+		c.halt("consensus halted: a decided height could not be finalized", err)
+	default:
+		c.log.Debug(what, "err", err)
+	}
+}
+
+// halt stops the actor for good and tells the node.
+func (c *consensusActor) halt(msg string, err error) {
+	if c.halted != nil {
+		return
+	}
+	c.halted = err
+	c.log.Error(msg, "err", err)
+	if c.hooks.Halted != nil {
+		c.hooks.Halted(err)
+	}
+}
+
 // drain performs Ready in order: persist, send, schedule, report.
 func (c *consensusActor) drain(ctx actor.Context) {
 	for c.m.HasReady() {
@@ -104,8 +128,7 @@ func (c *consensusActor) drain(ctx actor.Context) {
 		if len(rd.Persist) > 0 {
 			if err := c.hooks.Persist(rd.Persist); err != nil {
 				// Never send what was not made durable: halt instead.
-				c.log.Error("consensus WAL write failed; halting", "err", err)
-				c.halted = err
+				c.halt("consensus WAL write failed; halting", err)
 				return
 			}
 		}

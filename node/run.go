@@ -111,6 +111,7 @@ type Node struct {
 	ck       ed25519.PrivateKey // consensus key
 	changes  changeSlot         // a submitted change waiting to be proposed
 	switchCh chan *chain.PendingChange
+	haltCh   chan error // the consensus actor stopped for good (actors.ConsensusHooks.Halted)
 
 	events       eventHub  // the dashboard's event stream (events.go)
 	eventsWorker sync.Once // starts its worker
@@ -119,7 +120,9 @@ type Node struct {
 // Run starts the validator (or full node) in home and blocks until ctx is
 // cancelled. A node that falls further behind the validators than it can
 // catch up by re-evaluating blocks (errFellBehind) stops everything and
-// starts again, which restores the validators' newest state snapshot.
+// starts again, which restores the validators' newest state snapshot; so
+// does one whose consensus halted (errConsensusHalted), from its durable
+// state, and one whose validator set changed (errEpochSwitch).
 func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	for {
 		err := run(ctx, dir, logger)
@@ -130,11 +133,28 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			logger.Info("restarting with the new validator set", "home", dir, "err", err)
 		case errors.Is(err, errFellBehind):
 			logger.Warn("restarting to restore a state snapshot", "home", dir, "err", err)
+		case errors.Is(err, errConsensusHalted):
+			// Finalize is all or nothing, so the durable state is a
+			// decided height: start again from it (a failing disk keeps
+			// failing, every few seconds, loudly).
+			logger.Error("restarting from the durable state", "home", dir, "err", err)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(haltRestartDelay):
+			}
 		default:
 			return err
 		}
 	}
 }
+
+// errConsensusHalted: the consensus actor stopped for good (a decided height
+// could not be finalized, or the WAL could not be written); Run starts the
+// node again from its durable state after haltRestartDelay.
+var errConsensusHalted = errors.New("consensus halted")
+
+const haltRestartDelay = 2 * time.Second
 
 // errFellBehind: the node is further behind the validators than they keep
 // what re-evaluating the missed blocks needs, and it is not advancing.
@@ -357,6 +377,12 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 		Send:      n.sendConsensus,
 		Committed: func(c *consensus.Commit) { n.upkeep.Finalized(c.Height()) },
 		Serve:     n.serveCommit,
+		Halted: func(err error) {
+			select {
+			case n.haltCh <- err:
+			default:
+			}
+		},
 	}, log)
 	defer n.cons.Stop() // before the store closes: the consensus actor writes to it
 
@@ -395,6 +421,8 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 		case p := <-n.switchCh:
 			n.cons.Stop()
 			return n.switchEpoch(ctx, p, ck, n.key)
+		case err := <-n.haltCh:
+			return fmt.Errorf("%w: %w", errConsensusHalted, err)
 		case <-t.C:
 			if size, err := n.mem.Size(); err == nil {
 				n.met.Mempool.Set(float64(size))
@@ -543,7 +571,7 @@ func newNode(ctx context.Context, name string, self int, h Home, gen *genesis.Ge
 		consentsByIP: newLimiter(openRate, openBurst), consentsByPeer: newLimiter(openRate, openBurst),
 		opener: opener, pieces: chain.NewPieceCache(), ctx: ctx,
 		recoverFailed: newLimiter(recoverRetry, 2), piecesByPeer: newLimiter(pieceRequestRate, pieceRequestBurst),
-		blocks: newBlockServer(), switchCh: make(chan *chain.PendingChange, 1)}
+		blocks: newBlockServer(), switchCh: make(chan *chain.PendingChange, 1), haltCh: make(chan error, 1)}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
