@@ -107,6 +107,9 @@ type App struct {
 // Faults injects byzantine behaviour into a validator, for tests of the
 // defenses against it. The zero value (what a shipped node uses) is honest.
 type Faults struct {
+	// FailFinalize, if it returns an error, makes Finalize of that height
+	// fail before it changes anything (a write to the store failing).
+	FailFinalize func(height uint64) error
 	// CorruptShares sends well-formed, correctly attributed decryption
 	// shares that decrypt wrongly.
 	CorruptShares bool
@@ -623,7 +626,7 @@ func carry(last *consensus.CommitCertificate, attested bool) []Precommit {
 	}
 	for _, s := range last.Attested {
 		if attested && len(s.Extension) > 0 && !in[s.Validator] {
-			out = append(out, Precommit{Validator: s.Validator, Round: last.Round, Ext: s.Extension, Signature: s.Signature, Attested: true})
+			out = append(out, Precommit{Validator: s.Validator, Round: consensus.AttestationRound, Ext: s.Extension, Signature: s.Signature, Attested: true})
 			in[s.Validator] = true
 		}
 	}
@@ -634,9 +637,10 @@ func carry(last *consensus.CommitCertificate, attested bool) []Precommit {
 // verifyCarried checks the precommits a block carries for the last block:
 // strictly increasing validators, each a precommit (or an attestation) for
 // exactly that block and height signed by its validator over exactly this
-// extension, all of one round, and the precommits alone a quorum of voting
-// power (so the proposer cannot pick a handful of extensions to its liking).
-// Any failure makes the block invalid.
+// extension, the precommits all of one round (attestations name none:
+// consensus.AttestationRound) and alone a quorum of voting power (so the
+// proposer cannot pick a handful of extensions to its liking). Any failure
+// makes the block invalid.
 func (a *App) verifyCarried(carried []Precommit) error {
 	if a.last == nil {
 		if len(carried) != 0 {
@@ -647,13 +651,19 @@ func (a *App) verifyCarried(carried []Precommit) error {
 	vals := a.signersOf(a.last.height)
 	var power int64
 	prev := -1
+	round := consensus.NoRound
 	for _, x := range carried {
 		if x.Validator <= prev || !vals.Has(x.Validator) {
 			return fmt.Errorf("%w: carried precommit of validator %d out of order or unknown", ErrBlock, x.Validator)
 		}
 		prev = x.Validator
-		if x.Round != carried[0].Round {
-			return fmt.Errorf("%w: carried precommits of rounds %d and %d", ErrBlock, carried[0].Round, x.Round)
+		switch {
+		case x.Attested && x.Round != consensus.AttestationRound:
+			return fmt.Errorf("%w: carried attestation of validator %d names round %d", ErrBlock, x.Validator, x.Round)
+		case !x.Attested && round != consensus.NoRound && x.Round != round:
+			return fmt.Errorf("%w: carried precommits of rounds %d and %d", ErrBlock, round, x.Round)
+		case !x.Attested:
+			round = x.Round
 		}
 		if len(x.Ext) == 0 || !consensus.VerifyVote(a.chain, vals, x.Vote(a.last.height, consensus.BlockID(a.last.hash))) {
 			return fmt.Errorf("%w: carried precommit of validator %d (attested %v) is not its signed vote for height %d", ErrBlock, x.Validator, x.Attested, a.last.height)
@@ -1652,6 +1662,11 @@ func (a *App) VerifyExtension(height uint64, validator int, value []byte, ext []
 func (a *App) Finalize(height uint64, value []byte, cert *consensus.CommitCertificate) error {
 	if height != a.finalized+1 {
 		return fmt.Errorf("chain: finalize %d after %d", height, a.finalized)
+	}
+	if a.faults.FailFinalize != nil {
+		if err := a.faults.FailFinalize(height); err != nil {
+			return err
+		}
 	}
 	ev, err := a.prepare(height, value)
 	if err != nil {

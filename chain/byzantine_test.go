@@ -259,7 +259,7 @@ func (n *chainNet) attestation(i int, value []byte) consensus.CommitSig {
 	if err != nil {
 		n.t.Fatalf("validator %d attests height %d: %v", i, n.height, err)
 	}
-	v := &consensus.Vote{Type: consensus.Attestation, Height: n.height, Round: n.last.Round, BlockID: consensus.HashValue(value), Validator: i, Extension: ext}
+	v := &consensus.Vote{Type: consensus.Attestation, Height: n.height, Round: consensus.AttestationRound, BlockID: consensus.HashValue(value), Validator: i, Extension: ext}
 	consensus.SignVote(testChain, n.c.signers[i], v)
 	return consensus.CommitSig{Validator: i, Extension: ext, Signature: v.Signature}
 }
@@ -310,7 +310,9 @@ func TestAttack_HonestValidatorLeftOutOfTheCertificateOutvotesAWrongShare(t *tes
 	asPrecommit[0].Attested = false
 	asAttestation := slices.Clone(carried)
 	asAttestation[1].Attested = true
-	for name, lc := range map[string][]Precommit{"attestation as a precommit": asPrecommit, "precommit as an attestation": asAttestation} {
+	otherRound := slices.Clone(carried)
+	otherRound[0].Round = 1 // attestations name no round
+	for name, lc := range map[string][]Precommit{"attestation as a precommit": asPrecommit, "precommit as an attestation": asAttestation, "attestation naming a round": otherRound} {
 		b := &Block{Height: n.height + 1, LastCommit: lc}
 		for i, v := range n.vals {
 			if err := v.app.ValidateProposal(n.height+1, b.Encode()); !errors.Is(err, ErrBlock) {

@@ -3,6 +3,7 @@ package chain
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zkbank/zkbank/consensus"
 )
@@ -52,7 +53,9 @@ func (a *App) atEpochStart(height uint64) bool {
 
 // checkEpochRules refuses a block that breaks the rules of a change:
 // beyond the epoch, not quiet while a change is pending, transfers at an
-// epoch's start, a change when one is pending or that does not verify.
+// epoch's start (or attestations: the previous committee's last heights are
+// quiet, there is nothing to outvote), a change when one is pending or that
+// does not verify.
 func (a *App) checkEpochRules(b *Block) error {
 	if p := a.pending; p != nil {
 		if b.Height >= p.Start {
@@ -64,6 +67,9 @@ func (a *App) checkEpochRules(b *Block) error {
 	}
 	if a.atEpochStart(b.Height) && len(b.Subs) > 0 {
 		return fmt.Errorf("%w: the first block of an epoch carries no transfer", ErrBlock)
+	}
+	if a.atEpochStart(b.Height) && slices.ContainsFunc(b.LastCommit, func(x Precommit) bool { return x.Attested }) {
+		return fmt.Errorf("%w: the first block of an epoch carries no attestation", ErrBlock)
 	}
 	if b.SetChange != nil {
 		if a.verifyChange == nil {

@@ -3,8 +3,11 @@ package chain
 import (
 	"bytes"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/zkbank/zkbank/consensus"
 	"github.com/zkbank/zkbank/ledger"
 )
 
@@ -140,7 +143,7 @@ func TestEpoch_FirstBlockOfAnEpochCarriesNoTransfer(t *testing.T) {
 	n.step(0)
 	n.vals[0].app.proposeChange = nil
 	n.step(1)
-	n.step(2)
+	lastValue := n.step(2)
 	start := n.height + 1
 	// The node restarts every validator into the new epoch (here: the same
 	// committee, as a change that keeps every member would).
@@ -163,6 +166,22 @@ func TestEpoch_FirstBlockOfAnEpochCarriesNoTransfer(t *testing.T) {
 	withSub := *first
 	withSub.Subs = []SubRef{{CTHash: u.Hash, Envelopes: u.Envs}}
 	n.assertRefused(start, withSub.Encode(), "a transfer in an epoch's first block")
+	// No attestation for the previous committee's last block: a validator
+	// does not make one, and a proposer cannot carry one (validly signed by
+	// that committee's member 3, here).
+	if _, err := n.vals[3].app.ExtendVote(start-1, n.last.Round, lastValue); !errors.Is(err, ErrEpochEnded) {
+		t.Fatalf("attesting the previous committee's last block: %v", err)
+	}
+	att := &consensus.Vote{Type: consensus.Attestation, Height: start - 1, Round: consensus.AttestationRound, BlockID: consensus.HashValue(lastValue), Validator: 3, Extension: first.LastCommit[3].Ext}
+	consensus.SignVote(testChain, n.c.signers[3], att)
+	withAtt := *first
+	withAtt.LastCommit = slices.Clone(first.LastCommit)
+	withAtt.LastCommit[3] = Precommit{Validator: 3, Round: consensus.AttestationRound, Ext: att.Extension, Signature: att.Signature, Attested: true}
+	for i, v := range n.vals {
+		if err := v.app.ValidateProposal(start, withAtt.Encode()); !errors.Is(err, ErrBlock) || !strings.Contains(err.Error(), "no attestation") {
+			t.Fatalf("validator %d: an attestation in an epoch's first block: %v", i, err)
+		}
+	}
 	out := n.settle()
 	if out[idOf(u)] != ledger.Accepted {
 		t.Fatalf("a transfer after the switch: %v", out[idOf(u)])

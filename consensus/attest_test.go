@@ -16,6 +16,16 @@ func (h *harness) sentAttestations() []*Vote {
 	return out
 }
 
+// rebroadcastAttests fires a rebroadcast and checks how many attestations
+// this validator has sent in all.
+func (h *harness) rebroadcastAttests(want int, what string) {
+	h.t.Helper()
+	h.fire(TimeoutRebroadcast, 0)
+	if n := len(h.sentAttestations()); n != want {
+		h.t.Fatalf("%s: %d attestations sent, want %d", what, n, want)
+	}
+}
+
 func (h *harness) attestation(from int, height uint64, r Round, value []byte) *Vote {
 	v := &Vote{Type: Attestation, Height: height, Round: r, Validator: from, BlockID: HashValue(value), Extension: testExt(from, value)}
 	SignVote(testChain, NewEd25519Signer(h.keys[from]), v)
@@ -49,7 +59,7 @@ func TestAttack_ValidatorLeftOutOfTheCertificateAttests(t *testing.T) {
 		t.Fatalf("sent %d attestations, want 1", len(atts))
 	}
 	a := atts[0]
-	if a.Height != 1 || a.Round != 0 || a.BlockID != HashValue(valX) || string(a.Extension) != string(testExt(3, valX)) {
+	if a.Height != 1 || a.Round != AttestationRound || a.BlockID != HashValue(valX) || string(a.Extension) != string(testExt(3, valX)) {
 		t.Fatalf("attestation %+v", a)
 	}
 	if !verifyVote(Ed25519Verifier{}, testChain, h.vals, a) {
@@ -69,19 +79,50 @@ func TestAttack_ValidatorLeftOutOfTheCertificateAttests(t *testing.T) {
 		t.Fatalf("certificate with an attestation: %v", err)
 	}
 	// Rebroadcast re-sends it only once the next height is late.
-	h.fire(TimeoutRebroadcast, 0)
-	if n := len(h.sentAttestations()); n != 1 {
-		t.Fatalf("re-sent at round 0 of the next height (%d)", n)
+	h.rebroadcastAttests(1, "re-sent at round 0 of the next height")
+	h.nextRound(0, 1, 2)
+	h.rebroadcastAttests(2, "not re-sent when the next height is late")
+	h.rebroadcastAttests(2, "re-sent twice in one round")
+}
+
+// An attestation names no round (AttestationRound), so it joins a
+// certificate of the block from any round: validators may decide the same
+// block in different rounds, and a late precommit joins only its own
+// round's certificate. A validator whose own certificate holds its
+// precommit attests too once the next height is late, for those who
+// decided in another round without it.
+func TestAttack_AttestationJoinsACertificateOfAnotherRound(t *testing.T) {
+	h := newHarness(t, 4, 3)
+	h.start(1, nil, nil)
+	h.nextRound(0, 1, 2) // round 0 fails
+	h.lockOn(valX, 0, 1, 2)
+	h.votes(Precommit, 1, valX, 0, 1) // decided in round 1 by 0, 1 and self
+	if len(h.commits) != 1 || h.m.LastCommit().Cert.Round != 1 {
+		t.Fatal("not decided in round 1")
 	}
+	round0 := &Vote{Type: Precommit, Height: 1, Round: 0, Validator: 2, BlockID: HashValue(valX), Extension: testExt(2, valX)}
+	SignVote(testChain, NewEd25519Signer(h.keys[2]), round0)
+	_ = h.step(round0)
+	if c := h.m.LastCommit().Cert; len(c.Sigs) != 3 || len(c.Attested) != 0 {
+		t.Fatal("a precommit of another round joined the certificate")
+	}
+	h.mustStep(h.attestation(2, 1, AttestationRound, valX))
+	if c := h.m.LastCommit().Cert; len(c.Attested) != 1 || c.Attested[0].Validator != 2 {
+		t.Fatalf("attestation did not join a round-1 certificate: %+v", c.Attested)
+	}
+	if n := len(h.sentAttestations()); n != 0 {
+		t.Fatalf("attested at once although in the certificate (%d)", n)
+	}
+	h.rebroadcastAttests(0, "attested in round 0 of the next height")
 	h.nextRound(0, 1, 2)
 	h.fire(TimeoutRebroadcast, 0)
-	if n := len(h.sentAttestations()); n != 2 {
-		t.Fatalf("not re-sent when the next height is late (%d sent)", n)
+	if atts := h.sentAttestations(); len(atts) != 1 || atts[0].Height != 1 || atts[0].Round != AttestationRound {
+		t.Fatalf("the next height is late: %d attestations", len(atts))
 	}
 }
 
 // Attestations of others join the last certificate only if they are for
-// the decided block and round, validly signed, with an extension the
+// the decided block (naming AttestationRound), validly signed, with an extension the
 // application accepts, and from a validator whose precommit it lacks; a late
 // precommit replaces the same validator's attestation. An attestation never
 // makes us serve its sender (it is not behind), and one for a height we
@@ -139,7 +180,8 @@ func TestAttack_AttestationsJoinTheLastCertificateOnlyIfValid(t *testing.T) {
 // A decision learnt from a Commit (catching up) is attested at the next
 // rebroadcast if we are still at the next height, not at once: a node
 // catching up many heights does not extend every one of them. A failing
-// ExtendVote is an application error, and nothing is sent.
+// ExtendVote is an application error, nothing is sent, and the next
+// rebroadcast tries again.
 func TestAttestation_AfterCatchUpWaitsForTheRebroadcast(t *testing.T) {
 	h := newHarness(t, 4, 3)
 	h.start(1, nil, nil)
@@ -159,13 +201,9 @@ func TestAttestation_AfterCatchUpWaitsForTheRebroadcast(t *testing.T) {
 	if len(h.sentAttestations()) != 0 {
 		t.Fatal("attested without an extension")
 	}
-	// Due once: the next rebroadcast does not retry a failed attestation
-	// (the next Start or decision does).
 	h.app.extendErr = nil
-	h.fire(TimeoutRebroadcast, 0)
-	if len(h.sentAttestations()) != 0 {
-		t.Fatal("retried a failed attestation")
-	}
+	h.rebroadcastAttests(1, "a failed attestation was not retried")
+	h.rebroadcastAttests(1, "attested twice")
 
 	// After a restart at height 2, the attestation is due again.
 	r := newHarness(t, 4, 3)

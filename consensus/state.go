@@ -39,12 +39,14 @@ type Machine struct {
 	restored map[uint64][]WALRecord
 	served   map[int]bool // lagging validators answered since the last rebroadcast
 	helped   map[int]bool // validators in an earlier round answered since the last rebroadcast
-	// ownLate is this validator's attestation (or late precommit) for the
-	// last decision, when its precommit is not in the certificate: re-sent
-	// by rebroadcast while the next height is late. attestDue asks
-	// rebroadcast to attest (after a catch-up decision or a restart).
-	ownLate   *Vote
-	attestDue bool
+	// ownLate is this validator's late precommit for the last decision and
+	// ownAtt its attestation, re-sent by rebroadcast once per round while
+	// the next height is late (sentRound: the last round they were sent
+	// in). attestDue asks rebroadcast to attest, until it succeeds (after a
+	// catch-up decision, a restart, or a failed ExtendVote).
+	ownLate, ownAtt *Vote
+	attestDue       bool
+	sentRound       Round
 
 	evidence []Evidence
 	out      Ready
@@ -472,7 +474,7 @@ func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate, tallied
 	m.cfg.Metrics.HeightCommitted(m.height, r, m.cfg.Proposer.Proposer(m.height, r))
 	c := &Commit{Cert: cert, Value: value}
 	m.out.Committed = append(m.out.Committed, c)
-	m.last, m.ownLate, m.attestDue = c, nil, false
+	m.last, m.ownLate, m.ownAtt, m.attestDue, m.sentRound = c, nil, nil, false, 0
 	if m.self >= 0 && !cert.has(m.self) {
 		switch own := m.hs.ownVotes[voteKey{r, Precommit}]; {
 		case own != nil && own.BlockID == cert.BlockID:
@@ -481,6 +483,7 @@ func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate, tallied
 			m.last, m.ownLate = withLate(m.last, own), own
 			m.send(Broadcast, own)
 		case tallied:
+			m.attestDue = true
 			m.attest()
 		default:
 			// Learnt from a Commit while catching up: attest only if we
@@ -509,9 +512,9 @@ func (m *Machine) attest() {
 		m.appErr("ExtendVote (attestation)", err)
 		return
 	}
-	v := &Vote{Type: Attestation, Height: c.Cert.Height, Round: c.Cert.Round, BlockID: c.Cert.BlockID, Validator: m.self, Extension: ext}
+	v := &Vote{Type: Attestation, Height: c.Cert.Height, Round: AttestationRound, BlockID: c.Cert.BlockID, Validator: m.self, Extension: ext}
 	SignVote(m.cfg.ChainID, m.signer, v)
-	m.last, m.ownLate = withLate(c, v), v
+	m.last, m.ownAtt, m.attestDue = withLate(c, v), v, false
 	m.send(Broadcast, v)
 }
 
@@ -753,8 +756,19 @@ func (m *Machine) onCommit(c *Commit) error {
 // cross-check decryption shares. The vote must be for the decided block and
 // round, validly signed, and its extension must verify.
 func (m *Machine) addLate(v *Vote) {
-	if m.last == nil || (v.Type != Precommit && v.Type != Attestation) || v.Height != m.last.Cert.Height || v.Round != m.last.Cert.Round ||
-		v.BlockID != m.last.Cert.BlockID || !m.vals.Has(v.Validator) || v.Validator == m.self {
+	if m.last == nil || v.Height != m.last.Cert.Height || v.BlockID != m.last.Cert.BlockID || !m.vals.Has(v.Validator) || v.Validator == m.self {
+		return
+	}
+	switch v.Type {
+	case Precommit:
+		if v.Round != m.last.Cert.Round {
+			return // a precommit of another round is not part of this certificate
+		}
+	case Attestation:
+		if v.Round != AttestationRound {
+			return
+		}
+	default:
 		return
 	}
 	cert := m.last.Cert
@@ -825,14 +839,8 @@ func (m *Machine) rebroadcast() {
 	if m.self < 0 {
 		return
 	}
-	if m.attestDue && m.last != nil && !m.last.Cert.has(m.self) {
-		m.attest()
-	}
-	m.attestDue = false
-	// Our extension for the last decision, when the certificate lacked it:
-	// once the next height is late, a validator may have missed it.
-	if m.ownLate != nil && m.round > 0 {
-		m.send(Broadcast, m.ownLate)
+	if m.last != nil {
+		m.rebroadcastLate()
 	}
 	if p := m.hs.ownProposal[m.round]; p != nil {
 		m.send(Broadcast, p)
@@ -848,6 +856,31 @@ func (m *Machine) rebroadcast() {
 			if v := vs.counted(i, m.validID); v != nil {
 				m.send(Broadcast, v)
 			}
+		}
+	}
+}
+
+// rebroadcastLate makes sure every validator can carry our extension for
+// the last decision. An attestation that is due is retried until it
+// succeeds. Once the next height is late (past round 0), we attest even if
+// our own certificate holds our precommit: another validator may have
+// decided the same block in another round, without it, and an attestation
+// joins a certificate of any round. And what we sent is re-sent once per
+// round, in case it was lost.
+func (m *Machine) rebroadcastLate() {
+	late := m.round > 0
+	if m.ownAtt == nil && (m.attestDue || late) {
+		m.attest()
+		m.sentRound = m.round
+		return
+	}
+	if !late || m.sentRound == m.round {
+		return
+	}
+	m.sentRound = m.round
+	for _, v := range [...]*Vote{m.ownAtt, m.ownLate} {
+		if v != nil {
+			m.send(Broadcast, v)
 		}
 	}
 }

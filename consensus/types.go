@@ -55,6 +55,11 @@ const (
 	Attestation VoteType = 3
 )
 
+// AttestationRound is the round every attestation is signed with: it names
+// the decided block, not a round, so it joins a certificate of that block
+// from any round.
+const AttestationRound Round = 0
+
 func (t VoteType) String() string {
 	switch t {
 	case Prevote:
@@ -154,7 +159,7 @@ type CommitCertificate struct {
 // Attestation reconstructs the i-th attestation of the certificate.
 func (c *CommitCertificate) Attestation(i int) *Vote {
 	s := c.Attested[i]
-	return &Vote{Type: Attestation, Height: c.Height, Round: c.Round, BlockID: c.BlockID, Validator: s.Validator, Extension: s.Extension, Signature: s.Signature}
+	return &Vote{Type: Attestation, Height: c.Height, Round: AttestationRound, BlockID: c.BlockID, Validator: s.Validator, Extension: s.Extension, Signature: s.Signature}
 }
 
 // has reports whether validator i's precommit is in the certificate.

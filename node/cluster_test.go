@@ -648,6 +648,34 @@ func TestAttack_SlowValidatorAndWrongSharesDoNotHaltTheChain(t *testing.T) {
 	}
 }
 
+// A validator whose Finalize fails (a disk write, say) halts its consensus
+// for good; the node then restarts itself from its durable state and
+// catches up, instead of answering at the same height forever.
+func TestCluster_ValidatorWhoseFinalizeFailsRestartsAndCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-validator cluster in -short mode")
+	}
+	f1 := &faults{failFinalizeAt: 3}
+	c := newCluster(t, 4, map[string]uint64{"alice": 1_000, "bob": 0}, faultsAt(map[int]*faults{1: f1}))
+	c.waitReady(0, 1, 2, 3)
+	c.waitFor("validator 1 fails to finalize a height", time.Minute, f1.finalizeFailed.Load)
+	b := c.dealer()
+	bal, h := c.balance("alice", 0, 2, 3)
+	if st := c.send(b, "alice", "bob", 25, bal, h, nil, 0); st.Status != api.StatusCommitted {
+		t.Fatalf("transfer: %+v", st)
+	}
+	c.waitFor("validator 1 catches up", time.Minute, func() bool { return c.status(1).Height+1 >= c.status(0).Height })
+	c.waitFor("validator 1 answers balance queries", time.Minute, func() bool {
+		v, _ := c.balance("bob", 1, 2, 3)
+		return v == 25
+	})
+	select {
+	case err := <-c.done[1]:
+		t.Fatalf("validator 1's Run returned: %v", err)
+	default:
+	}
+}
+
 // A validator cut off from the others for a while rejoins and converges.
 func TestCluster_PartitionedValidatorRejoins(t *testing.T) {
 	if testing.Short() {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,10 @@ type faults struct {
 	// the machine sees it: a validator on a slow link, which precommits nil
 	// while the others decide without it.
 	delayProposals time.Duration
+	// failFinalizeAt makes Finalize of the first height at or above it
+	// fail, once (a failing disk write).
+	failFinalizeAt uint64
+	finalizeFailed atomic.Bool
 
 	heldMu sync.Mutex
 	held   []func()
@@ -71,6 +76,14 @@ func (f *faults) chain() chain.Faults {
 		return chain.Faults{}
 	}
 	c := chain.Faults{CorruptShares: f.corruptShares}
+	if f.failFinalizeAt > 0 {
+		c.FailFinalize = func(h uint64) error {
+			if h >= f.failFinalizeAt && f.finalizeFailed.CompareAndSwap(false, true) {
+				return fmt.Errorf("injected: writing height %d failed", h)
+			}
+			return nil
+		}
+	}
 	if f.forgeCarried {
 		c.TamperProposal = func(b *chain.Block) {
 			if len(b.LastCommit) > 0 {

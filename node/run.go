@@ -124,7 +124,9 @@ type Node struct {
 // does one whose consensus halted (errConsensusHalted), from its durable
 // state, and one whose validator set changed (errEpochSwitch).
 func Run(ctx context.Context, dir string, logger *slog.Logger) error {
+	halts := 0 // in a row, each within haltsReset of starting
 	for {
+		started := time.Now()
 		err := run(ctx, dir, logger)
 		switch {
 		case ctx.Err() != nil:
@@ -135,13 +137,18 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			logger.Warn("restarting to restore a state snapshot", "home", dir, "err", err)
 		case errors.Is(err, errConsensusHalted):
 			// Finalize is all or nothing, so the durable state is a
-			// decided height: start again from it (a failing disk keeps
-			// failing, every few seconds, loudly).
-			logger.Error("restarting from the durable state", "home", dir, "err", err)
+			// decided height: start again from it. A cause that persists
+			// (a failing disk) keeps failing, loudly, ever more slowly.
+			if time.Since(started) > haltsReset {
+				halts = 0
+			}
+			delay := min(haltRestartDelay<<min(halts, 5), haltRestartMax)
+			halts++
+			logger.Error("restarting from the durable state", "home", dir, "in", delay, "halts_in_a_row", halts, "err", err)
 			select {
 			case <-ctx.Done():
 				return err
-			case <-time.After(haltRestartDelay):
+			case <-time.After(delay):
 			}
 		default:
 			return err
@@ -151,10 +158,17 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 
 // errConsensusHalted: the consensus actor stopped for good (a decided height
 // could not be finalized, or the WAL could not be written); Run starts the
-// node again from its durable state after haltRestartDelay.
+// node again from its durable state after a delay (haltRestartDelay,
+// growing while halts repeat).
 var errConsensusHalted = errors.New("consensus halted")
 
-const haltRestartDelay = 2 * time.Second
+// Restart delays after a halt: haltRestartDelay, doubling with each halt
+// that follows a start by less than haltsReset, up to haltRestartMax.
+const (
+	haltRestartDelay = 2 * time.Second
+	haltRestartMax   = time.Minute
+	haltsReset       = 5 * time.Minute
+)
 
 // errFellBehind: the node is further behind the validators than they keep
 // what re-evaluating the missed blocks needs, and it is not advancing.
@@ -422,6 +436,12 @@ func run(ctx context.Context, dir string, logger *slog.Logger) error {
 			n.cons.Stop()
 			return n.switchEpoch(ctx, p, ck, n.key)
 		case err := <-n.haltCh:
+			select {
+			case p := <-n.switchCh: // the epoch ended first: hand over
+				n.cons.Stop()
+				return n.switchEpoch(ctx, p, ck, n.key)
+			default:
+			}
 			return fmt.Errorf("%w: %w", errConsensusHalted, err)
 		case <-t.C:
 			if size, err := n.mem.Size(); err == nil {
