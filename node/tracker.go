@@ -78,13 +78,14 @@ func statusOf(k string, e *ledger.Envelope) *api.TransferStatus {
 	return st
 }
 
-// rememberAll adds the transfer to the history of its payer and every payee.
+// rememberAll adds the transfer to the history of its payer and every payee,
+// once per account (an apply's payer is its payee).
 func (t *tracker) rememberAll(st *api.TransferStatus, id string) {
-	t.remember(st.From, id)
-	t.remember(st.To, id)
-	for _, p := range st.Payees {
-		if p != st.To {
-			t.remember(p, id)
+	seen := map[string]bool{}
+	for _, acct := range append([]string{st.From, st.To}, st.Payees...) {
+		if !seen[acct] {
+			seen[acct] = true
+			t.remember(acct, id)
 		}
 	}
 }
