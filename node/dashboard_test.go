@@ -41,6 +41,7 @@ func TestDashboard_PagesServedFromEmbeddedFS(t *testing.T) {
 		{"/dashboard.html", "text/html", `src="/dashboard.js"`},
 		{"/style.css", "text/css", ".banner"},
 		{"/dashboard.js", "text/javascript", "/v1/events"},
+		{"/favicon.svg", "image/svg+xml", "<svg"},
 	} {
 		resp, err := http.Get(srv.URL + c.path)
 		if err != nil {
