@@ -1,17 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/zkbank/zkbank/client"
 	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/node"
+	"github.com/zkbank/zkbank/version"
 )
 
 // newValidatorsCmd is `zkbank validators`: see and change the committee.
@@ -202,9 +205,18 @@ the next committee.`,
 
 func newValidatorsSubmitCmd() *cobra.Command {
 	var f chainFlags
+	var force bool
 	c := &cobra.Command{
-		Use:     "submit FILE",
-		Short:   "Hand a signed validator-set change to every current validator (the next proposer includes it)",
+		Use:   "submit FILE",
+		Short: "Hand a signed validator-set change to every current validator (the next proposer includes it)",
+		Long: `Hands the signed change in FILE to every current validator; the next proposer
+includes it, and the committee changes 3 heights later.
+
+First it asks every member of the next committee (staying and new) for its
+status: the key resharing waits for each of them, and while it waits the chain
+stops (a member that never answers halts it; docs/PROTOCOL.md §8). A member
+that does not answer, or answers for another chain, protocol version or epoch,
+makes submit refuse; --force submits anyway.`,
 		Example: `  zkbank validators submit change.json --genesis ./.testnet/genesis.json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -216,6 +228,9 @@ func newValidatorsSubmitCmd() *cobra.Command {
 			ctx, m, cancel, err := f.connect(cmd, nil)
 			defer cancel()
 			if err != nil {
+				return err
+			}
+			if err := preflight(ctx, ch, m.Chain(), m.Epoch()); err != nil && !force {
 				return err
 			}
 			queued := 0
@@ -235,7 +250,48 @@ func newValidatorsSubmitCmd() *cobra.Command {
 		},
 	}
 	f.register(c)
+	c.Flags().BoolVar(&force, "force", false, "submit even if a member of the next committee is not ready")
 	return c
+}
+
+// preflight asks every member of the next committee for its status, at
+// once: a member that does not answer, or answers for another chain,
+// protocol or epoch, would not take part in the key resharing, which waits
+// for every member while the chain stops.
+func preflight(ctx context.Context, ch *genesis.Change, chainID string, epoch uint64) error {
+	bad := make([]string, len(ch.Validators))
+	done := make(chan struct{}, len(ch.Validators))
+	for i, v := range ch.Validators {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			st, err := client.New(v.API).Status(c)
+			switch {
+			case err != nil:
+				bad[i] = fmt.Sprintf("%s (%s) does not answer: %v", v.Name, v.API, err)
+			case st.Chain != chainID:
+				bad[i] = fmt.Sprintf("%s (%s) runs chain %q", v.Name, v.API, st.Chain)
+			case st.Protocol != version.Protocol:
+				bad[i] = fmt.Sprintf("%s (%s) speaks protocol %d, this zkbank %d", v.Name, v.API, st.Protocol, version.Protocol)
+			case st.Epoch != epoch:
+				bad[i] = fmt.Sprintf("%s (%s) is at epoch %d, the committee at %d", v.Name, v.API, st.Epoch, epoch)
+			}
+		}()
+	}
+	for range ch.Validators {
+		<-done
+	}
+	var out []string
+	for _, b := range bad {
+		if b != "" {
+			out = append(out, b)
+		}
+	}
+	if len(out) > 0 {
+		return fmt.Errorf("%d of the %d members of the next committee are not ready for the key resharing, which waits for every one of them while the chain stops: %s; start or fix them, or pass --force", len(out), len(ch.Validators), strings.Join(out, "; "))
+	}
+	return nil
 }
 
 // readChange reads a change document.
