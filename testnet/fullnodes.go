@@ -186,12 +186,18 @@ func StartFullNodes(ctx context.Context, cfg RunConfig, cl *Cluster, g *genesis.
 }
 
 // printFullNodes lists the full nodes in the summary.
-func printFullNodes(w io.Writer, l Layout, p Ports, procs []*Proc) {
-	if len(procs) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "\nfull nodes (following validator 0)")
+// Those the committee took in (validator APIs in validators) are listed as
+// validators instead.
+func printFullNodes(w io.Writer, l Layout, p Ports, procs []*Proc, validators map[string]bool) {
+	header := false
 	for j, pr := range procs {
+		if validators[pr.API] {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nfull nodes (following validator 0)")
+			header = true
+		}
 		fmt.Fprintf(w, "  %-7s api %-24s p2p %-26s log %s\n", pr.Name, pr.API, p.fullP2PAddr(j), l.FullLog(j))
 	}
 }

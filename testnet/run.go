@@ -152,7 +152,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 
-	m, err := client.NewMulti(g)
+	// The current committee, which validator-set changes may have made
+	// other than genesis's: demo traffic is sealed to it.
+	m, err := client.Current(ctx, g)
 	if err != nil {
 		stop()
 		return err
@@ -226,15 +228,36 @@ func waitReporter(w io.Writer, tty bool, what string) func([]NodeState) {
 
 func printSummary(ctx context.Context, cfg RunConfig, l Layout, g *genesis.Genesis, m *client.Multi, resumed bool, lender demoLender, fulls []*Proc) {
 	w := cfg.Out
-	fmt.Fprintf(w, "\nzkbank testnet %s is up: %d validators, %d-of-%d threshold key\n\n", g.ChainID, len(g.Validators), g.Threshold, len(g.Validators))
-	if len(g.Validators) > 0 {
-		fmt.Fprintf(w, "dashboard  %s/\n\n", strings.TrimSuffix(g.Validators[0].API, "/"))
+	cur := m.Genesis() // the current committee
+	epoch := ""
+	if e := m.Epoch(); e > 0 {
+		epoch = fmt.Sprintf(" (epoch %d: the validator set changed since genesis)", e)
+	}
+	fmt.Fprintf(w, "\nzkbank testnet %s is up: %d validators, %d-of-%d threshold key%s\n\n", g.ChainID, len(cur.Validators), cur.Threshold, len(cur.Validators), epoch)
+	if len(cur.Validators) > 0 {
+		fmt.Fprintf(w, "dashboard  %s/\n\n", strings.TrimSuffix(cur.Validators[0].API, "/"))
+	}
+	// Processes by API: genesis's validators and the full nodes; a change
+	// may have made one of either the other.
+	logs := map[string]string{}
+	for i, v := range g.Validators {
+		logs[v.API] = l.Log(i)
+	}
+	for j, pr := range fulls {
+		logs[pr.API] = l.FullLog(j)
 	}
 	fmt.Fprintln(w, "validators")
-	for i, v := range g.Validators {
-		fmt.Fprintf(w, "  %-7s api %-24s p2p %-26s log %s\n", v.Name, v.API, strings.Join(v.P2PAddrs, ","), l.Log(i))
+	inCommittee := map[string]bool{}
+	for _, v := range cur.Validators {
+		inCommittee[v.API] = true
+		fmt.Fprintf(w, "  %-7s api %-24s p2p %-26s log %s\n", v.Name, v.API, strings.Join(v.P2PAddrs, ","), logs[v.API])
 	}
-	printFullNodes(w, l, cfg.Ports, fulls)
+	for i, v := range g.Validators {
+		if !inCommittee[v.API] {
+			fmt.Fprintf(w, "  %-7s api %-24s left the committee, follows as a full node; log %s\n", v.Name, v.API, l.Log(i))
+		}
+	}
+	printFullNodes(w, l, cfg.Ports, fulls, inCommittee)
 	ws, err := LoadWallets(l.Wallets())
 	if err != nil {
 		fmt.Fprintf(w, "\nwallets: %v\n", err)
