@@ -16,9 +16,11 @@ import (
 // The browser wallet (node/web/wallet.*): the wallet and client packages
 // compiled to WebAssembly (cmd/zkbank-wasm), with the page that drives it.
 // The gzipped wasm is generated and committed, so the node binary serves it
-// with no build step:
+// with no build step; web/wallet.wasm.goversion records the Go release that
+// built it, so that TestWalletWasmIsBuiltFromThisSource can rebuild it and
+// compare:
 //
-//go:generate sh -c "GOOS=js GOARCH=wasm go build -trimpath -ldflags=-s -o web/wallet.wasm ../cmd/zkbank-wasm && gzip -9 -n -f web/wallet.wasm && cp \"$(go env GOROOT)/lib/wasm/wasm_exec.js\" web/wasm_exec.js"
+//go:generate sh -c "GOOS=js GOARCH=wasm go build -trimpath -ldflags=-s -o web/wallet.wasm ../cmd/zkbank-wasm && gzip -9 -n -f web/wallet.wasm && cp \"$(go env GOROOT)/lib/wasm/wasm_exec.js\" web/wasm_exec.js && go env GOVERSION > web/wallet.wasm.goversion"
 
 // webFile is a file of node/web (embedded once, by web.go).
 func webFile(name string) func() []byte {

@@ -7,6 +7,10 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -65,6 +69,58 @@ func TestWalletWasmIsCommitted(t *testing.T) {
 	}
 	if !bytes.Contains(wasmExecJS(), []byte("globalThis.Go")) {
 		t.Fatal("node/web/wasm_exec.js is not Go's")
+	}
+}
+
+// The committed module is what this source builds: a change to wallet/,
+// client/, ledger/ or cmd/zkbank-wasm/ without 'go generate ./node' would
+// otherwise ship a browser wallet running older code than the CLI. Go builds
+// are reproducible (-trimpath), so with the Go release that built the
+// committed module the rebuild is byte-identical; with another release it
+// would differ anyway, and the test skips.
+func TestWalletWasmIsBuiltFromThisSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the wallet for WebAssembly (about 20 s on a cold cache)")
+	}
+	built, err := fs.ReadFile(webFS(), "wallet.wasm.goversion")
+	if err != nil {
+		t.Fatalf("node/web/wallet.wasm.goversion: %v; run 'go generate ./node' and commit node/web", err)
+	}
+	if v := strings.TrimSpace(string(built)); v != runtime.Version() {
+		t.Skipf("the committed module was built by %s and this is %s: a rebuild would differ in any case", v, runtime.Version())
+	}
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out := filepath.Join(t.TempDir(), "wallet.wasm")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s", "-o", out, "../cmd/zkbank-wasm")
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the wallet for WebAssembly: %v\n%s", err, b)
+	}
+	fresh, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := fs.ReadFile(webFS(), "wallet.wasm.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fresh, committed) {
+		t.Fatalf("node/web/wallet.wasm.gz is stale (%d bytes committed, %d built from this source): run 'go generate ./node' and commit node/web", len(committed), len(fresh))
+	}
+	js, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(js, wasmExecJS()) {
+		t.Fatal("node/web/wasm_exec.js is not this Go release's: run 'go generate ./node' and commit node/web")
 	}
 }
 
