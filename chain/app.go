@@ -1565,7 +1565,7 @@ func (a *App) ExtendVote(height uint64, round consensus.Round, value []byte) ([]
 		// never across an epoch switch: that block was the previous
 		// committee's, whose indexes and keys are not ours.
 		if a.atEpochStart(height + 1) {
-			return nil, fmt.Errorf("%w: no attestation for the previous committee's last block", ErrEpochEnded)
+			return nil, fmt.Errorf("%w: %w: the previous committee's last block", ErrEpochEnded, consensus.ErrNoAttestation)
 		}
 		ev = a.last
 	} else {

@@ -286,8 +286,11 @@ func TestAttack_HonestValidatorLeftOutOfTheCertificateOutvotesAWrongShare(t *tes
 	n.step(1)
 	n.step(2) // orders both
 	value := n.propose(3)
-	exts := n.precommit(value, 0)
-	n.finalize(value, n.certify(value, 0, exts, 1, 2, 3)) // validator 0 precommitted nil
+	exts := n.precommit(value, 1)
+	// Decided in round 1 by 1, 2 and 3; validator 0 precommitted nil. Its
+	// attestation names no round (consensus.AttestationRound), so it is
+	// carried next to precommits of another round.
+	n.finalize(value, n.certify(value, 1, exts, 1, 2, 3))
 	for i, v := range n.vals {
 		if _, err := v.app.BuildProposal(n.height+1, n.last); !errors.Is(err, ledger.ErrNoAgreement) {
 			t.Fatalf("validator %d builds from the certificate alone: %v (the halt attestations fix)", i, err)
@@ -311,16 +314,25 @@ func TestAttack_HonestValidatorLeftOutOfTheCertificateOutvotesAWrongShare(t *tes
 	asAttestation := slices.Clone(carried)
 	asAttestation[1].Attested = true
 	otherRound := slices.Clone(carried)
-	otherRound[0].Round = 1 // attestations name no round
-	for name, lc := range map[string][]Precommit{"attestation as a precommit": asPrecommit, "precommit as an attestation": asAttestation, "attestation naming a round": otherRound} {
-		b := &Block{Height: n.height + 1, LastCommit: lc}
+	named := &consensus.Vote{Type: consensus.Attestation, Height: n.height, Round: 1, BlockID: consensus.HashValue(value), Validator: 0, Extension: att.Extension}
+	consensus.SignVote(testChain, n.c.signers[0], named) // validly signed, naming round 1
+	otherRound[0].Round, otherRound[0].Signature = 1, named.Signature
+	for name, c := range map[string]struct {
+		lc   []Precommit
+		want string
+	}{
+		"attestation as a precommit":  {asPrecommit, "not its signed vote"},
+		"precommit as an attestation": {asAttestation, "validator 1"},
+		"attestation naming a round":  {otherRound, "names round 1"},
+	} {
+		b := &Block{Height: n.height + 1, LastCommit: c.lc}
 		for i, v := range n.vals {
-			if err := v.app.ValidateProposal(n.height+1, b.Encode()); !errors.Is(err, ErrBlock) {
+			if err := v.app.ValidateProposal(n.height+1, b.Encode()); !errors.Is(err, ErrBlock) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("validator %d: %s: %v", i, name, err)
 			}
 		}
 	}
-	short := carry(&consensus.CommitCertificate{Height: n.height, Round: 0, BlockID: n.last.BlockID, Sigs: n.last.Sigs[:1], Attested: []consensus.CommitSig{att}}, true)
+	short := carry(&consensus.CommitCertificate{Height: n.height, Round: n.last.Round, BlockID: n.last.BlockID, Sigs: n.last.Sigs[:1], Attested: []consensus.CommitSig{att}}, true)
 	b := &Block{Height: n.height + 1, LastCommit: short}
 	if err := n.vals[1].app.ValidateProposal(n.height+1, b.Encode()); err == nil || !strings.Contains(err.Error(), "voting power") {
 		t.Fatalf("one precommit and an attestation passed for a quorum: %v", err)

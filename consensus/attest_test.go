@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -89,8 +90,9 @@ func TestAttack_ValidatorLeftOutOfTheCertificateAttests(t *testing.T) {
 // certificate of the block from any round: validators may decide the same
 // block in different rounds, and a late precommit joins only its own
 // round's certificate. A validator whose own certificate holds its
-// precommit attests too once the next height is late, for those who
-// decided in another round without it.
+// precommit attests too once the next height has lost two rounds, for those
+// who decided in another round without it (not after one: a proposer that
+// is down costs a round, and N attestations then would be for nothing).
 func TestAttack_AttestationJoinsACertificateOfAnotherRound(t *testing.T) {
 	h := newHarness(t, 4, 3)
 	h.start(1, nil, nil)
@@ -115,10 +117,16 @@ func TestAttack_AttestationJoinsACertificateOfAnotherRound(t *testing.T) {
 	}
 	h.rebroadcastAttests(0, "attested in round 0 of the next height")
 	h.nextRound(0, 1, 2)
+	h.rebroadcastAttests(0, "attested in round 1 of the next height")
+	h.nextRound(0, 1, 2)
 	h.fire(TimeoutRebroadcast, 0)
 	if atts := h.sentAttestations(); len(atts) != 1 || atts[0].Height != 1 || atts[0].Round != AttestationRound {
-		t.Fatalf("the next height is late: %d attestations", len(atts))
+		t.Fatalf("round 2 of the next height: %d attestations", len(atts))
 	}
+	h.nextRound(0, 1, 2)
+	h.rebroadcastAttests(1, "re-sent in round 3")
+	h.nextRound(0, 1, 2)
+	h.rebroadcastAttests(2, "not re-sent in round 4")
 }
 
 // Attestations of others join the last certificate only if they are for
@@ -204,6 +212,20 @@ func TestAttestation_AfterCatchUpWaitsForTheRebroadcast(t *testing.T) {
 	h.app.extendErr = nil
 	h.rebroadcastAttests(1, "a failed attestation was not retried")
 	h.rebroadcastAttests(1, "attested twice")
+
+	// An application that has no attestation to make for a decision (the
+	// previous validator set's block) is not asked again, and it is no
+	// error.
+	n := newHarness(t, 4, 3)
+	n.start(2, &Commit{Cert: cert, Value: valX}, nil)
+	n.app.extendErr = fmt.Errorf("previous committee: %w", ErrNoAttestation)
+	if err := n.step(TimeoutEvent{Kind: TimeoutRebroadcast, Height: 2}); err != nil {
+		t.Fatalf("no attestation to make: %v", err)
+	}
+	n.nextRound(0, 1, 2)
+	n.nextRound(0, 1, 2)
+	n.app.extendErr = nil
+	n.rebroadcastAttests(0, "asked again after ErrNoAttestation")
 
 	// After a restart at height 2, the attestation is due again.
 	r := newHarness(t, 4, 3)

@@ -26,4 +26,9 @@ var (
 	ErrCorruptWAL = errors.New("consensus: corrupt WAL record")
 	// ErrConfig: NewMachine or Start called with an unusable configuration.
 	ErrConfig = errors.New("consensus: bad configuration")
+	// ErrNoAttestation: returned (wrapped) by Application.ExtendVote for a
+	// decided block this validator must not attest (for example the
+	// previous validator set's last block); the machine stops trying for
+	// that decision, and reports nothing.
+	ErrNoAttestation = errors.New("consensus: no attestation for this decision")
 )

@@ -58,7 +58,8 @@ func (e Evidence) verify(ver Verifier, chainID string, vals *ValidatorSet) error
 	switch e.Kind {
 	case DuplicateVote:
 		a, b := e.VoteA, e.VoteB
-		if a == nil || b == nil || a.Validator != b.Validator || a.Height != b.Height || a.Round != b.Round || a.Type != b.Type || a.BlockID == b.BlockID {
+		if a == nil || b == nil || a.Validator != b.Validator || a.Height != b.Height || a.Round != b.Round || a.Type != b.Type || a.BlockID == b.BlockID ||
+			(a.Type != Prevote && a.Type != Precommit) {
 			return fmt.Errorf("%w: votes do not conflict", ErrInvalidEvidence)
 		}
 		if !verifyVote(ver, chainID, vals, a) || !verifyVote(ver, chainID, vals, b) {

@@ -41,6 +41,19 @@ func TestEquivocatingVotesAreEvidence(t *testing.T) {
 	}
 }
 
+// Two attestations of different blocks at one height are not equivocation
+// evidence (an attestation is not a vote): Verify refuses them, signed as
+// they are.
+func TestAttestationsAreNotEquivocationEvidence(t *testing.T) {
+	h := newHarness(t, 4, 3)
+	h.start(1, nil, nil)
+	e := Evidence{Kind: DuplicateVote, Validator: 1, Height: 1, VoteType: Attestation,
+		VoteA: h.attestation(1, 1, AttestationRound, valX), VoteB: h.attestation(1, 1, AttestationRound, valY)}
+	if err := e.Verify(testChain, h.vals); !errors.Is(err, ErrInvalidEvidence) {
+		t.Fatalf("two attestations verified as evidence: %v", err)
+	}
+}
+
 func TestEquivocatingProposerIsEvidence(t *testing.T) {
 	h := newHarness(t, 4, 3)
 	h.start(1, nil, nil)

@@ -44,8 +44,11 @@ type Machine struct {
 	// the next height is late (sentRound: the last round they were sent
 	// in). attestDue asks rebroadcast to attest, until it succeeds (after a
 	// catch-up decision, a restart, or a failed ExtendVote).
+	// noAttest: the application refused to attest the last decision
+	// (ErrNoAttestation); nothing is tried again until the next one.
 	ownLate, ownAtt *Vote
 	attestDue       bool
+	noAttest        bool
 	sentRound       Round
 
 	evidence []Evidence
@@ -474,7 +477,7 @@ func (m *Machine) decide(r Round, value []byte, cert *CommitCertificate, tallied
 	m.cfg.Metrics.HeightCommitted(m.height, r, m.cfg.Proposer.Proposer(m.height, r))
 	c := &Commit{Cert: cert, Value: value}
 	m.out.Committed = append(m.out.Committed, c)
-	m.last, m.ownLate, m.ownAtt, m.attestDue, m.sentRound = c, nil, nil, false, 0
+	m.last, m.ownLate, m.ownAtt, m.attestDue, m.noAttest, m.sentRound = c, nil, nil, false, false, 0
 	if m.self >= 0 && !cert.has(m.self) {
 		switch own := m.hs.ownVotes[voteKey{r, Precommit}]; {
 		case own != nil && own.BlockID == cert.BlockID:
@@ -507,6 +510,10 @@ func (m *Machine) attest() {
 	ext, err := m.app.ExtendVote(c.Cert.Height, c.Cert.Round, c.Value)
 	if err == nil && (len(ext) == 0 || len(ext) > MaxExtensionSize) {
 		err = fmt.Errorf("extension of %d bytes (1 to MaxExtensionSize)", len(ext))
+	}
+	if errors.Is(err, ErrNoAttestation) {
+		m.attestDue, m.noAttest = false, true
+		return
 	}
 	if err != nil {
 		m.appErr("ExtendVote (attestation)", err)
@@ -862,19 +869,24 @@ func (m *Machine) rebroadcast() {
 
 // rebroadcastLate makes sure every validator can carry our extension for
 // the last decision. An attestation that is due is retried until it
-// succeeds. Once the next height is late (past round 0), we attest even if
-// our own certificate holds our precommit: another validator may have
-// decided the same block in another round, without it, and an attestation
-// joins a certificate of any round. And what we sent is re-sent once per
-// round, in case it was lost.
+// succeeds (or the application says there is none to make). Once the next
+// height has lost two rounds, we attest even if our own certificate holds
+// our precommit: another validator may have decided the same block in
+// another round, without it, and an attestation joins a certificate of any
+// round (not at round 1: a proposer that is down costs one round, and every
+// validator attesting then would cost N extensions for nothing). What we
+// sent is re-sent in rounds 1, 2, 4, 8, ... of the next height, in case it
+// was lost.
 func (m *Machine) rebroadcastLate() {
-	late := m.round > 0
-	if m.ownAtt == nil && (m.attestDue || late) {
+	if m.noAttest {
+		return
+	}
+	if m.ownAtt == nil && (m.attestDue || m.round >= 2) {
 		m.attest()
 		m.sentRound = m.round
 		return
 	}
-	if !late || m.sentRound == m.round {
+	if m.round == 0 || m.round&(m.round-1) != 0 || m.sentRound == m.round {
 		return
 	}
 	m.sentRound = m.round

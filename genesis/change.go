@@ -255,3 +255,22 @@ func Conflict(a, b []Epoch) (uint64, bool) {
 	}
 	return 0, false
 }
+
+// Dealers are the members of the current committee cur (threshold t) that
+// re-deal the key to c's committee, by index in cur: the first t that stay,
+// then, if fewer than t stay, the first that leave.
+func (c *Change) Dealers(cur []Validator, t int) []int {
+	stays := map[string]bool{}
+	for _, v := range c.Validators {
+		stays[v.ConsensusPub] = true
+	}
+	var dealers []int
+	for _, staying := range []bool{true, false} {
+		for i, v := range cur {
+			if len(dealers) < t && stays[v.ConsensusPub] == staying {
+				dealers = append(dealers, i)
+			}
+		}
+	}
+	return dealers
+}

@@ -213,3 +213,26 @@ func TestChange_EpochsFileRoundTripsAndIsCheckedFromGenesis(t *testing.T) {
 		t.Fatal("two epochs starting at the same height verified")
 	}
 }
+
+// The dealers of a resharing are the first t current members that stay,
+// then the first that leave if fewer than t stay.
+func TestChangeDealersPreferStayingMembers(t *testing.T) {
+	cur := []Validator{{ConsensusPub: "a"}, {ConsensusPub: "b"}, {ConsensusPub: "c"}, {ConsensusPub: "d"}}
+	for _, c := range []struct {
+		next []string
+		want []int
+	}{
+		{[]string{"b", "c", "d", "e"}, []int{1, 2}},
+		{[]string{"d", "e", "f"}, []int{3, 0}},
+		{[]string{"e", "f", "g"}, []int{0, 1}},
+		{[]string{"a", "b", "c", "d", "e"}, []int{0, 1}},
+	} {
+		ch := &Change{}
+		for _, p := range c.next {
+			ch.Validators = append(ch.Validators, Validator{ConsensusPub: p})
+		}
+		if got := ch.Dealers(cur, 2); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Fatalf("next %v: dealers %v, want %v", c.next, got, c.want)
+		}
+	}
+}

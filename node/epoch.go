@@ -263,17 +263,7 @@ func (n *Node) reshareSpecFor(c *genesis.Change, p *chain.PendingChange, myPub s
 		}
 		return -1
 	}
-	var dealers []int
-	for i, v := range cur {
-		if len(dealers) < n.com.T && newIndex(v.ConsensusPub) >= 0 {
-			dealers = append(dealers, i)
-		}
-	}
-	for i, v := range cur {
-		if len(dealers) < n.com.T && newIndex(v.ConsensusPub) < 0 {
-			dealers = append(dealers, i)
-		}
-	}
+	dealers := c.Dealers(cur, n.com.T)
 	isDealer := map[int]bool{}
 	for _, j := range dealers {
 		isDealer[j] = true

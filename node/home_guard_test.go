@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/zkbank/zkbank/genesis"
@@ -36,5 +37,19 @@ func TestRun_ValidatorHomeWithoutItsConsensusKeyRefusesToStart(t *testing.T) {
 	}
 	if err := notAValidatorsHome(h, gen, own); err == nil || !strings.Contains(err.Error(), "key share") {
 		t.Fatalf("a home with a key share: %v", err)
+	}
+}
+
+// A node whose consensus keeps halting restarts ever more slowly: 2 s, then
+// doubling, never more than a minute apart.
+func TestRun_HaltRestartsBackOff(t *testing.T) {
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	for halts, w := range want {
+		if got := haltDelay(halts); got != w {
+			t.Fatalf("after %d halts in a row: %s, want %s", halts, got, w)
+		}
+	}
+	if got := haltDelay(1 << 20); got != time.Minute {
+		t.Fatalf("after many halts: %s", got)
 	}
 }

@@ -142,7 +142,7 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 			if time.Since(started) > haltsReset {
 				halts = 0
 			}
-			delay := min(haltRestartDelay<<min(halts, 5), haltRestartMax)
+			delay := haltDelay(halts)
 			halts++
 			logger.Error("restarting from the durable state", "home", dir, "in", delay, "halts_in_a_row", halts, "err", err)
 			select {
@@ -169,6 +169,13 @@ const (
 	haltRestartMax   = time.Minute
 	haltsReset       = 5 * time.Minute
 )
+
+// haltDelay is the wait before a restart that follows the given number of
+// earlier halts in a row: haltRestartDelay, doubling, at most
+// haltRestartMax.
+func haltDelay(halts int) time.Duration {
+	return min(haltRestartDelay<<min(halts, 5), haltRestartMax)
+}
 
 // errFellBehind: the node is further behind the validators than they keep
 // what re-evaluating the missed blocks needs, and it is not advancing.

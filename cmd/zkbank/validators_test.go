@@ -1,16 +1,22 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/zkbank/zkbank/api"
 	"github.com/zkbank/zkbank/genesis"
 	"github.com/zkbank/zkbank/ledger"
 	"github.com/zkbank/zkbank/node"
+	"github.com/zkbank/zkbank/version"
 )
 
 // The operator's path of a validator-set change, offline: write the change
@@ -84,12 +90,68 @@ func TestValidatorsChangeSignSubmit(t *testing.T) {
 	// (the resharing would wait for them with the chain stopped), naming
 	// them; --force hands it to the current validators anyway.
 	code, _, stderr = zk(t, "validators", "submit", change, "--genesis", gpath, "--timeout", "5s")
-	oneErrorLine(t, code, stderr, 1, "4 of the 4 members of the next committee are not ready", "bank-5", "does not answer", "--force")
+	oneErrorLine(t, code, stderr, 1, "4 of the 4 validators the key resharing waits for", "bank-5", "does not answer", "--force")
 	code, _, stderr = zk(t, "validators", "submit", change, "--force", "--genesis", gpath, "--timeout", "5s")
 	oneErrorLine(t, code, stderr, 1, "no validator took the change")
 
 	code, stdout, _ = zk(t, "validators", "list", "--genesis", gpath, "--timeout", "5s")
 	if code != 0 || !strings.Contains(stdout, "epoch 0: 4 validators, 2-of-4 key") || !strings.Contains(stdout, "node-3") {
 		t.Fatalf("list: exit %d: %q", code, stdout)
+	}
+}
+
+// statusServer answers /v1/status with st, as a node would.
+func statusServer(t *testing.T, st api.Status) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != api.PathStatus {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// The pre-flight of 'validators submit' asks every validator the resharing
+// waits for: the next committee and a dealer that leaves (here, with one
+// member staying of a 2-of-4 committee, the first leaving one, "a"). It
+// names each that is down or on another chain, protocol or epoch, and
+// passes when all answer for this chain at this epoch.
+func TestSubmitPreflightNamesEveryMemberNotReady(t *testing.T) {
+	ok := api.Status{Chain: "c", Protocol: version.Protocol, Epoch: 3}
+	other, oldProto, behind := ok, ok, ok
+	other.Chain, oldProto.Protocol, behind.Epoch = "another", version.Protocol-1, 2
+	cur := &genesis.Genesis{ChainID: "c", Threshold: 2, Validators: []genesis.Validator{
+		{Name: "a", ConsensusPub: "pa", API: deadURL(t)},
+		{Name: "b", ConsensusPub: "pb", API: statusServer(t, ok)},
+		{Name: "c", ConsensusPub: "pc", API: statusServer(t, ok)},
+		{Name: "d", ConsensusPub: "pd", API: statusServer(t, ok)},
+	}}
+	ch := &genesis.Change{Validators: []genesis.Validator{
+		cur.Validators[3],
+		{Name: "e", ConsensusPub: "pe", API: statusServer(t, other)},
+		{Name: "f", ConsensusPub: "pf", API: statusServer(t, oldProto)},
+		{Name: "g", ConsensusPub: "pg", API: statusServer(t, behind)},
+	}}
+	members := resharingMembers(ch, cur)
+	if len(members) != 5 || members[4].Name != "a" {
+		t.Fatalf("members %v", members)
+	}
+	err := preflight(context.Background(), members, "c", 3)
+	if err == nil {
+		t.Fatal("passed with four members not ready")
+	}
+	for _, want := range []string{"4 of the 5", "a (", "does not answer", `e (`, `runs chain "another"`, "f (", "speaks protocol", "g (", "at epoch 2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("%q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "d (") {
+		t.Fatalf("named a ready member: %v", err)
+	}
+	ready := &genesis.Change{Validators: []genesis.Validator{cur.Validators[1], cur.Validators[2], cur.Validators[3]}}
+	if err := preflight(context.Background(), resharingMembers(ready, cur), "c", 3); err != nil {
+		t.Fatalf("every member ready: %v", err)
 	}
 }

@@ -230,7 +230,7 @@ makes submit refuse; --force submits anyway.`,
 			if err != nil {
 				return err
 			}
-			if err := preflight(ctx, ch, m.Chain(), m.Epoch()); err != nil && !force {
+			if err := preflight(ctx, resharingMembers(ch, m.Genesis()), m.Chain(), m.Epoch()); err != nil && !force {
 				return err
 			}
 			queued := 0
@@ -254,14 +254,31 @@ makes submit refuse; --force submits anyway.`,
 	return c
 }
 
-// preflight asks every member of the next committee for its status, at
-// once: a member that does not answer, or answers for another chain,
-// protocol or epoch, would not take part in the key resharing, which waits
-// for every member while the chain stops.
-func preflight(ctx context.Context, ch *genesis.Change, chainID string, epoch uint64) error {
-	bad := make([]string, len(ch.Validators))
-	done := make(chan struct{}, len(ch.Validators))
-	for i, v := range ch.Validators {
+// resharingMembers are the validators the key resharing of ch waits for:
+// every member of the next committee, and the dealers among the members
+// that leave (cur is the current committee).
+func resharingMembers(ch *genesis.Change, cur *genesis.Genesis) []genesis.Validator {
+	out := append([]genesis.Validator(nil), ch.Validators...)
+	in := map[string]bool{}
+	for _, v := range ch.Validators {
+		in[v.ConsensusPub] = true
+	}
+	for _, j := range ch.Dealers(cur.Validators, cur.Threshold) {
+		if v := cur.Validators[j]; !in[v.ConsensusPub] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// preflight asks every member a resharing waits for (resharingMembers) for
+// its status, at once: a member that does not answer, or answers for
+// another chain, protocol or epoch, would not take part, and the resharing
+// waits for it while the chain stops.
+func preflight(ctx context.Context, members []genesis.Validator, chainID string, epoch uint64) error {
+	bad := make([]string, len(members))
+	done := make(chan struct{}, len(members))
+	for i, v := range members {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			c, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -279,7 +296,7 @@ func preflight(ctx context.Context, ch *genesis.Change, chainID string, epoch ui
 			}
 		}()
 	}
-	for range ch.Validators {
+	for range members {
 		<-done
 	}
 	var out []string
@@ -289,7 +306,7 @@ func preflight(ctx context.Context, ch *genesis.Change, chainID string, epoch ui
 		}
 	}
 	if len(out) > 0 {
-		return fmt.Errorf("%d of the %d members of the next committee are not ready for the key resharing, which waits for every one of them while the chain stops: %s; start or fix them, or pass --force", len(out), len(ch.Validators), strings.Join(out, "; "))
+		return fmt.Errorf("%d of the %d validators the key resharing waits for (the next committee, and any dealer that leaves) are not ready; the chain stops while it waits: %s; start or fix them, or pass --force", len(out), len(members), strings.Join(out, "; "))
 	}
 	return nil
 }
