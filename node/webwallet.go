@@ -20,7 +20,7 @@ import (
 // built it, so that TestWalletWasmIsBuiltFromThisSource can rebuild it and
 // compare:
 //
-//go:generate sh -c "GOOS=js GOARCH=wasm go build -trimpath -ldflags=-s -o web/wallet.wasm ../cmd/zkbank-wasm && gzip -9 -n -f web/wallet.wasm && cp \"$(go env GOROOT)/lib/wasm/wasm_exec.js\" web/wasm_exec.js && go env GOVERSION > web/wallet.wasm.goversion"
+//go:generate sh -c "GOOS=js GOARCH=wasm go build -trimpath -buildvcs=false -ldflags=-s -o web/wallet.wasm ../cmd/zkbank-wasm && gzip -9 -n -f web/wallet.wasm && cp \"$(go env GOROOT)/lib/wasm/wasm_exec.js\" web/wasm_exec.js && go env GOVERSION > web/wallet.wasm.goversion"
 
 // webFile is a file of node/web (embedded once, by web.go).
 func webFile(name string) func() []byte {

@@ -75,7 +75,7 @@ func TestWalletWasmIsCommitted(t *testing.T) {
 // The committed module is what this source builds: a change to wallet/,
 // client/, ledger/ or cmd/zkbank-wasm/ without 'go generate ./node' would
 // otherwise ship a browser wallet running older code than the CLI. Go builds
-// are reproducible (-trimpath), so with the Go release that built the
+// are reproducible (-trimpath, -buildvcs=false), so with the Go release that built the
 // committed module the rebuild is byte-identical; with another release it
 // would differ anyway, and the test skips.
 func TestWalletWasmIsBuiltFromThisSource(t *testing.T) {
@@ -91,7 +91,9 @@ func TestWalletWasmIsBuiltFromThisSource(t *testing.T) {
 	}
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	out := filepath.Join(t.TempDir(), "wallet.wasm")
-	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s", "-o", out, "../cmd/zkbank-wasm")
+	// -buildvcs=false as go generate builds it: a commit stamp would make
+	// every commit's module differ.
+	cmd := exec.Command(goBin, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s", "-o", out, "../cmd/zkbank-wasm")
 	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the wallet for WebAssembly: %v\n%s", err, b)
