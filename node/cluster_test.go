@@ -612,7 +612,7 @@ func TestAttack_SlowValidatorAndWrongSharesDoNotHaltTheChain(t *testing.T) {
 	if st := c.overdraw(b, "bob", "carol", 500, 1, 1, 2, 3); st.Status == api.StatusCommitted {
 		t.Fatalf("overdraft committed: %+v", st)
 	}
-	var bal, h uint64
+	var bal, h, last uint64
 	committed := uint64(0)
 	for tries := 0; tries < 4 && committed < 2; tries++ {
 		// The nonce comes from validator 0, which learns of each decision
@@ -624,6 +624,7 @@ func TestAttack_SlowValidatorAndWrongSharesDoNotHaltTheChain(t *testing.T) {
 		})
 		bal, h = c.balance("alice", 1, 2, 3)
 		st := c.send(b, "alice", "carol", 10, bal, h, nil, 1)
+		last = max(last, st.Height)
 		switch {
 		case st.Status == api.StatusCommitted:
 			committed++
@@ -640,6 +641,17 @@ func TestAttack_SlowValidatorAndWrongSharesDoNotHaltTheChain(t *testing.T) {
 	if c.metric(1, attested) < 1 && c.metric(2, attested) < 1 {
 		t.Fatal("no attestation reached validators 1 and 2: the test did not exercise what it is about")
 	}
+	// Balances are read one account after another: every validator read
+	// must have applied the last transfer first, or an earlier read sees an
+	// older height than a later one.
+	c.waitFor("validators 1-3 applied the last transfer", time.Minute, func() bool {
+		for _, i := range []int{1, 2, 3} {
+			if c.status(i).AppliedHeight <= last+2 {
+				return false
+			}
+		}
+		return true
+	})
 	ab, _ := c.balance("alice", 1, 2, 3)
 	bb, _ := c.balance("bob", 1, 2, 3)
 	cb, _ := c.balance("carol", 1, 2, 3)
