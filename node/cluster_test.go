@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -303,12 +304,29 @@ func (c *cluster) postBalance(i int, body []byte) (int, string) {
 	return resp.StatusCode, e.Code
 }
 
+// account returns the newest state of the account that any node serves
+// (the highest nonce): the node that reported the last transfer's verdict
+// may be ahead of the others, and a nonce read from one behind it would
+// build a replay.
 func (c *cluster) account(name string) api.Account {
-	var a api.Account
-	if err := c.getJSON(0, api.PathAccount+c.users[name].id.String(), &a); err != nil {
-		c.t.Fatal(err)
+	c.t.Helper()
+	var best api.Account
+	var errs []error
+	found := false
+	for i := range c.apis {
+		var a api.Account
+		if err := c.getJSON(i, api.PathAccount+c.users[name].id.String(), &a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !found || a.Nonce > best.Nonce {
+			best, found = a, true
+		}
 	}
-	return a
+	if !found {
+		c.t.Fatalf("no node serves account %s: %v", name, errors.Join(errs...))
+	}
+	return best
 }
 
 // send builds and submits a transfer (or a forged one if vals != nil) and
