@@ -33,15 +33,23 @@ func main() {
 	z.Set("importWallet", promise(importWallet))
 	z.Set("exportWallet", promise(exportWallet))
 	z.Set("info", promise(info))
-	z.Set("openAccount", promise(openAccount))
-	z.Set("balance", promise(func(a []js.Value) (any, error) { return balance(a, false) }))
-	z.Set("available", promise(func(a []js.Value) (any, error) { return balance(a, true) }))
-	z.Set("send", promise(func(a []js.Value) (any, error) { return pay(a, false) }))
-	z.Set("charge", promise(func(a []js.Value) (any, error) { return pay(a, true) }))
-	z.Set("apply", promise(apply))
-	z.Set("history", promise(history))
-	z.Set("score", promise(score))
-	z.Set("lending", promise(lending))
+	z.Set("openAccount", onNode(openAccount))
+	z.Set("balance", onNode(func(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
+		return balance(ctx, w, m, false)
+	}))
+	z.Set("available", onNode(func(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
+		return balance(ctx, w, m, true)
+	}))
+	z.Set("send", onNode(func(ctx context.Context, w *wallet.Wallet, m *client.Multi, a []js.Value) (any, error) {
+		return pay(ctx, w, m, a, false)
+	}))
+	z.Set("charge", onNode(func(ctx context.Context, w *wallet.Wallet, m *client.Multi, a []js.Value) (any, error) {
+		return pay(ctx, w, m, a, true)
+	}))
+	z.Set("apply", onNode(apply))
+	z.Set("history", onNode(history))
+	z.Set("score", onNode(score))
+	z.Set("lending", onNode(lending))
 	js.Global().Set("zkbank", z)
 	if f := js.Global().Get("zkbankReady"); f.Type() == js.TypeFunction {
 		f.Invoke()
@@ -207,19 +215,26 @@ func connect(ctx context.Context, nodeURL string) (*wallet.Wallet, *client.Multi
 	return w, m, nil
 }
 
-func withTimeout() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 3*time.Minute)
+// nodeCall is a binding whose first argument is a node URL.
+type nodeCall func(ctx context.Context, w *wallet.Wallet, m *client.Multi, a []js.Value) (any, error)
+
+// onNode is the Promise of a nodeCall: f runs with a deadline, the current
+// wallet and a client of that node's chain (connect).
+func onNode(f nodeCall) js.Func {
+	return promise(func(a []js.Value) (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		w, m, err := connect(ctx, arg(a, 0))
+		if err != nil {
+			return nil, err
+		}
+		return f(ctx, w, m, a)
+	})
 }
 
 // openAccount(nodeURL) opens the wallet's account (or finds it open) and
 // binds the wallet to the chain; the page re-stores the returned JSON.
-func openAccount(a []js.Value) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func openAccount(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
 	already := true
 	acct, err := m.Account(ctx, w.Account)
 	if errors.Is(err, client.ErrUnknownAccount) {
@@ -251,13 +266,7 @@ func openAccount(a []js.Value) (any, error) {
 
 // balance(nodeURL), or available(nodeURL) for a card: validators re-encrypt
 // the balance to the wallet's key; it is decrypted here.
-func balance(a []js.Value, card bool) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func balance(ctx context.Context, w *wallet.Wallet, m *client.Multi, card bool) (any, error) {
 	if card && !w.IsCard() {
 		return nil, fmt.Errorf("wallet %s is a deposit account; read its balance", w.Name)
 	}
@@ -279,7 +288,7 @@ func balanceJS(w *wallet.Wallet, b client.Balance) map[string]any {
 }
 
 // pay is send(nodeURL, to, amount) or charge(nodeURL, merchant, amount).
-func pay(a []js.Value, card bool) (any, error) {
+func pay(ctx context.Context, w *wallet.Wallet, m *client.Multi, a []js.Value, card bool) (any, error) {
 	cents, err := wallet.ParseAmount(arg(a, 2))
 	if err != nil {
 		return nil, err
@@ -287,12 +296,6 @@ func pay(a []js.Value, card bool) (any, error) {
 	to, err := ledger.ParseAccountID(arg(a, 1))
 	if err != nil {
 		return nil, fmt.Errorf("recipient %q: want a 64-hex-digit account id", arg(a, 1))
-	}
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
 	}
 	if card && !w.IsCard() {
 		return nil, fmt.Errorf("wallet %s is a deposit account: send, not charge", w.Name)
@@ -308,13 +311,7 @@ func pay(a []js.Value, card bool) (any, error) {
 }
 
 // apply(nodeURL) moves the pending balance into the available one.
-func apply(a []js.Value) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func apply(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
 	res, err := m.ApplyPending(ctx, w, nil)
 	if err != nil {
 		return nil, err
@@ -340,24 +337,13 @@ func result(ctx context.Context, m *client.Multi, w *wallet.Wallet, res *client.
 
 // history(nodeURL) lists the account's transfers; amounts are confidential
 // (the page adds those it sent from its local journal).
-func history(a []js.Value) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func history(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
 	h, err := m.History(ctx, w.Account)
 	if err != nil {
 		return nil, err
 	}
 	list := []any{}
-	seen := map[string]bool{}
-	for _, t := range h.Transfers {
-		if seen[t.ID] { // an apply is listed on both of its sides
-			continue
-		}
-		seen[t.ID] = true
+	for _, t := range h.Transfers { // each once: the node lists an apply once
 		dir, other := "sent", t.To
 		if len(t.Payees) > 1 {
 			other = fmt.Sprintf("%d payees", len(t.Payees))
@@ -375,13 +361,7 @@ func history(a []js.Value) (any, error) {
 
 // score(nodeURL): the account's credit score, computed by validators on its
 // encrypted balances, re-encrypted to the wallet's key and decrypted here.
-func score(a []js.Value) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func score(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
 	sc, err := m.Score(ctx, w)
 	if err != nil {
 		return nil, err
@@ -391,13 +371,7 @@ func score(a []js.Value) (any, error) {
 
 // lending(nodeURL): the account's public lending record (consents granted,
 // open loans and applications, missed installments), as the API serves it.
-func lending(a []js.Value) (any, error) {
-	ctx, cancel := withTimeout()
-	defer cancel()
-	w, m, err := connect(ctx, arg(a, 0))
-	if err != nil {
-		return nil, err
-	}
+func lending(ctx context.Context, w *wallet.Wallet, m *client.Multi, _ []js.Value) (any, error) {
 	l, err := m.Lending(ctx, w.Account)
 	if err != nil {
 		return nil, err
